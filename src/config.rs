@@ -69,6 +69,7 @@ fn invalid_message(
 #[serde(default, deny_unknown_fields)]
 pub struct ConfigFile {
     pub paths: PathsSection,
+    pub speech: SpeechSection,
     pub playback: PlaybackSection,
     pub system: SystemSection,
     pub log: LogSection,
@@ -83,6 +84,35 @@ pub struct PathsSection {
     pub spool_dir: Option<PathBuf>,
     /// Where `vivid render` writes when no output is named.
     pub output_dir: Option<PathBuf>,
+}
+
+/// The default voice, below the models folder (see models/models.toml).
+pub const DEFAULT_VOICE_FILE: &str = "voices/en_US-joe-medium.onnx";
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechSection {
+    /// Piper voice model (`.onnx`, with its `.onnx.json` beside it).
+    /// Default: the default voice in the models folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice: Option<PathBuf>,
+    /// Speaking rate: 1.0 as trained, 1.2 is 20% faster (0.25 to 4).
+    pub rate: f32,
+    /// Speaker of a multi-speaker voice.
+    pub speaker: i64,
+    /// Silence between sentences, in seconds (0 to 5).
+    pub sentence_silence: f32,
+}
+
+impl Default for SpeechSection {
+    fn default() -> Self {
+        Self {
+            voice: None,
+            rate: 1.0,
+            speaker: 0,
+            sentence_silence: 0.2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -235,6 +265,9 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub spool: SpoolDirs,
     pub output_dir: PathBuf,
+    /// The voice model to speak with.
+    pub voice: PathBuf,
+    pub speech: SpeechSection,
     pub playback: PlaybackSection,
     pub system: SystemSection,
     pub log: LogSection,
@@ -264,6 +297,9 @@ impl Config {
             Some(path) => read_config_file(path)?,
             None => ConfigFile::default(),
         };
+        if let Some(path) = source.path() {
+            validate(path, &file)?;
+        }
         Ok(Self::resolve(source, file, &DefaultDirs::from_env()))
     }
 
@@ -283,7 +319,13 @@ impl Config {
         let models_dir = pick(file.paths.models_dir, defaults.data.join("models"));
         let spool_dir = pick(file.paths.spool_dir, defaults.data.join("spool"));
         let output_dir = pick(file.paths.output_dir, defaults.data.join("output"));
+        let voice = pick(
+            file.speech.voice.clone(),
+            models_dir.join(DEFAULT_VOICE_FILE),
+        );
         Config {
+            voice,
+            speech: file.speech,
             source,
             spool: SpoolDirs::under(&spool_dir),
             models_dir,
@@ -302,6 +344,10 @@ impl Config {
                 models_dir: Some(self.models_dir.clone()),
                 spool_dir: Some(self.spool_dir.clone()),
                 output_dir: Some(self.output_dir.clone()),
+            },
+            speech: SpeechSection {
+                voice: Some(self.voice.clone()),
+                ..self.speech.clone()
             },
             playback: self.playback.clone(),
             system: self.system.clone(),
@@ -358,6 +404,42 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> 
             inner.message().to_owned(),
         )
     })
+}
+
+/// Range checks serde cannot express.
+fn validate(path: &Path, file: &ConfigFile) -> Result<(), ConfigError> {
+    let invalid = |key: &str, reason: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: None,
+        key: Some(key.to_owned()),
+        reason,
+    };
+    let speech = &file.speech;
+    if !(0.25..=4.0).contains(&speech.rate) {
+        return Err(invalid(
+            "speech.rate",
+            format!("{} is outside the allowed 0.25 to 4", speech.rate),
+        ));
+    }
+    if !(0.0..=5.0).contains(&speech.sentence_silence) {
+        return Err(invalid(
+            "speech.sentence_silence",
+            format!(
+                "{} s is outside the allowed 0 to 5 s",
+                speech.sentence_silence
+            ),
+        ));
+    }
+    if speech.speaker < 0 {
+        return Err(invalid(
+            "speech.speaker",
+            format!(
+                "{} is negative; speakers are numbered from 0",
+                speech.speaker
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -464,6 +546,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("system.min_free_disk_mb"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("vivid.toml");
+        std::fs::write(&path, "[speech]\nrate = 9.0\n").unwrap();
+        let msg = Config::load(ConfigSource::Flag(path.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("speech.rate") && msg.contains("0.25 to 4"),
+            "{msg}"
+        );
+        std::fs::write(&path, "[speech]\nsentence_silence = -1.0\n").unwrap();
+        let msg = Config::load(ConfigSource::Flag(path))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("speech.sentence_silence"), "{msg}");
+    }
+
+    #[test]
+    fn default_voice_is_in_the_manifest() {
+        let manifest = crate::models::Manifest::builtin().unwrap();
+        assert!(
+            manifest
+                .files()
+                .any(|f| f.install_as == Path::new(DEFAULT_VOICE_FILE))
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// instead of piling up. Dropping an uncommitted `AtomicFile` removes it.
 #[derive(Debug)]
 pub struct AtomicFile {
-    file: Option<File>,
+    file: File,
+    committed: bool,
     temp_path: PathBuf,
     final_path: PathBuf,
 }
@@ -30,10 +31,17 @@ impl AtomicFile {
             .truncate(true)
             .open(&temp_path)?;
         Ok(AtomicFile {
-            file: Some(file),
+            file,
+            committed: false,
             temp_path,
             final_path: final_path.to_path_buf(),
         })
+    }
+
+    /// The open file, for writers that need `Seek` (a WAV header is
+    /// patched at the end).
+    pub fn as_file(&mut self) -> &mut File {
+        &mut self.file
     }
 
     pub fn temp_path(&self) -> &Path {
@@ -42,33 +50,26 @@ impl AtomicFile {
 
     /// Flushes to disk and moves the file to its final name.
     pub fn commit(mut self) -> io::Result<()> {
-        if let Some(file) = self.file.take() {
-            file.sync_all()?;
-        }
+        self.file.sync_all()?;
         fs::rename(&self.temp_path, &self.final_path)?;
+        self.committed = true;
         fsync_dir(parent_dir(&self.final_path))
     }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.file.as_mut() {
-            Some(file) => file.write(buf),
-            None => Err(io::Error::other("write after commit")),
-        }
+        self.file.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
-            Some(file) => file.flush(),
-            None => Ok(()),
-        }
+        self.file.flush()
     }
 }
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if !self.committed {
             // Not committed: leave nothing behind under any name.
             let _ = fs::remove_file(&self.temp_path);
         }

@@ -19,3 +19,6 @@ pub mod doctor;
 pub mod fsutil;
 pub mod logging;
 pub mod models;
+pub mod output;
+pub mod speech;
+pub mod text;

@@ -18,7 +18,7 @@ pub fn init(level: LogLevel) {
     let filter = std::env::var(LOG_ENV)
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new(level.as_str()));
+        .unwrap_or_else(|| EnvFilter::new(format!("warn,vivid={}", level.as_str())));
     let terminal = std::io::stderr().is_terminal();
     // systemd sets JOURNAL_STREAM when stderr goes to the journal.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();

@@ -1,0 +1,3 @@
+//! Output: finished audio written to disk (and, later, played).
+
+pub mod wav;

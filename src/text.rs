@@ -1,0 +1,121 @@
+//! The first stage: reading a narration text from a file or stdin, with
+//! errors that name the file and say what is wrong with it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Largest text accepted by default (a museum label is a few KB; a whole
+/// book is a mistake, not a job).
+pub const DEFAULT_MAX_TEXT_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum TextError {
+    #[error("cannot read {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "{path} is {size} bytes, more than the limit of {limit} bytes; split it into several texts"
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error(
+        "{path} is not UTF-8 text (invalid byte at offset {offset}); save it as UTF-8 \
+         (for example `iconv -f latin1 -t utf-8`)"
+    )]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("{path} is empty or holds only white space")]
+    Empty { path: PathBuf },
+}
+
+/// Reads `path` (`-` for stdin) as UTF-8 text: a byte-order mark removed,
+/// CRLF and CR line ends turned into LF.
+pub fn read_text(path: &Path, max_bytes: u64) -> Result<String, TextError> {
+    let read_err = |cause| TextError::Read {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+    } else {
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        file.take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+    }
+    if bytes.len() as u64 > max_bytes {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(TextError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: max_bytes,
+        });
+    }
+    decode_text(path, bytes)
+}
+
+/// The checks and clean-up of `read_text` on bytes already read.
+pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String, TextError> {
+    let text = String::from_utf8(bytes).map_err(|e| TextError::NotUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    if text.trim().is_empty() {
+        return Err(TextError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_bom_and_line_ends() {
+        let text = decode_text(
+            Path::new("a.txt"),
+            b"\xef\xbb\xbfOne.\r\nTwo.\rThree.".to_vec(),
+        )
+        .unwrap();
+        assert_eq!(text, "One.\nTwo.\nThree.");
+    }
+
+    #[test]
+    fn rejects_bad_bytes_and_empty_text_naming_the_file() {
+        let err = decode_text(Path::new("/in/label.txt"), b"caf\xe9".to_vec()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/in/label.txt") && msg.contains("offset 3"),
+            "{msg}"
+        );
+        let err = decode_text(Path::new("/in/blank.txt"), b" \n\t ".to_vec()).unwrap_err();
+        assert!(err.to_string().contains("/in/blank.txt"), "{err}");
+    }
+
+    #[test]
+    fn rejects_oversized_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big.txt");
+        std::fs::write(&path, vec![b'a'; 100]).unwrap();
+        let err = read_text(&path, 10).unwrap_err();
+        assert!(
+            matches!(err, TextError::TooLarge { size: 100, .. }),
+            "{err}"
+        );
+        assert_eq!(read_text(&path, 100).unwrap().len(), 100);
+    }
+}
