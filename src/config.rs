@@ -139,12 +139,15 @@ pub struct SystemSection {
     /// Free space (MiB) below which `vivid doctor` fails for the model,
     /// spool and output file systems.
     pub min_free_disk_mb: u64,
+    /// Threads for the neural network kernels; 0 uses every core.
+    pub threads: usize,
 }
 
 impl Default for SystemSection {
     fn default() -> Self {
         Self {
             min_free_disk_mb: 512,
+            threads: 0,
         }
     }
 }

@@ -14,6 +14,8 @@
 //! manifest and fetching, installation checks, logging and durable file
 //! writing.
 
+pub mod bench;
+pub mod compute;
 pub mod config;
 pub mod doctor;
 pub mod fsutil;

@@ -57,6 +57,30 @@ enum Command {
     /// Speak a text file with the Piper voice and write a WAV file (speech
     /// only, no background).
     Speak(SpeakArgs),
+    /// Measure speed and memory against the reference implementations.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Text to speech: vivid (tract) against piper-tts 1.8 (onnxruntime) on
+    /// the same sentences, one thread and all threads. Needs
+    /// `pip install piper-tts==1.8.0` for the reference.
+    Tts(BenchTtsArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchTtsArgs {
+    /// Piper voice model; default: speech.voice from the config.
+    #[arg(long, value_name = "PATH")]
+    voice: Option<PathBuf>,
+    /// Python with piper-tts installed.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Also print where tract spends its time, by op, for one sentence.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +153,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .shifted(i32::from(cli.verbose) - i32::from(cli.quiet));
     vivid::logging::init(level);
     tracing::debug!(source = %config.source, "config loaded");
+    vivid::compute::set_compute_threads(config.system.threads);
 
     let manifest = Manifest::builtin()?;
     match cli.command {
@@ -137,6 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(ModelsCommand::Verify(dir)) => models_verify(&config, &manifest, dir),
         Command::Doctor => run_doctor(&config, &manifest),
         Command::Speak(args) => speak(&config, args),
+        Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
     }
 }
 
@@ -321,5 +347,92 @@ fn speak(config: &Config, args: SpeakArgs) -> Result<ExitCode> {
         "wrote {}: {sentences} sentences, {seconds:.1} s of speech in {elapsed:.1} s",
         args.output.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_tts(config: &Config, args: BenchTtsArgs) -> Result<ExitCode> {
+    use vivid::bench;
+    let model = args.voice.unwrap_or_else(|| config.voice.clone());
+    let cores = vivid::compute::available_cores();
+    let bench::LoadedVoice {
+        voice,
+        load_s,
+        optimize,
+    } = bench::load_voice(&model)?;
+    let texts = bench::sentences();
+    println!(
+        "tts benchmark: {} sentences and a 60-word paragraph, voice {}, {} cores",
+        texts.len(),
+        model.display(),
+        cores
+    );
+    let mut rows = Vec::new();
+    for threads in [1, cores] {
+        let ours = bench::run_vivid_tts(&voice, threads, load_s)?;
+        let theirs = bench::run_piper_tts(&args.python, &model, threads)?;
+        rows.push((threads, ours, theirs));
+    }
+    println!(
+        "{:<28} {:>14} {:>14} {:>12}",
+        "", "vivid (tract)", "piper-tts/ort", "vivid/piper"
+    );
+    for (threads, ours, theirs) in &rows {
+        let label = format!("RTF, {threads} thread(s)");
+        println!(
+            "{label:<28} {:>14.3} {:>14.3} {:>11.2}x",
+            ours.rtf(),
+            theirs.rtf(),
+            ours.rtf() / theirs.rtf()
+        );
+        let label = format!("first audio, {threads} thr (s)");
+        let (a, b) = (
+            ours.first_audio_s.unwrap_or(f64::NAN),
+            theirs.first_audio_s.unwrap_or(f64::NAN),
+        );
+        println!("{label:<28} {a:>14.3} {b:>14.3} {:>11.2}x", a / b);
+    }
+    let (_, ours, theirs) = &rows[rows.len() - 1];
+    println!(
+        "{:<28} {:>14.3} {:>14.3} {:>11.2}x",
+        "model load (s)",
+        ours.load_s,
+        theirs.load_s,
+        ours.load_s / theirs.load_s
+    );
+    let peak_ours = rows.iter().map(|r| r.1.peak_rss_kb).max().unwrap_or(0);
+    let peak_theirs = rows.iter().map(|r| r.2.peak_rss_kb).max().unwrap_or(0);
+    println!(
+        "{:<28} {:>14.1} {:>14.1} {:>11.2}x",
+        "peak RSS (MiB)",
+        peak_ours as f64 / 1024.0,
+        peak_theirs as f64 / 1024.0,
+        peak_ours as f64 / peak_theirs.max(1) as f64
+    );
+    let optimize: Vec<String> = optimize
+        .iter()
+        .map(|(bucket, s)| format!("{bucket} ids {s:.2} s"))
+        .collect();
+    println!("plan optimize per bucket: {}", optimize.join(", "));
+    println!("audio per run: {:.1} s", ours.audio_s);
+    if args.profile {
+        vivid::compute::set_compute_threads(1);
+        let sentence = &voice.prepare(bench::TTS_PARAGRAPH)?[0];
+        let ids = voice.ids(&sentence.phonemes());
+        let times = voice
+            .model
+            .profile(&ids, 0, voice.scales(&Default::default())?, None)?;
+        let total: f64 = times.iter().map(|t| t.1).sum();
+        println!(
+            "time by op, one thread, one {}-id sentence ({total:.3} s):",
+            ids.len()
+        );
+        for (op, seconds) in times.iter().take(12) {
+            println!(
+                "  {op:<24} {:>8.3} s {:>5.1}%",
+                seconds,
+                100.0 * seconds / total
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -114,6 +114,13 @@ fn example_config_is_complete_and_valid() {
         vivid::config::read_config_file(std::path::Path::new(example)).expect("example parses");
     let defaults = vivid::config::ConfigFile::default();
     assert_eq!(file.playback, defaults.playback);
+    assert_eq!(
+        vivid::config::SpeechSection {
+            voice: None,
+            ..file.speech.clone()
+        },
+        defaults.speech
+    );
     assert_eq!(file.system, defaults.system);
     assert_eq!(file.log, defaults.log);
     let text = fs::read_to_string(example).unwrap();

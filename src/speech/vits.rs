@@ -103,10 +103,13 @@ impl VitsModel {
             }
         }
         let has_speaker_input = input_names.contains(&"sid");
+        // The phoneme embedding: the table a Gather indexes with `input`.
         let embedding_symbols = graph
-            .initializer
+            .node
             .iter()
-            .find(|t| t.name.ends_with("emb.weight") && t.dims.len() == 2)
+            .find(|n| n.op_type == "Gather" && n.input.get(1).is_some_and(|i| i == "input"))
+            .and_then(|n| graph.initializer.iter().find(|t| t.name == n.input[0]))
+            .filter(|t| t.dims.len() == 2)
             .map(|t| t.dims[0] as usize);
         let fixes = fix_graph(graph).map_err(bad)?;
         let model = onnx
@@ -179,6 +182,66 @@ impl VitsModel {
         model.into_optimized()?.into_runnable()
     }
 
+    /// Runs one sequence of ids like `infer` and returns the time spent in
+    /// each kind of op (summed), most expensive first. For `vivid bench`.
+    pub fn profile(
+        &self,
+        ids: &[i64],
+        pad_id: i64,
+        scales: [f32; 3],
+        speaker: Option<i64>,
+    ) -> Result<Vec<(String, f64)>, SpeechError> {
+        let fail = |e: TractError| SpeechError::Inference {
+            reason: format!("{e:#}"),
+        };
+        let bucket = self
+            .bucket_for(ids.len())
+            .ok_or_else(|| SpeechError::Inference {
+                reason: format!("{} ids exceed the largest bucket", ids.len()),
+            })?;
+        let plan = self.plan(bucket)?;
+        let inputs = self
+            .inputs(ids, bucket, pad_id, scales, speaker)
+            .map_err(fail)?;
+        let mut times: HashMap<String, f64> = HashMap::new();
+        let mut state = plan.spawn().map_err(fail)?;
+        state
+            .run_plan_with_eval(inputs, |session, op_state, node, input| {
+                let started = Instant::now();
+                let result = tract_onnx::tract_core::plan::eval(session, op_state, node, input);
+                *times.entry(node.op.name().to_string()).or_default() +=
+                    started.elapsed().as_secs_f64();
+                result
+            })
+            .map_err(fail)?;
+        let mut times: Vec<(String, f64)> = times.into_iter().collect();
+        times.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(times)
+    }
+
+    fn inputs(
+        &self,
+        ids: &[i64],
+        bucket: usize,
+        pad_id: i64,
+        scales: [f32; 3],
+        speaker: Option<i64>,
+    ) -> TractResult<TVec<TValue>> {
+        let mut padded = ids.to_vec();
+        padded.resize(bucket, pad_id);
+        let mut inputs: TVec<TValue> = tvec![
+            tract_ndarray::Array2::from_shape_vec((1, bucket), padded)?
+                .into_tensor()
+                .into(),
+            tensor1(&[ids.len() as i64]).into(),
+            tensor1(&scales).into(),
+        ];
+        if self.has_speaker_input {
+            inputs.push(tensor1(&[speaker.unwrap_or(0)]).into());
+        }
+        Ok(inputs)
+    }
+
     /// Runs one sequence of ids (at most `max_ids`), returning raw samples.
     pub fn infer(
         &self,
@@ -197,22 +260,12 @@ impl VitsModel {
                 ),
             })?;
         let plan = self.plan(bucket)?;
-        let mut padded = ids.to_vec();
-        padded.resize(bucket, pad_id);
         let fail = |e: TractError| SpeechError::Inference {
             reason: format!("{e:#}"),
         };
-        let mut inputs: TVec<TValue> = tvec![
-            tract_ndarray::Array2::from_shape_vec((1, bucket), padded)
-                .map_err(|e| fail(e.into()))?
-                .into_tensor()
-                .into(),
-            tensor1(&[ids.len() as i64]).into(),
-            tensor1(&scales).into(),
-        ];
-        if self.has_speaker_input {
-            inputs.push(tensor1(&[speaker.unwrap_or(0)]).into());
-        }
+        let inputs = self
+            .inputs(ids, bucket, pad_id, scales, speaker)
+            .map_err(fail)?;
         let outputs = plan.run(inputs).map_err(fail)?;
         let audio = outputs
             .first()
