@@ -301,7 +301,8 @@ impl Config {
             None => ConfigFile::default(),
         };
         if let Some(path) = source.path() {
-            validate(path, &file)?;
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            validate(path, &text, &file)?;
         }
         Ok(Self::resolve(source, file, &DefaultDirs::from_env()))
     }
@@ -409,11 +410,12 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> 
     })
 }
 
-/// Range checks serde cannot express.
-fn validate(path: &Path, file: &ConfigFile) -> Result<(), ConfigError> {
+/// Range checks serde cannot express; `text` is the file's text, to name
+/// the line.
+fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigError> {
     let invalid = |key: &str, reason: String| ConfigError::Invalid {
         path: path.to_path_buf(),
-        line: None,
+        line: line_of_key(text, key),
         key: Some(key.to_owned()),
         reason,
     };
@@ -443,6 +445,21 @@ fn validate(path: &Path, file: &ConfigFile) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// The line that sets `section.key` in a plain TOML file, if one does.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.split_once('.')?;
+    let mut in_section = false;
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            in_section = header.trim_end_matches(']').trim() == section;
+        } else if in_section && line.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+            return Some(index + 1);
+        }
+    }
+    None
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

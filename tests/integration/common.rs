@@ -6,8 +6,6 @@
 //! (the downloaded wheels). A test that needs them and finds them unset
 //! fails and says how to run it; it never passes by skipping.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,12 +1,10 @@
 //! `vivid speak` end to end, and every kind of bad input it must refuse
 //! with a clear error naming the file, without writing an output.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 fn default_voice() -> PathBuf {
     test_models_dir().join("voices/en_US-joe-medium.onnx")

@@ -1,12 +1,10 @@
 //! The foundation end to end: config discovery and errors, model fetching
 //! and verification on the real default models, and `vivid doctor`.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn version_and_help() {

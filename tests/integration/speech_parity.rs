@@ -2,8 +2,6 @@
 //! reference data in tests/fixtures/speech (made by make_reference.py there;
 //! no Python needed here).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -59,7 +57,7 @@ fn differences() -> Differences {
 fn voice() -> &'static Voice {
     static VOICE: OnceLock<Voice> = OnceLock::new();
     VOICE.get_or_init(|| {
-        Voice::load(&common::test_models_dir().join("voices/en_US-joe-medium.onnx"))
+        Voice::load(&crate::common::test_models_dir().join("voices/en_US-joe-medium.onnx"))
             .expect("default voice loads")
     })
 }

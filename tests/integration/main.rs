@@ -1,0 +1,8 @@
+//! Integration tests: the real `vivid` binary and library on the real
+//! default models. One test binary (not one per file) so the optimized
+//! build links tract and espeak-ng once.
+
+mod common;
+mod foundation;
+mod speech_cli;
+mod speech_parity;
