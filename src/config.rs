@@ -300,10 +300,6 @@ impl Config {
             Some(path) => read_config_file(path)?,
             None => ConfigFile::default(),
         };
-        if let Some(path) = source.path() {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            validate(path, &text, &file)?;
-        }
         Ok(Self::resolve(source, file, &DefaultDirs::from_env()))
     }
 
@@ -399,7 +395,7 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> 
             e.message().to_owned(),
         )
     })?;
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+    let file = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
         invalid(
@@ -407,7 +403,9 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> 
             (key != ".").then_some(key),
             inner.message().to_owned(),
         )
-    })
+    })?;
+    validate(path, text, &file)?;
+    Ok(file)
 }
 
 /// Range checks serde cannot express; `text` is the file's text, to name

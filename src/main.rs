@@ -418,9 +418,7 @@ fn bench_tts(config: &Config, args: BenchTtsArgs) -> Result<ExitCode> {
         vivid::compute::set_compute_threads(1);
         let sentence = &voice.prepare(bench::TTS_PARAGRAPH)?[0];
         let ids = voice.ids(&sentence.phonemes());
-        let times = voice
-            .model
-            .profile(&ids, 0, voice.scales(&Default::default())?, None)?;
+        let times = voice.profile_ids(&ids, &Default::default())?;
         let total: f64 = times.iter().map(|t| t.1).sum();
         println!(
             "time by op, one thread, one {}-id sentence ({total:.3} s):",

@@ -160,14 +160,26 @@ impl Voice {
 
     /// Raw model output for ids (no normalization); at most `max_ids` ids.
     pub fn infer_ids(&self, ids: &[i64], opts: &SpeakOptions) -> Result<Vec<f32>, SpeechError> {
-        let pad = self
-            .config
+        self.model
+            .infer(ids, self.pad_id(), self.scales(opts)?, self.speaker(opts)?)
+    }
+
+    /// Time per kind of op for one run of `ids` (see `VitsModel::profile`).
+    pub fn profile_ids(
+        &self,
+        ids: &[i64],
+        opts: &SpeakOptions,
+    ) -> Result<Vec<(String, f64)>, SpeechError> {
+        self.model
+            .profile(ids, self.pad_id(), self.scales(opts)?, self.speaker(opts)?)
+    }
+
+    fn pad_id(&self) -> i64 {
+        self.config
             .ids_of(voice_config::PAD)
             .first()
             .copied()
-            .unwrap_or(0);
-        self.model
-            .infer(ids, pad, self.scales(opts)?, self.speaker(opts)?)
+            .unwrap_or(0)
     }
 
     /// Speaks one sentence, splitting it at clause (then word) boundaries

@@ -191,20 +191,9 @@ impl VitsModel {
         scales: [f32; 3],
         speaker: Option<i64>,
     ) -> Result<Vec<(String, f64)>, SpeechError> {
-        let fail = |e: TractError| SpeechError::Inference {
-            reason: format!("{e:#}"),
-        };
-        let bucket = self
-            .bucket_for(ids.len())
-            .ok_or_else(|| SpeechError::Inference {
-                reason: format!("{} ids exceed the largest bucket", ids.len()),
-            })?;
-        let plan = self.plan(bucket)?;
-        let inputs = self
-            .inputs(ids, bucket, pad_id, scales, speaker)
-            .map_err(fail)?;
+        let (plan, inputs) = self.prepare_run(ids, pad_id, scales, speaker)?;
         let mut times: HashMap<String, f64> = HashMap::new();
-        let mut state = plan.spawn().map_err(fail)?;
+        let mut state = plan.spawn().map_err(inference_error)?;
         state
             .run_plan_with_eval(inputs, |session, op_state, node, input| {
                 let started = Instant::now();
@@ -213,10 +202,34 @@ impl VitsModel {
                     started.elapsed().as_secs_f64();
                 result
             })
-            .map_err(fail)?;
+            .map_err(inference_error)?;
         let mut times: Vec<(String, f64)> = times.into_iter().collect();
         times.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(times)
+    }
+
+    /// The plan of the bucket `ids` fit in, and the padded inputs for it.
+    fn prepare_run(
+        &self,
+        ids: &[i64],
+        pad_id: i64,
+        scales: [f32; 3],
+        speaker: Option<i64>,
+    ) -> Result<(Plan, TVec<TValue>), SpeechError> {
+        let bucket = self
+            .bucket_for(ids.len())
+            .ok_or_else(|| SpeechError::Inference {
+                reason: format!(
+                    "{} ids exceed the largest bucket ({})",
+                    ids.len(),
+                    self.max_ids()
+                ),
+            })?;
+        let plan = self.plan(bucket)?;
+        let inputs = self
+            .inputs(ids, bucket, pad_id, scales, speaker)
+            .map_err(inference_error)?;
+        Ok((plan, inputs))
     }
 
     fn inputs(
@@ -250,31 +263,22 @@ impl VitsModel {
         scales: [f32; 3],
         speaker: Option<i64>,
     ) -> Result<Vec<f32>, SpeechError> {
-        let bucket = self
-            .bucket_for(ids.len())
-            .ok_or_else(|| SpeechError::Inference {
-                reason: format!(
-                    "{} ids exceed the largest bucket ({})",
-                    ids.len(),
-                    self.max_ids()
-                ),
-            })?;
-        let plan = self.plan(bucket)?;
-        let fail = |e: TractError| SpeechError::Inference {
-            reason: format!("{e:#}"),
-        };
-        let inputs = self
-            .inputs(ids, bucket, pad_id, scales, speaker)
-            .map_err(fail)?;
-        let outputs = plan.run(inputs).map_err(fail)?;
+        let (plan, inputs) = self.prepare_run(ids, pad_id, scales, speaker)?;
+        let outputs = plan.run(inputs).map_err(inference_error)?;
         let audio = outputs
             .first()
             .ok_or_else(|| SpeechError::Inference {
                 reason: "the model produced no output".to_owned(),
             })?
             .to_plain_array_view::<f32>()
-            .map_err(fail)?;
+            .map_err(inference_error)?;
         Ok(audio.iter().copied().collect())
+    }
+}
+
+fn inference_error(e: TractError) -> SpeechError {
+    SpeechError::Inference {
+        reason: format!("{e:#}"),
     }
 }
 
