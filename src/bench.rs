@@ -141,3 +141,179 @@ pub fn run_piper_tts(python: &str, model: &Path, threads: usize) -> Result<TtsRu
     let line = stdout.lines().last().unwrap_or("");
     serde_json::from_str(line).with_context(|| format!("reading the reference's report {line:?}"))
 }
+
+/// The describer's development set (tests/fixtures/describe/devset.toml).
+pub const DESCRIBE_DEVSET: &str = include_str!("../tests/fixtures/describe/devset.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSet {
+    #[serde(rename = "text")]
+    pub texts: Vec<DevText>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevText {
+    pub kind: String,
+    pub text: String,
+    /// Groups of alternatives, `a|b|c`, matched as word beginnings.
+    pub expect: Vec<String>,
+}
+
+impl DevSet {
+    pub fn builtin() -> Result<DevSet> {
+        toml::from_str(DESCRIBE_DEVSET).context("parsing the built-in describer dev set")
+    }
+}
+
+impl DevText {
+    /// True when `caption` names one of the expected sounds.
+    pub fn names_expected_sound(&self, caption: &str) -> bool {
+        let words: Vec<String> = caption
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        self.expect.iter().any(|group| {
+            group
+                .split('|')
+                .any(|alt| words.iter().any(|w| w.starts_with(alt)))
+        })
+    }
+}
+
+/// One caption of the dev set, scored.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct ScoredCaption {
+    pub caption: String,
+    /// Made by the method asked for (not a fallback).
+    pub method_kept: bool,
+    pub keeps_rules: bool,
+    pub names_expected: bool,
+    /// Sound sources named (llm only) and how many of them are expected
+    /// ones: a caption of five sources, one relevant, should not score as
+    /// well as one of three relevant ones.
+    pub sources: usize,
+    pub sources_expected: usize,
+    pub seconds: f64,
+    #[serde(default)]
+    pub llm: Option<crate::describe::LlmStats>,
+}
+
+impl ScoredCaption {
+    pub fn good(&self) -> bool {
+        self.keeps_rules && self.names_expected
+    }
+}
+
+/// A candidate's run over the dev set.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct DescribeRun {
+    pub label: String,
+    pub load_s: f64,
+    pub peak_rss_kb: u64,
+    pub captions: Vec<ScoredCaption>,
+}
+
+impl DescribeRun {
+    /// Prompt evaluation and generation speed, tokens per second, over the
+    /// whole run (the cached prompt prefix not counted).
+    pub fn throughput(&self) -> Option<(f64, f64)> {
+        let stats: Vec<_> = self.captions.iter().filter_map(|c| c.llm).collect();
+        if stats.is_empty() {
+            return None;
+        }
+        let evaluated: usize = stats.iter().map(|s| s.evaluated_tokens).sum();
+        let prompt_s: f64 = stats.iter().map(|s| s.prompt_s).sum();
+        let answered: usize = stats.iter().map(|s| s.answer_tokens).sum();
+        let answer_s: f64 = stats.iter().map(|s| s.answer_s).sum();
+        Some((evaluated as f64 / prompt_s, answered as f64 / answer_s))
+    }
+
+    /// Mean evaluated prompt tokens and answer tokens per caption.
+    pub fn mean_tokens(&self) -> Option<(f64, f64)> {
+        let stats: Vec<_> = self.captions.iter().filter_map(|c| c.llm).collect();
+        let n = stats.len() as f64;
+        (!stats.is_empty()).then(|| {
+            (
+                stats.iter().map(|s| s.evaluated_tokens).sum::<usize>() as f64 / n,
+                stats.iter().map(|s| s.answer_tokens).sum::<usize>() as f64 / n,
+            )
+        })
+    }
+
+    /// Share of all named sound sources that are expected ones (llm only).
+    pub fn sources_on_target(&self) -> Option<f64> {
+        let sources: usize = self.captions.iter().map(|c| c.sources).sum();
+        let expected: usize = self.captions.iter().map(|c| c.sources_expected).sum();
+        (sources > 0).then(|| expected as f64 / sources as f64)
+    }
+
+    pub fn good_share(&self) -> f64 {
+        self.share(ScoredCaption::good)
+    }
+
+    pub fn share(&self, pick: impl Fn(&ScoredCaption) -> bool) -> f64 {
+        let n = self.captions.len().max(1) as f64;
+        self.captions.iter().filter(|c| pick(c)).count() as f64 / n
+    }
+
+    /// The `q` quantile (0..=1) of caption latency, nearest rank.
+    pub fn latency_quantile(&self, q: f64) -> f64 {
+        let mut times: Vec<f64> = self.captions.iter().map(|c| c.seconds).collect();
+        times.sort_by(f64::total_cmp);
+        if times.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len());
+        times[rank - 1]
+    }
+}
+
+/// Describes every dev-set text with `settings` (the whole text as one
+/// scene) and scores the captions.
+pub fn run_describe_devset(
+    label: &str,
+    settings: crate::describe::DescribeSettings,
+) -> Result<DescribeRun> {
+    use crate::describe::{Describer, caption};
+    let devset = DevSet::builtin()?;
+    let method = settings.method;
+    let mut describer = Describer::new(settings);
+    let t0 = Instant::now();
+    describer
+        .load()
+        .with_context(|| format!("loading {label}"))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let mut captions = Vec::new();
+    for item in &devset.texts {
+        let t0 = Instant::now();
+        let description = describer.describe(&item.text)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let scene = description
+            .scenes
+            .first()
+            .context("a dev-set text gave no scene")?;
+        captions.push(ScoredCaption {
+            method_kept: scene.method == method,
+            keeps_rules: caption::rule_breaks(&scene.caption, &item.text).is_empty(),
+            names_expected: item.names_expected_sound(&scene.caption),
+            sources: scene.sounds.len(),
+            sources_expected: scene
+                .sounds
+                .iter()
+                .filter(|s| item.names_expected_sound(s))
+                .count(),
+            llm: scene.llm,
+            caption: scene.caption.clone(),
+            seconds,
+        });
+    }
+    Ok(DescribeRun {
+        label: label.to_owned(),
+        load_s,
+        peak_rss_kb: peak_rss_kb(),
+        captions,
+    })
+}

@@ -70,6 +70,7 @@ fn invalid_message(
 pub struct ConfigFile {
     pub paths: PathsSection,
     pub speech: SpeechSection,
+    pub describe: DescribeSection,
     pub playback: PlaybackSection,
     pub system: SystemSection,
     pub log: LogSection,
@@ -111,6 +112,62 @@ impl Default for SpeechSection {
             rate: 1.0,
             speaker: 0,
             sentence_silence: 0.2,
+        }
+    }
+}
+
+/// The default describer model, below the models folder.
+pub const DEFAULT_DESCRIBER_FILE: &str = "llm/gemma-3-270m-q4_k_m.gguf";
+
+/// How the prompt for the describer model is built.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptChoice {
+    /// Chat template when the model has one, else few-shot completion.
+    #[default]
+    Auto,
+    Chat,
+    Completion,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DescribeSection {
+    /// llm (language model, the default), text (the narration itself) or
+    /// fixed (`caption` below).
+    pub method: crate::describe::Method,
+    /// GGUF language model; default: the default describer in the models
+    /// folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
+    pub prompt: PromptChoice,
+    /// The caption of method `fixed`.
+    pub caption: String,
+    /// Seed of the model's sampling: the same seed, text and model give the
+    /// same caption.
+    pub seed: u32,
+    /// Sampling temperature (0 to 2); 0 always takes the likeliest word.
+    pub temperature: f32,
+    /// Seconds one caption may take before the scene falls back to `text`.
+    pub timeout_s: f32,
+    /// Scenes: paragraphs shorter than this many bytes join the next one...
+    pub min_scene_chars: usize,
+    /// ...and longer ones are cut at sentence ends.
+    pub max_scene_chars: usize,
+}
+
+impl Default for DescribeSection {
+    fn default() -> Self {
+        Self {
+            method: crate::describe::Method::Llm,
+            model: None,
+            prompt: PromptChoice::Auto,
+            caption: String::new(),
+            seed: 42,
+            temperature: 0.5,
+            timeout_s: 30.0,
+            min_scene_chars: 200,
+            max_scene_chars: 1200,
         }
     }
 }
@@ -271,6 +328,9 @@ pub struct Config {
     /// The voice model to speak with.
     pub voice: PathBuf,
     pub speech: SpeechSection,
+    /// The describer's language model.
+    pub describer_model: PathBuf,
+    pub describe: DescribeSection,
     pub playback: PlaybackSection,
     pub system: SystemSection,
     pub log: LogSection,
@@ -292,6 +352,34 @@ impl Config {
             ConfigSource::Defaults
         };
         Self::load(source)
+    }
+
+    /// The describer's settings.
+    pub fn describe_settings(&self) -> crate::describe::DescribeSettings {
+        use crate::describe::{DescribeSettings, PromptStyle, SceneBounds};
+        let d = &self.describe;
+        DescribeSettings {
+            method: d.method,
+            model: self.describer_model.clone(),
+            prompt: match d.prompt {
+                PromptChoice::Auto => None,
+                PromptChoice::Chat => Some(PromptStyle::Chat),
+                PromptChoice::Completion => Some(PromptStyle::Completion),
+            },
+            caption: Some(d.caption.clone()).filter(|c| !c.trim().is_empty()),
+            seed: d.seed,
+            temperature: d.temperature,
+            timeout: std::time::Duration::from_secs_f32(d.timeout_s),
+            scenes: SceneBounds {
+                min_chars: d.min_scene_chars,
+                max_chars: d.max_scene_chars,
+            },
+            threads: if self.system.threads == 0 {
+                crate::compute::available_cores()
+            } else {
+                self.system.threads
+            },
+        }
     }
 
     /// Loads the config from `source`.
@@ -323,9 +411,15 @@ impl Config {
             file.speech.voice.clone(),
             models_dir.join(DEFAULT_VOICE_FILE),
         );
+        let describer_model = pick(
+            file.describe.model.clone(),
+            models_dir.join(DEFAULT_DESCRIBER_FILE),
+        );
         Config {
             voice,
             speech: file.speech,
+            describer_model,
+            describe: file.describe,
             source,
             spool: SpoolDirs::under(&spool_dir),
             models_dir,
@@ -348,6 +442,10 @@ impl Config {
             speech: SpeechSection {
                 voice: Some(self.voice.clone()),
                 ..self.speech.clone()
+            },
+            describe: DescribeSection {
+                model: Some(self.describer_model.clone()),
+                ..self.describe.clone()
             },
             playback: self.playback.clone(),
             system: self.system.clone(),
@@ -430,6 +528,37 @@ fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigErro
             format!(
                 "{} s is outside the allowed 0 to 5 s",
                 speech.sentence_silence
+            ),
+        ));
+    }
+    let describe = &file.describe;
+    if !(0.0..=2.0).contains(&describe.temperature) {
+        return Err(invalid(
+            "describe.temperature",
+            format!("{} is outside the allowed 0 to 2", describe.temperature),
+        ));
+    }
+    if !(describe.timeout_s > 0.0 && describe.timeout_s <= 600.0) {
+        return Err(invalid(
+            "describe.timeout_s",
+            format!(
+                "{} s is outside the allowed range (more than 0, at most 600)",
+                describe.timeout_s
+            ),
+        ));
+    }
+    if describe.method == crate::describe::Method::Fixed && describe.caption.trim().is_empty() {
+        return Err(invalid(
+            "describe.method",
+            "method \"fixed\" needs describe.caption, the caption to use".to_owned(),
+        ));
+    }
+    if describe.min_scene_chars > describe.max_scene_chars || describe.max_scene_chars < 100 {
+        return Err(invalid(
+            "describe.max_scene_chars",
+            format!(
+                "{} must be at least 100 and at least describe.min_scene_chars ({})",
+                describe.max_scene_chars, describe.min_scene_chars
             ),
         ));
     }

@@ -76,6 +76,7 @@ impl fmt::Display for Check {
 pub fn run_checks(config: &Config, manifest: &Manifest) -> Vec<Check> {
     let mut checks = Vec::new();
     checks.extend(check_models(config, manifest));
+    checks.push(check_describer(config));
     checks.push(check_espeak_data());
     checks.push(check_playback(config));
     checks.extend(check_dirs(config));
@@ -103,6 +104,42 @@ fn check_models(config: &Config, manifest: &Manifest) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// The describer's model as the config names it (it may be one outside
+/// the manifest): present and a GGUF file, when method `llm` needs it.
+fn check_describer(config: &Config) -> Check {
+    use crate::describe::Method;
+    let subject = "describer";
+    let method = config.describe.method;
+    if method != Method::Llm {
+        return Check::pass(
+            subject,
+            format!("method {} needs no language model", method.as_str()),
+        );
+    }
+    let path = &config.describer_model;
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut magic)
+    });
+    match read {
+        Ok(()) if &magic == b"GGUF" => Check::pass(subject, format!("{} (GGUF)", path.display())),
+        Ok(()) => Check::not_ok(
+            Status::Fail,
+            subject,
+            format!("{} is not a GGUF model file", path.display()),
+            "point describe.model at a GGUF file, or run `vivid models fetch`",
+        ),
+        Err(e) => Check::not_ok(
+            Status::Fail,
+            subject,
+            format!("cannot read {}: {e}", path.display()),
+            "run `vivid models fetch`, or set describe.model (captions fall back to the \
+             text itself until then)",
+        ),
+    }
 }
 
 /// Folders libespeak-ng looks in for its data, most specific first.

@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod compute;
 pub mod config;
+pub mod describe;
 pub mod doctor;
 pub mod fsutil;
 pub mod logging;

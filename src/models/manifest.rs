@@ -40,6 +40,10 @@ pub struct ModelEntry {
     /// SPDX identifier or the licence's name.
     pub license: String,
     pub license_note: String,
+    /// Not installed by default: `vivid models fetch --optional ID` adds it
+    /// (an alternative describer, say).
+    #[serde(default)]
+    pub optional: bool,
     #[serde(rename = "file")]
     pub files: Vec<ModelFile>,
 }
@@ -102,7 +106,7 @@ impl Manifest {
             )));
         }
         let mut seen = BTreeSet::new();
-        for file in manifest.files() {
+        for file in manifest.models.iter().flat_map(|m| m.files.iter()) {
             let name = file.install_as.display().to_string();
             if !is_plain_relative(&file.install_as) {
                 return Err(invalid(format!(
@@ -129,14 +133,45 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Every file of every model, in manifest order.
+    /// Every file of every default (not optional) model, in manifest order.
     pub fn files(&self) -> impl Iterator<Item = &ModelFile> {
-        self.models.iter().flat_map(|m| m.files.iter())
+        self.models
+            .iter()
+            .filter(|m| !m.optional)
+            .flat_map(|m| m.files.iter())
     }
 
-    /// The model that plays `role` (the first one listed).
+    /// The default files plus those of the optional models named in
+    /// `optional`; an unknown id is an error that lists the known ones.
+    pub fn selected_files(&self, optional: &[String]) -> Result<Vec<&ModelFile>, ManifestError> {
+        for id in optional {
+            if !self.models.iter().any(|m| m.optional && &m.id == id) {
+                let known: Vec<&str> = self
+                    .models
+                    .iter()
+                    .filter(|m| m.optional)
+                    .map(|m| m.id.as_str())
+                    .collect();
+                return Err(ManifestError::Invalid {
+                    origin: "the command line".into(),
+                    reason: format!(
+                        "`{id}` is not an optional model; optional models: {}",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(self
+            .models
+            .iter()
+            .filter(|m| !m.optional || optional.contains(&m.id))
+            .flat_map(|m| m.files.iter())
+            .collect())
+    }
+
+    /// The default model that plays `role` (the first one listed).
     pub fn by_role(&self, role: &str) -> Option<&ModelEntry> {
-        self.models.iter().find(|m| m.role == role)
+        self.models.iter().find(|m| m.role == role && !m.optional)
     }
 }
 

@@ -52,3 +52,12 @@ pub fn write_config(dir: &Path, body: &str) -> PathBuf {
     std::fs::write(&path, body).expect("write config");
     path
 }
+
+/// Held while a test runs the language model. llama.cpp's worker threads
+/// spin while they wait, so several models on two cores at once slow each
+/// other down many times over (a 2 s caption took over 30 s); the tests
+/// that run one take turns.
+pub fn llm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -119,23 +119,39 @@ fn example_config_is_complete_and_valid() {
         },
         defaults.speech
     );
+    assert_eq!(
+        vivid::config::DescribeSection {
+            model: None,
+            ..file.describe.clone()
+        },
+        defaults.describe
+    );
     assert_eq!(file.system, defaults.system);
     assert_eq!(file.log, defaults.log);
     let text = fs::read_to_string(example).unwrap();
-    for key in [
-        "models_dir",
-        "spool_dir",
-        "output_dir",
-        "enabled",
-        "device",
-        "min_free_disk_mb",
-        "level",
-    ] {
+    // Every key of every section, as the defaults serialize them, is
+    // written out (the optional paths are set in the example, so they are
+    // checked through the resolved config).
+    let resolved = vivid::config::Config::load(vivid::config::ConfigSource::Defaults)
+        .unwrap()
+        .to_toml();
+    let resolved: toml::Table = toml::from_str(&resolved).unwrap();
+    let mut keys = 0;
+    for (section, table) in &resolved {
+        let table = table.as_table().expect("sections are tables");
         assert!(
-            text.contains(&format!("\n{key} =")),
-            "deploy/vivid.toml sets {key}"
+            text.contains(&format!("\n[{section}]\n")),
+            "deploy/vivid.toml has [{section}]"
         );
+        for key in table.keys() {
+            keys += 1;
+            assert!(
+                text.contains(&format!("\n{key} =")),
+                "deploy/vivid.toml sets {section}.{key}"
+            );
+        }
     }
+    assert!(keys >= 20, "{keys} keys checked");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! build links tract and espeak-ng once.
 
 mod common;
+mod describe_cli;
 mod foundation;
 mod speech_cli;
 mod speech_parity;

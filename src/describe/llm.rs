@@ -1,0 +1,398 @@
+//! The language model behind method 1, on llama.cpp.
+//!
+//! The model is loaded once and one context is kept with it. The prompt
+//! part before the narration (instruction and examples, a few hundred
+//! tokens) is evaluated once and stays in the KV cache; each text only
+//! removes what came after it and evaluates its own tokens, so a caption
+//! costs the narration's tokens plus the answer's.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use thiserror::Error;
+
+use super::caption::SoundAnswer;
+use super::prompt::{self, ANSWER_GRAMMAR, PromptStyle, TEXT_MARKER};
+
+/// Context size: the prompt prefix (~400 tokens), a narration of at most
+/// `MAX_TEXT_BYTES` (~400 tokens) and the answer fit with room to spare.
+const CONTEXT_TOKENS: u32 = 2048;
+/// The answer is at most ~60 tokens; the bound only matters for a model
+/// that will not close its JSON.
+const MAX_ANSWER_TOKENS: usize = 120;
+/// Narration tokens kept (the start of a longer text describes it well).
+const MAX_TEXT_TOKENS: usize = 480;
+const BATCH_TOKENS: usize = 512;
+
+#[derive(Debug, Error)]
+pub enum LlmError {
+    #[error("cannot read language model {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{path} is not a GGUF model file (it does not start with `GGUF`)")]
+    NotGguf { path: PathBuf },
+    #[error(
+        "llama.cpp could not load {path}: the file is damaged or holds an architecture this \
+         build does not know (run with -v for llama.cpp's reason)"
+    )]
+    Load { path: PathBuf },
+    #[error("cannot start llama.cpp: {0}")]
+    Backend(String),
+    #[error("llama.cpp could not create a context for {path}: {reason}")]
+    Context { path: PathBuf, reason: String },
+    #[error("the chat template of {path} cannot be used: {reason}")]
+    Template { path: PathBuf, reason: String },
+    #[error("llama.cpp rejected the answer grammar: {0}")]
+    Grammar(String),
+    #[error("llama.cpp failed while reading the prompt or answering: {0}")]
+    Decode(String),
+    #[error("no answer within {0:.1} s")]
+    Timeout(f64),
+    #[error("the answer is not the expected JSON ({reason}): {raw:?}")]
+    BadAnswer { raw: String, reason: String },
+}
+
+/// llama.cpp's process-wide state: initialised once, its log sent to
+/// `tracing` (under the `llama-cpp-2` target, so `-v` does not show it
+/// unless asked for with VIVID_LOG).
+fn backend() -> Result<&'static LlamaBackend, LlmError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| LlmError::Backend(e.clone()))
+}
+
+type Context<'model> = LlamaContext<'model>;
+
+self_cell::self_cell!(
+    /// The model and the one context made from it, kept together.
+    struct ModelContext {
+        owner: LlamaModel,
+        #[covariant]
+        dependent: Context,
+    }
+);
+
+/// Options fixed at load time.
+#[derive(Debug, Clone)]
+pub struct LlmOptions {
+    /// `None`: chat when the model has a chat template, else completion.
+    pub style: Option<PromptStyle>,
+    pub threads: usize,
+}
+
+/// One generated answer.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub raw: String,
+    pub answer: SoundAnswer,
+    pub stats: LlmStats,
+}
+
+/// Where one answer's time went, for records and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LlmStats {
+    /// Tokens in the whole prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens evaluated for this answer (the rest were cached).
+    pub evaluated_tokens: usize,
+    pub prompt_s: f64,
+    pub answer_tokens: usize,
+    pub answer_s: f64,
+}
+
+/// How to sample one answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampling {
+    pub seed: u32,
+    /// 0 picks the most likely token every time.
+    pub temperature: f32,
+    pub timeout: Duration,
+}
+
+pub struct LlmDescriber {
+    path: PathBuf,
+    style: PromptStyle,
+    inner: ModelContext,
+    /// The prompt before the narration, evaluated and kept in the KV cache.
+    prefix: Vec<LlamaToken>,
+    /// The prompt after the narration (end of the user turn, start of the
+    /// answer).
+    suffix: String,
+    prefix_ready: bool,
+    name: String,
+}
+
+impl std::fmt::Debug for LlmDescriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmDescriber")
+            .field("path", &self.path)
+            .field("style", &self.style)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlmDescriber {
+    /// Loads a GGUF model and prepares its prompt.
+    pub fn load(path: &Path, options: &LlmOptions) -> Result<Self, LlmError> {
+        check_gguf(path)?;
+        let backend = backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|_| LlmError::Load {
+                path: path.to_path_buf(),
+            })?;
+        let name = model
+            .meta_val_str("general.name")
+            .unwrap_or_else(|_| path.display().to_string());
+        let template = model.chat_template(None).ok();
+        let style = options.style.unwrap_or(if template.is_some() {
+            PromptStyle::Chat
+        } else {
+            PromptStyle::Completion
+        });
+        let rendered = match style {
+            PromptStyle::Completion => prompt::completion_prompt(),
+            PromptStyle::Chat => {
+                let template_err = |reason: String| LlmError::Template {
+                    path: path.to_path_buf(),
+                    reason,
+                };
+                let template = template.ok_or_else(|| {
+                    template_err("the model has none; use prompt = \"completion\"".into())
+                })?;
+                let messages = prompt::chat_turns()
+                    .into_iter()
+                    .map(|(role, content)| LlamaChatMessage::new(role.into(), content))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| template_err(e.to_string()))?;
+                model
+                    .apply_chat_template(&template, &messages, true)
+                    .map_err(|e| template_err(e.to_string()))?
+            }
+        };
+        let Some((before, after)) = rendered.split_once(TEXT_MARKER) else {
+            return Err(LlmError::Template {
+                path: path.to_path_buf(),
+                reason: "the rendered prompt lost the narration".into(),
+            });
+        };
+        // The model's own BOS setting decides whether the prompt starts
+        // with one; the template's special tokens are parsed as such.
+        let prefix = model.vocab().tokenize(before.as_bytes(), true, true);
+        let threads = i32::try_from(options.threads.max(1)).unwrap_or(1);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(CONTEXT_TOKENS))
+            .with_n_batch(BATCH_TOKENS as u32)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let inner = ModelContext::try_new(model, |model| model.new_context(backend, params))
+            .map_err(|e| LlmError::Context {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        tracing::info!(model = %name, ?style, prefix_tokens = prefix.len(), "language model loaded");
+        Ok(Self {
+            path: path.to_path_buf(),
+            style,
+            inner,
+            prefix,
+            suffix: after.to_owned(),
+            prefix_ready: false,
+            name,
+        })
+    }
+
+    pub fn style(&self) -> PromptStyle {
+        self.style
+    }
+
+    /// The model's own name (GGUF `general.name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Asks for the sound scene of `text`.
+    pub fn generate(&mut self, text: &str, sampling: &Sampling) -> Result<Generated, LlmError> {
+        let started = Instant::now();
+        let deadline = started + sampling.timeout;
+        let style = self.style;
+        let narration = prompt::prompt_text(text);
+        let prefix_ready = self.prefix_ready;
+        let prefix = &self.prefix;
+        let suffix = &self.suffix;
+        let result = self.inner.with_dependent_mut(|model, ctx| {
+            let decode_err = |e: &dyn std::fmt::Display| LlmError::Decode(e.to_string());
+            let vocab = model.vocab();
+            // The suffix holds the template's special tokens; the narration
+            // is tokenized as plain text, so a text cannot inject them.
+            let mut text_tokens = vocab.tokenize(narration.as_bytes(), false, false);
+            text_tokens.truncate(MAX_TEXT_TOKENS);
+            let suffix_tokens = vocab.tokenize(suffix.as_bytes(), false, true);
+            let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
+            let mut pos = 0usize;
+            let prompt_started = Instant::now();
+            if prefix_ready {
+                pos = prefix.len();
+                ctx.clear_kv_cache_seq(Some(0), Some(pos as u32), None)
+                    .map_err(|e| decode_err(&e))?;
+            } else {
+                ctx.clear_kv_cache();
+                decode_tokens(ctx, &mut batch, prefix, &mut pos)?;
+            }
+            let tail: Vec<LlamaToken> = text_tokens.into_iter().chain(suffix_tokens).collect();
+            let evaluated_tokens = if prefix_ready {
+                tail.len()
+            } else {
+                pos + tail.len()
+            };
+            decode_tokens(ctx, &mut batch, &tail, &mut pos)?;
+            let prompt_s = prompt_started.elapsed().as_secs_f64();
+            let answer_started = Instant::now();
+            let prompt_tokens = pos;
+
+            let mut sampler = sampler_chain(model, style, sampling)?;
+            let mut raw = Vec::new();
+            let mut answer_tokens = 0;
+            while answer_tokens < MAX_ANSWER_TOKENS {
+                if Instant::now() > deadline {
+                    return Err(LlmError::Timeout(sampling.timeout.as_secs_f64()));
+                }
+                let token = sampler.sample(ctx, batch.n_tokens() - 1);
+                answer_tokens += 1;
+                if vocab.is_eog(token) {
+                    break;
+                }
+                raw.extend(vocab.token_to_piece(token, false, None));
+                if raw.ends_with(b"}") {
+                    break;
+                }
+                batch.clear();
+                batch
+                    .add(token, pos as i32, &[0], true)
+                    .map_err(|e| decode_err(&e))?;
+                pos += 1;
+                ctx.decode(&mut batch).map_err(|e| decode_err(&e))?;
+            }
+            let stats = LlmStats {
+                prompt_tokens,
+                evaluated_tokens,
+                prompt_s,
+                answer_tokens,
+                answer_s: answer_started.elapsed().as_secs_f64(),
+            };
+            Ok((raw, stats))
+        });
+        // Whatever happened, the prefix is in the cache only if the first
+        // decode got through; decoding it again next time is always safe.
+        let (raw, stats) = match result {
+            Ok(done) => {
+                self.prefix_ready = true;
+                done
+            }
+            Err(e) => {
+                self.prefix_ready = false;
+                return Err(e);
+            }
+        };
+        let raw = String::from_utf8_lossy(&raw).trim().to_owned();
+        let answer =
+            serde_json::from_str::<SoundAnswer>(&raw).map_err(|e| LlmError::BadAnswer {
+                raw: raw.clone(),
+                reason: e.to_string(),
+            })?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "answer generated"
+        );
+        Ok(Generated { raw, answer, stats })
+    }
+}
+
+fn check_gguf(path: &Path) -> Result<(), LlmError> {
+    use std::io::Read;
+    let read_err = |cause| LlmError::Read {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    file.read_exact(&mut magic).map_err(read_err)?;
+    if &magic != b"GGUF" {
+        return Err(LlmError::NotGguf {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Evaluates `tokens` at positions from `pos` on, in batches, asking for
+/// logits only after the last one.
+fn decode_tokens(
+    ctx: &mut LlamaContext<'_>,
+    batch: &mut LlamaBatch<'_>,
+    tokens: &[LlamaToken],
+    pos: &mut usize,
+) -> Result<(), LlmError> {
+    let last = tokens.len().saturating_sub(1);
+    for (chunk_index, chunk) in tokens.chunks(BATCH_TOKENS).enumerate() {
+        batch.clear();
+        for (i, token) in chunk.iter().enumerate() {
+            let index = chunk_index * BATCH_TOKENS + i;
+            batch
+                .add(*token, *pos as i32, &[0], index == last)
+                .map_err(|e| LlmError::Decode(e.to_string()))?;
+            *pos += 1;
+        }
+        ctx.decode(batch)
+            .map_err(|e| LlmError::Decode(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Repeat penalty first (base models loop without it), then the grammar,
+/// then seeded sampling (or greedy at temperature 0).
+fn sampler_chain(
+    model: &LlamaModel,
+    style: PromptStyle,
+    sampling: &Sampling,
+) -> Result<LlamaSampler, LlmError> {
+    let repeat_penalty = match style {
+        PromptStyle::Completion => 1.3,
+        PromptStyle::Chat => 1.1,
+    };
+    let grammar = LlamaSampler::grammar(model, ANSWER_GRAMMAR, "root")
+        .map_err(|e| LlmError::Grammar(e.to_string()))?;
+    let mut chain = vec![
+        LlamaSampler::penalties(model.n_vocab(), 64, repeat_penalty, 0.0, 0.0),
+        grammar,
+    ];
+    if sampling.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        chain.push(LlamaSampler::top_k(40));
+        chain.push(LlamaSampler::top_p(0.95, 1));
+        chain.push(LlamaSampler::temp(sampling.temperature));
+        chain.push(LlamaSampler::dist(sampling.seed));
+    }
+    Ok(LlamaSampler::chain_simple(chain))
+}

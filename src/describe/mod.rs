@@ -1,0 +1,298 @@
+//! Describe: a caption of the background sound scene for a narration, the
+//! prompt AudioLDM2 generates the background from.
+//!
+//! Three methods, as in the paper and for the operator:
+//! - `llm` (method 1, the default): a small local language model names the
+//!   place and the sounds there ([`llm`], [`prompt`]); vivid turns its
+//!   answer into an AudioCaps-style caption that keeps the rules
+//!   ([`caption`]).
+//! - `text` (method 2, the paper's baseline): the narration itself, cut to
+//!   what the text encoders read.
+//! - `fixed`: the operator's own caption.
+//!
+//! A long text is split into scenes ([`scenes`]), each with its own caption
+//! and its span in the text. When the model cannot be loaded, fails, runs
+//! past its time bound or gives nothing usable, that scene falls back to
+//! `text`, and the record says why: a narration is never lost to a caption.
+
+pub mod caption;
+pub mod llm;
+pub mod prompt;
+pub mod scenes;
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use caption::{AmbienceLevel, SoundAnswer};
+pub use llm::{LlmDescriber, LlmError, LlmOptions, LlmStats, Sampling};
+pub use prompt::PromptStyle;
+pub use scenes::SceneBounds;
+
+/// How a caption is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// The language model describes the sound scene (method 1).
+    Llm,
+    /// The narration itself is the caption (method 2).
+    Text,
+    /// The operator's own caption.
+    Fixed,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Llm => "llm",
+            Method::Text => "text",
+            Method::Fixed => "fixed",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DescribeError {
+    #[error("method `fixed` needs a caption (describe.caption in the config, or --caption)")]
+    NoFixedCaption,
+    #[error("the text has nothing to describe (it is empty or white space)")]
+    EmptyText,
+}
+
+/// Everything the describer needs to know.
+#[derive(Debug, Clone)]
+pub struct DescribeSettings {
+    pub method: Method,
+    /// GGUF model for `llm`.
+    pub model: PathBuf,
+    /// `None`: chosen from the model (chat template or not).
+    pub prompt: Option<PromptStyle>,
+    /// The caption for `fixed`.
+    pub caption: Option<String>,
+    pub seed: u32,
+    pub temperature: f32,
+    /// Bound on one caption; past it the scene falls back to `text`.
+    pub timeout: Duration,
+    pub scenes: SceneBounds,
+    pub threads: usize,
+}
+
+/// One scene's caption and how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SceneCaption {
+    /// Byte range of the scene in the text.
+    pub span: Range<usize>,
+    /// The same range in characters (Unicode scalar values).
+    pub char_span: Range<usize>,
+    pub caption: String,
+    /// The method that made `caption`.
+    pub method: Method,
+    /// Why the requested method was not used, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// The model's answer, for `llm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<SoundAnswer>,
+    /// The sound sources the caption names, for `llm`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sounds: Vec<String>,
+    /// Token counts and timings of the model's answer, for `llm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmStats>,
+    /// Sounds of the answer left out of the caption, with the rule each broke.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<(String, String)>,
+    pub seconds: f64,
+}
+
+/// The captions of a whole text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Description {
+    /// The method asked for.
+    pub requested: Method,
+    /// The language model, when `llm` was asked for: its file and name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelInfo>,
+    pub seed: u32,
+    pub scenes: Vec<SceneCaption>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Description {
+    /// Scenes that fell back to another method, with the reason.
+    pub fn fallbacks(&self) -> impl Iterator<Item = &SceneCaption> {
+        self.scenes.iter().filter(|s| s.fallback.is_some())
+    }
+}
+
+/// Makes captions; keeps the language model loaded between texts.
+#[derive(Debug)]
+pub struct Describer {
+    settings: DescribeSettings,
+    llm: Option<LlmDescriber>,
+}
+
+impl Describer {
+    /// A describer; the model is loaded on first use (or by [`Self::load`]).
+    pub fn new(settings: DescribeSettings) -> Self {
+        Self {
+            settings,
+            llm: None,
+        }
+    }
+
+    pub fn settings(&self) -> &DescribeSettings {
+        &self.settings
+    }
+
+    /// Loads the language model now, if the method needs one, so a service
+    /// pays for it at start and reports a missing model before any job.
+    pub fn load(&mut self) -> Result<(), LlmError> {
+        if self.settings.method == Method::Llm {
+            self.llm_engine()?;
+        }
+        Ok(())
+    }
+
+    fn llm_engine(&mut self) -> Result<&mut LlmDescriber, LlmError> {
+        let engine = match self.llm.take() {
+            Some(engine) => engine,
+            None => LlmDescriber::load(
+                &self.settings.model,
+                &LlmOptions {
+                    style: self.settings.prompt,
+                    threads: self.settings.threads,
+                },
+            )?,
+        };
+        Ok(self.llm.insert(engine))
+    }
+
+    /// Captions every scene of `text` with the configured method.
+    pub fn describe(&mut self, text: &str) -> Result<Description, DescribeError> {
+        self.describe_with(text, self.settings.method)
+    }
+
+    /// Captions every scene of `text` with `method`.
+    pub fn describe_with(
+        &mut self,
+        text: &str,
+        method: Method,
+    ) -> Result<Description, DescribeError> {
+        if text.trim().is_empty() {
+            return Err(DescribeError::EmptyText);
+        }
+        let spans = match method {
+            // The operator's caption stands for the whole text.
+            Method::Fixed => vec![trimmed_span(text)],
+            Method::Llm | Method::Text => scenes::split_scenes(text, self.settings.scenes),
+        };
+        let mut model = None;
+        let mut scenes = Vec::with_capacity(spans.len());
+        for span in spans {
+            let started = Instant::now();
+            let scene_text = &text[span.clone()];
+            let mut scene = SceneCaption {
+                char_span: text[..span.start].chars().count()..text[..span.end].chars().count(),
+                span,
+                caption: String::new(),
+                method,
+                fallback: None,
+                answer: None,
+                sounds: Vec::new(),
+                llm: None,
+                dropped: Vec::new(),
+                seconds: 0.0,
+            };
+            match method {
+                Method::Fixed => {
+                    let caption = self
+                        .settings
+                        .caption
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .ok_or(DescribeError::NoFixedCaption)?;
+                    let breaks = caption::rule_breaks(caption, text);
+                    if !breaks.is_empty() {
+                        // The operator's word stands; the log says what
+                        // AudioLDM2 is likely to make of it.
+                        let breaks: Vec<String> = breaks.iter().map(|b| b.to_string()).collect();
+                        tracing::warn!(caption, rules = %breaks.join("; "), "fixed caption kept although it breaks caption rules");
+                    }
+                    scene.caption = caption.to_owned();
+                }
+                Method::Text => scene.caption = caption::text_prompt(scene_text),
+                Method::Llm => {
+                    match self.llm_caption(scene_text) {
+                        Ok((answer, composed, stats)) => {
+                            scene.llm = Some(stats);
+                            scene.caption = composed.caption;
+                            scene.dropped = composed.dropped;
+                            scene.sounds = composed.kept;
+                            scene.answer = Some(answer);
+                        }
+                        Err(reason) => {
+                            tracing::warn!(%reason, "caption from the language model failed; using the text itself");
+                            scene.method = Method::Text;
+                            scene.caption = caption::text_prompt(scene_text);
+                            scene.fallback = Some(reason);
+                        }
+                    }
+                    model.get_or_insert_with(|| ModelInfo {
+                        path: self.settings.model.clone(),
+                        name: self.llm.as_ref().map(|l| l.name().to_owned()),
+                    });
+                }
+            }
+            scene.seconds = started.elapsed().as_secs_f64();
+            tracing::info!(caption = %scene.caption, method = scene.method.as_str(), seconds = format!("{:.2}", scene.seconds), "scene described");
+            scenes.push(scene);
+        }
+        Ok(Description {
+            requested: method,
+            model,
+            seed: self.settings.seed,
+            scenes,
+        })
+    }
+
+    /// Method 1 for one scene, or why it gave nothing usable.
+    fn llm_caption(
+        &mut self,
+        text: &str,
+    ) -> Result<(SoundAnswer, caption::Composed, LlmStats), String> {
+        let sampling = Sampling {
+            seed: self.settings.seed,
+            temperature: self.settings.temperature,
+            timeout: self.settings.timeout,
+        };
+        let engine = self.llm_engine().map_err(|e| e.to_string())?;
+        let generated = engine
+            .generate(text, &sampling)
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(raw = %generated.raw, stats = ?generated.stats, "model answer");
+        let composed = caption::compose(&generated.answer, text).ok_or_else(|| {
+            format!(
+                "the model's answer has no usable sound (all broke the caption rules): {}",
+                generated.raw
+            )
+        })?;
+        Ok((generated.answer, composed, generated.stats))
+    }
+}
+
+fn trimmed_span(text: &str) -> Range<usize> {
+    let start = text.len() - text.trim_start().len();
+    let end = text.trim_end().len();
+    start..end.max(start)
+}

