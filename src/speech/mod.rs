@@ -9,6 +9,7 @@
 
 pub mod espeak;
 pub mod phonemes;
+pub mod split;
 pub mod vits;
 pub mod voice_config;
 

@@ -22,7 +22,9 @@
 //! tract cannot reason about the symbolic phoneme count, so the input is
 //! padded to a fixed length bucket (the true length goes in
 //! `input_lengths`, which masks the padding out) and each bucket's plan is
-//! optimized once, on first use, and cached.
+//! optimized once, on first use, and cached. The graph is also cut in two
+//! before the flow ([`super::split`]), so the decoder runs on concrete,
+//! bucketed frame counts instead of a symbolic length.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use super::SpeechError;
+use super::split;
 
 /// Input lengths (in phoneme ids) for which plans are built. A sentence
 /// longer than the largest is split at clause boundaries by the caller.
@@ -52,7 +55,12 @@ pub struct GraphFixes {
 
 pub struct VitsModel {
     path: PathBuf,
+    /// The whole graph, or its encoder half when the graph could be cut
+    /// (see [`super::split`]); planned per id bucket.
     model: InferenceModel,
+    /// The decoder half, planned per frame bucket, when the graph was cut.
+    decoder: Option<InferenceModel>,
+    decoder_plans: Mutex<HashMap<usize, Plan>>,
     has_speaker_input: bool,
     buckets: Vec<usize>,
     plans: Mutex<HashMap<usize, Plan>>,
@@ -112,9 +120,29 @@ impl VitsModel {
             .filter(|t| t.dims.len() == 2)
             .map(|t| t.dims[0] as usize);
         let fixes = fix_graph(graph).map_err(bad)?;
-        let model = onnx
-            .model_for_proto_model(&proto)
-            .map_err(|e| bad(format!("tract cannot load the graph: {e:#}")))?;
+        let load = |proto: &pb::ModelProto| {
+            onnx.model_for_proto_model(proto)
+                .map_err(|e| bad(format!("tract cannot load the graph: {e:#}")))
+        };
+        let cut = split::find_cut(graph);
+        let (model, decoder) = match &cut {
+            Some(cut) => {
+                let halves = [
+                    split::encoder_graph(graph, cut),
+                    split::decoder_graph(graph, cut),
+                ]
+                .map(|half| pb::ModelProto {
+                    graph: Some(half),
+                    ..proto.clone()
+                });
+                let [encoder, decoder] = halves;
+                (load(&encoder)?, Some(load(&decoder)?))
+            }
+            None => {
+                tracing::debug!(path = %path.display(), "no flow/decoder cut found; running the whole graph");
+                (load(&proto)?, None)
+            }
+        };
         let mut buckets = buckets.to_vec();
         buckets.sort_unstable();
         buckets.dedup();
@@ -125,6 +153,8 @@ impl VitsModel {
         Ok(VitsModel {
             path: path.to_path_buf(),
             model,
+            decoder,
+            decoder_plans: Mutex::new(HashMap::new()),
             has_speaker_input,
             buckets,
             plans: Mutex::new(HashMap::new()),
@@ -136,6 +166,12 @@ impl VitsModel {
     /// The largest input (in ids) one run takes.
     pub fn max_ids(&self) -> usize {
         self.buckets.last().copied().unwrap_or(0)
+    }
+
+    /// True when the graph runs as encoder and decoder halves (the cut was
+    /// found); false for a voice that runs as one graph.
+    pub fn runs_in_halves(&self) -> bool {
+        self.decoder.is_some()
     }
 
     pub fn has_speaker_input(&self) -> bool {
@@ -165,8 +201,86 @@ impl VitsModel {
     }
 
     fn lock_plans(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Plan>> {
-        // A panic while holding the lock leaves a map that is still valid.
-        self.plans.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.plans)
+    }
+
+    /// Builds (or returns the cached) decoder-half plan for `frames`
+    /// frames, with the other dims of each input as in `shapes`.
+    fn decoder_plan(
+        &self,
+        decoder: &InferenceModel,
+        frames: usize,
+        shapes: &[Vec<usize>],
+    ) -> Result<Plan, SpeechError> {
+        if let Some(plan) = lock(&self.decoder_plans).get(&frames) {
+            return Ok(plan.clone());
+        }
+        let started = Instant::now();
+        let build = || -> TractResult<Plan> {
+            let mut model = decoder.clone();
+            for (index, shape) in shapes.iter().enumerate() {
+                model = model.with_input_fact(index, f32::fact(shape).into())?;
+            }
+            model.into_optimized()?.into_runnable()
+        };
+        let plan = build().map_err(|e| SpeechError::VoiceModel {
+            path: self.path.clone(),
+            reason: format!("cannot prepare the decoder for {frames} frames: {e:#}"),
+        })?;
+        tracing::debug!(frames, elapsed = ?started.elapsed(), "voice decoder plan optimized");
+        lock(&self.decoder_plans).insert(frames, plan.clone());
+        Ok(plan)
+    }
+
+    /// Runs the decoder half on the encoder half's outputs: the frame axis
+    /// (the last axis of every output as long as the mask's) zero-padded to
+    /// a frame bucket, the padded tail cut off the audio.
+    fn run_decoder(
+        &self,
+        decoder: &InferenceModel,
+        encoded: TVec<TValue>,
+        times: Option<&mut HashMap<String, f64>>,
+    ) -> Result<Vec<f32>, SpeechError> {
+        let frames = encoded
+            .iter()
+            .filter(|t| t.rank() == 3)
+            .map(|t| t.shape()[2])
+            .max()
+            .unwrap_or(0);
+        let bucket = split::frame_bucket(frames);
+        let mut shapes = Vec::new();
+        let mut inputs: TVec<TValue> = tvec![];
+        for tensor in encoded {
+            let tensor = tensor.into_tensor();
+            if tensor.rank() == 3 && tensor.shape()[2] == frames && frames > 0 {
+                let view = tensor
+                    .to_plain_array_view::<f32>()
+                    .map_err(inference_error)?;
+                let (a, b) = (tensor.shape()[0], tensor.shape()[1]);
+                let mut padded = tract_ndarray::Array3::<f32>::zeros((a, b, bucket));
+                padded
+                    .slice_mut(tract_ndarray::s![.., .., ..frames])
+                    .assign(
+                        &view
+                            .into_dimensionality::<tract_ndarray::Ix3>()
+                            .map_err(|e| SpeechError::Inference {
+                                reason: e.to_string(),
+                            })?,
+                    );
+                shapes.push(vec![a, b, bucket]);
+                inputs.push(padded.into_tensor().into());
+            } else {
+                shapes.push(tensor.shape().to_vec());
+                inputs.push(tensor.into());
+            }
+        }
+        let plan = self.decoder_plan(decoder, bucket, &shapes)?;
+        let outputs = run_plan(&plan, inputs, times)?;
+        let mut audio = first_output(&outputs)?;
+        // Samples per frame, from the padded run; the true frames' share.
+        let keep = audio.len() / bucket.max(1) * frames;
+        audio.truncate(keep);
+        Ok(audio)
     }
 
     fn build_plan(&self, bucket: usize) -> TractResult<Plan> {
@@ -191,18 +305,8 @@ impl VitsModel {
         scales: [f32; 3],
         speaker: Option<i64>,
     ) -> Result<Vec<(String, f64)>, SpeechError> {
-        let (plan, inputs) = self.prepare_run(ids, pad_id, scales, speaker)?;
         let mut times: HashMap<String, f64> = HashMap::new();
-        let mut state = plan.spawn().map_err(inference_error)?;
-        state
-            .run_plan_with_eval(inputs, |session, op_state, node, input| {
-                let started = Instant::now();
-                let result = tract_onnx::tract_core::plan::eval(session, op_state, node, input);
-                *times.entry(node.op.name().to_string()).or_default() +=
-                    started.elapsed().as_secs_f64();
-                result
-            })
-            .map_err(inference_error)?;
+        self.run(ids, pad_id, scales, speaker, Some(&mut times))?;
         let mut times: Vec<(String, f64)> = times.into_iter().collect();
         times.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(times)
@@ -263,17 +367,64 @@ impl VitsModel {
         scales: [f32; 3],
         speaker: Option<i64>,
     ) -> Result<Vec<f32>, SpeechError> {
-        let (plan, inputs) = self.prepare_run(ids, pad_id, scales, speaker)?;
-        let outputs = plan.run(inputs).map_err(inference_error)?;
-        let audio = outputs
-            .first()
-            .ok_or_else(|| SpeechError::Inference {
-                reason: "the model produced no output".to_owned(),
-            })?
-            .to_plain_array_view::<f32>()
-            .map_err(inference_error)?;
-        Ok(audio.iter().copied().collect())
+        self.run(ids, pad_id, scales, speaker, None)
     }
+
+    /// One run, through both halves when the graph was cut; with `times`,
+    /// the time of every op is added up by op kind.
+    fn run(
+        &self,
+        ids: &[i64],
+        pad_id: i64,
+        scales: [f32; 3],
+        speaker: Option<i64>,
+        mut times: Option<&mut HashMap<String, f64>>,
+    ) -> Result<Vec<f32>, SpeechError> {
+        let (plan, inputs) = self.prepare_run(ids, pad_id, scales, speaker)?;
+        let outputs = run_plan(&plan, inputs, times.as_deref_mut())?;
+        match &self.decoder {
+            Some(decoder) => self.run_decoder(decoder, outputs, times),
+            None => first_output(&outputs),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves a map that is still valid.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs a plan, timing every op by kind into `times` when given.
+fn run_plan(
+    plan: &Plan,
+    inputs: TVec<TValue>,
+    times: Option<&mut HashMap<String, f64>>,
+) -> Result<TVec<TValue>, SpeechError> {
+    let Some(times) = times else {
+        return plan.run(inputs).map_err(inference_error);
+    };
+    let mut state = plan.spawn().map_err(inference_error)?;
+    state
+        .run_plan_with_eval(inputs, |session, op_state, node, input| {
+            let started = Instant::now();
+            let result = tract_onnx::tract_core::plan::eval(session, op_state, node, input);
+            *times.entry(node.op.name().to_string()).or_default() +=
+                started.elapsed().as_secs_f64();
+            result
+        })
+        .map_err(inference_error)
+}
+
+/// The first output as plain f32 samples.
+fn first_output(outputs: &TVec<TValue>) -> Result<Vec<f32>, SpeechError> {
+    let view = outputs
+        .first()
+        .ok_or_else(|| SpeechError::Inference {
+            reason: "the model produced no output".to_owned(),
+        })?
+        .to_plain_array_view::<f32>()
+        .map_err(inference_error)?;
+    Ok(view.iter().copied().collect())
 }
 
 fn inference_error(e: TractError) -> SpeechError {
