@@ -60,7 +60,9 @@ pub struct VitsModel {
     model: InferenceModel,
     /// The decoder half, planned per frame bucket, when the graph was cut.
     decoder: Option<InferenceModel>,
-    decoder_plans: Mutex<HashMap<usize, Plan>>,
+    /// Decoder plans by frame bucket, with the run count of their last use.
+    decoder_plans: Mutex<HashMap<usize, (Plan, u64)>>,
+    decoder_runs: std::sync::atomic::AtomicU64,
     has_speaker_input: bool,
     buckets: Vec<usize>,
     plans: Mutex<HashMap<usize, Plan>>,
@@ -155,6 +157,7 @@ impl VitsModel {
             model,
             decoder,
             decoder_plans: Mutex::new(HashMap::new()),
+            decoder_runs: std::sync::atomic::AtomicU64::new(0),
             has_speaker_input,
             buckets,
             plans: Mutex::new(HashMap::new()),
@@ -212,7 +215,11 @@ impl VitsModel {
         frames: usize,
         shapes: &[Vec<usize>],
     ) -> Result<Plan, SpeechError> {
-        if let Some(plan) = lock(&self.decoder_plans).get(&frames) {
+        let run = self
+            .decoder_runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some((plan, last_use)) = lock(&self.decoder_plans).get_mut(&frames) {
+            *last_use = run;
             return Ok(plan.clone());
         }
         let started = Instant::now();
@@ -228,7 +235,17 @@ impl VitsModel {
             reason: format!("cannot prepare the decoder for {frames} frames: {e:#}"),
         })?;
         tracing::debug!(frames, elapsed = ?started.elapsed(), "voice decoder plan optimized");
-        lock(&self.decoder_plans).insert(frames, plan.clone());
+        let mut plans = lock(&self.decoder_plans);
+        if plans.len() >= split::MAX_DECODER_PLANS {
+            let oldest = plans
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                plans.remove(&oldest);
+            }
+        }
+        plans.insert(frames, (plan.clone(), run));
         Ok(plan)
     }
 
