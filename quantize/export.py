@@ -1,0 +1,193 @@
+"""Export a diffusers AudioLDM2Pipeline to the ONNX files vivid runs on
+tract: one graph per component, fixed shapes, legacy exporter, opset 17.
+
+Usage: python quantize/export.py PIPELINE_DIR_OR_HUB_ID OUT_DIR [--seconds S]
+
+Status: exports and checks (onnxruntime against torch) the VAE decoder, the
+HiFi-GAN vocoder, the CLAP text branch, the T5 encoder, the projection
+model, the GPT-2 body and the UNet. Not yet written: tokenizer.json export,
+bundle.toml, graph fixes for tract, quantization (see quantize/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+OPSET = 17
+
+
+class ClapText(torch.nn.Module):
+    """CLAP's text branch with projection and L2 normalisation, as
+    `ClapModel.get_text_features` computes it."""
+
+    def __init__(self, clap):
+        super().__init__()
+        self.clap = clap
+
+    def forward(self, input_ids, attention_mask):
+        out = self.clap.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        features = out if torch.is_tensor(out) else out.pooler_output
+        return torch.nn.functional.normalize(features, dim=-1)
+
+
+class T5Encoder(torch.nn.Module):
+    def __init__(self, t5):
+        super().__init__()
+        self.t5 = t5
+
+    def forward(self, input_ids, attention_mask):
+        return self.t5(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class Projection(torch.nn.Module):
+    def __init__(self, projection):
+        super().__init__()
+        self.projection = projection
+
+    def forward(self, clap_embeds, clap_mask, t5_states, t5_mask):
+        out = self.projection(
+            hidden_states=clap_embeds,
+            hidden_states_1=t5_states,
+            attention_mask=clap_mask,
+            attention_mask_1=t5_mask,
+        )
+        return out.hidden_states, out.attention_mask
+
+
+class Gpt2Body(torch.nn.Module):
+    """GPT-2 from input embeddings to the last hidden state, no KV cache:
+    the pipeline's 8 generation steps become 8 full passes."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.body = lm.transformer
+
+    def forward(self, inputs_embeds, attention_mask):
+        return self.body(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
+
+
+class Unet(torch.nn.Module):
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, gpt_states, t5_states, t5_mask):
+        return self.unet(
+            sample,
+            timestep,
+            encoder_hidden_states=gpt_states,
+            encoder_hidden_states_1=t5_states,
+            encoder_attention_mask_1=t5_mask,
+            return_dict=False,
+        )[0]
+
+
+class VaeDecoder(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents):
+        return self.vae.decode(latents).sample
+
+
+def export_one(module, inputs, names, outputs, path: Path):
+    module.eval()
+    with torch.no_grad():
+        expected = module(*inputs)
+    torch.onnx.export(
+        module,
+        tuple(inputs),
+        str(path),
+        input_names=names,
+        output_names=outputs,
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {n: t.numpy() for n, t in zip(names, inputs)}
+    got = session.run(None, feed)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    worst = 0.0
+    for e, g in zip(expected, got):
+        e = e.detach().float().numpy()
+        worst = max(worst, float(np.abs(e - g.astype(np.float32)).max()))
+    print(f"{path.name}: {path.stat().st_size / 1e6:.2f} MB, max abs diff vs torch {worst:.2e}")
+    return worst
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pipeline")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seconds", type=float, default=1.28)
+    args = parser.parse_args()
+
+    from diffusers import AudioLDM2Pipeline
+
+    pipe = AudioLDM2Pipeline.from_pretrained(args.pipeline)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+
+    clap_len = pipe.tokenizer.model_max_length
+    t5_len = min(pipe.tokenizer_2.model_max_length, 128)
+    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    mel_bins = pipe.vocoder.config.model_in_dim
+    hop = int(np.prod(pipe.vocoder.config.upsample_rates))
+    frames = int(round(args.seconds * pipe.vocoder.config.sampling_rate / hop))
+    frames = int(np.ceil(frames / vae_scale) * vae_scale)
+    latent_shape = (1, pipe.unet.config.in_channels, frames // vae_scale, mel_bins // vae_scale)
+    gpt_dim = pipe.language_model.config.n_embd
+    t5_dim = pipe.text_encoder_2.config.d_model
+    clap_dim = pipe.text_encoder.config.projection_dim
+    max_new = pipe.language_model.config.max_new_tokens
+    projected_len = 1 + 1 + 1 + t5_len + 1  # SOS, CLAP, EOS, SOS_1, T5, EOS_1
+
+    ids = torch.randint(3, len(pipe.tokenizer), (1, clap_len))
+    mask = torch.ones(1, clap_len, dtype=torch.long)
+    export_one(ClapText(pipe.text_encoder), [ids, mask], ["input_ids", "attention_mask"],
+               ["text_embeds"], args.out / "clap_text.onnx")
+    ids2 = torch.randint(3, len(pipe.tokenizer_2), (1, t5_len))
+    mask2 = torch.ones(1, t5_len, dtype=torch.long)
+    export_one(T5Encoder(pipe.text_encoder_2), [ids2, mask2], ["input_ids", "attention_mask"],
+               ["last_hidden_state"], args.out / "t5_encoder.onnx")
+    export_one(
+        Projection(pipe.projection_model),
+        [torch.randn(1, 1, clap_dim), torch.ones(1, 1, dtype=torch.long),
+         torch.randn(1, t5_len, t5_dim), mask2],
+        ["clap_embeds", "clap_mask", "t5_states", "t5_mask"],
+        ["hidden_states", "attention_mask"],
+        args.out / "projection.onnx",
+    )
+    gpt_len = projected_len + max_new - 1
+    export_one(
+        Gpt2Body(pipe.language_model),
+        [torch.randn(1, gpt_len, gpt_dim), torch.ones(1, gpt_len, dtype=torch.long)],
+        ["inputs_embeds", "attention_mask"],
+        ["last_hidden_state"],
+        args.out / "gpt2.onnx",
+    )
+    export_one(
+        Unet(pipe.unet),
+        [torch.randn(*latent_shape), torch.tensor([500], dtype=torch.long),
+         torch.randn(1, max_new, gpt_dim), torch.randn(1, t5_len, t5_dim), mask2],
+        ["sample", "timestep", "gpt_states", "t5_states", "t5_mask"],
+        ["noise_pred"],
+        args.out / "unet.onnx",
+    )
+    export_one(VaeDecoder(pipe.vae), [torch.randn(*latent_shape)], ["latents"], ["mel"],
+               args.out / "vae_decoder.onnx")
+    export_one(pipe.vocoder, [torch.randn(1, frames, mel_bins)], ["mel"], ["waveform"],
+               args.out / "vocoder.onnx")
+
+
+if __name__ == "__main__":
+    main()
