@@ -3,10 +3,12 @@ tract: one graph per component, fixed shapes, legacy exporter, opset 17.
 
 Usage: python quantize/export.py PIPELINE_DIR_OR_HUB_ID OUT_DIR [--seconds S]
 
-Status: exports and checks (onnxruntime against torch) the VAE decoder, the
-HiFi-GAN vocoder, the CLAP text branch, the T5 encoder, the projection
-model, the GPT-2 body and the UNet. Not yet written: tokenizer.json export,
-bundle.toml, graph fixes for tract, quantization (see quantize/README.md).
+Writes the seven graphs (each checked against torch with onnxruntime), the
+two tokenizers as tokenizer.json, the scheduler config and bundle.toml
+(files with sha256, inputs and outputs with shapes and dtypes, and what the
+engine needs to know). Not yet: graph fixes for tract beyond what the
+legacy exporter gives (all seven load in tract 0.23.9 as they are), see
+quantize/README.md.
 """
 
 from __future__ import annotations
@@ -124,11 +126,84 @@ def export_one(module, inputs, names, outputs, path: Path):
     return worst
 
 
+def sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+ONNX_TYPES = {1: "f32", 7: "i64", 6: "i32", 10: "f16", 11: "f64", 9: "bool"}
+
+
+def describe_graph(path: Path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def values(items):
+        out = []
+        for v in items:
+            t = v.type.tensor_type
+            out.append(
+                {
+                    "name": v.name,
+                    "dtype": ONNX_TYPES.get(t.elem_type, str(t.elem_type)),
+                    "shape": [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim],
+                }
+            )
+        return out
+
+    return {
+        "file": path.name,
+        "sha256": sha256(path),
+        "bytes": path.stat().st_size,
+        "inputs": values(model.graph.input),
+        "outputs": values(model.graph.output),
+    }
+
+
+def write_bundle_toml(out: Path, meta: dict, graphs: dict):
+    """bundle.toml by hand (no TOML writer in the standard library)."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = ["# AudioLDM2 bundle for vivid, written by quantize/export.py", "schema = 1"]
+    for key, v in meta.items():
+        lines.append(f"{key} = {value(v)}")
+    for name, graph in graphs.items():
+        lines.append("")
+        lines.append(f"[component.{name}]")
+        for key in ("file", "sha256", "bytes"):
+            lines.append(f"{key} = {value(graph[key])}")
+        for kind in ("inputs", "outputs"):
+            for v in graph[kind]:
+                lines.append(f"[[component.{name}.{kind}]]")
+                for key in ("name", "dtype", "shape"):
+                    lines.append(f"{key} = {value(v[key])}")
+    (out / "bundle.toml").write_text("\n".join(lines) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pipeline")
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=float, default=1.28)
+    parser.add_argument(
+        "--license",
+        default="CC-BY-NC-SA-4.0",
+        help="licence of the weights (cvssp/audioldm2*: CC-BY-NC-SA-4.0)",
+    )
     args = parser.parse_args()
 
     from diffusers import AudioLDM2Pipeline
@@ -187,6 +262,41 @@ def main():
                args.out / "vae_decoder.onnx")
     export_one(pipe.vocoder, [torch.randn(1, frames, mel_bins)], ["mel"], ["waveform"],
                args.out / "vocoder.onnx")
+
+    # Tokenizers as tokenizer.json, for the `tokenizers` crate.
+    pipe.tokenizer.backend_tokenizer.save(str(args.out / "clap_tokenizer.json"))
+    pipe.tokenizer_2.backend_tokenizer.save(str(args.out / "t5_tokenizer.json"))
+    import json
+
+    scheduler = dict(pipe.scheduler.config)
+    scheduler["_class_name"] = type(pipe.scheduler).__name__
+    (args.out / "scheduler.json").write_text(json.dumps(scheduler, indent=2, default=str) + "\n")
+
+    names = ["clap_text", "t5_encoder", "projection", "gpt2", "unet", "vae_decoder", "vocoder"]
+    graphs = {name: describe_graph(args.out / f"{name}.onnx") for name in names}
+    meta = {
+        "source": str(args.pipeline),
+        "license": args.license,
+        "precision": "fp32",
+        "sample_rate": int(pipe.vocoder.config.sampling_rate),
+        "seconds": args.seconds,
+        "mel_frames": frames,
+        "mel_bins": mel_bins,
+        "hop_length": hop,
+        "vae_scaling_factor": float(pipe.vae.config.scaling_factor),
+        "vae_scale": vae_scale,
+        "latent_shape": list(latent_shape),
+        "clap_max_tokens": clap_len,
+        "t5_max_tokens": t5_len,
+        "gpt2_new_tokens": max_new,
+        "clap_pad_id": int(pipe.tokenizer.pad_token_id),
+        "t5_pad_id": int(pipe.tokenizer_2.pad_token_id),
+        "clap_tokenizer": "clap_tokenizer.json",
+        "t5_tokenizer": "t5_tokenizer.json",
+        "scheduler": "scheduler.json",
+    }
+    write_bundle_toml(args.out, meta, graphs)
+    print(f"bundle written to {args.out}")
 
 
 if __name__ == "__main__":

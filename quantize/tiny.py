@@ -46,7 +46,7 @@ CORPUS = [
 ]
 
 
-def train_roberta_tokenizer(out: Path):
+def train_roberta_tokenizer():
     """A byte-level BPE tokenizer with RoBERTa's special tokens."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizerFast
@@ -58,13 +58,26 @@ def train_roberta_tokenizer(out: Path):
         min_frequency=1,
         special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
     )
-    out.mkdir(parents=True, exist_ok=True)
-    bpe.save_model(str(out))
-    return RobertaTokenizerFast(
-        vocab_file=str(out / "vocab.json"),
-        merges_file=str(out / "merges.txt"),
+    from tokenizers.processors import RobertaProcessing
+
+    bpe._tokenizer.post_processor = RobertaProcessing(
+        ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>"))
+    )
+    tokenizer = RobertaTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
         model_max_length=77,
     )
+    # Loading vocab.json/merges.txt by path silently gave a 5-token
+    # vocabulary with transformers 5: check the real one came through.
+    assert len(tokenizer) >= 256, len(tokenizer)
+    return tokenizer
 
 
 def train_t5_tokenizer():
@@ -87,7 +100,7 @@ def train_t5_tokenizer():
         pair="$A </s> $B </s>",
         special_tokens=[("</s>", unigram.token_to_id("</s>"))],
     )
-    return T5TokenizerFast(
+    tokenizer = T5TokenizerFast(
         tokenizer_object=unigram._tokenizer,
         pad_token="<pad>",
         eos_token="</s>",
@@ -95,9 +108,11 @@ def train_t5_tokenizer():
         extra_ids=0,
         model_max_length=128,
     )
+    assert len(tokenizer) >= 100, len(tokenizer)
+    return tokenizer
 
 
-def build(scratch: Path):
+def build():
     from diffusers import (
         AudioLDM2Pipeline,
         AudioLDM2ProjectionModel,
@@ -119,7 +134,7 @@ def build(scratch: Path):
         T5EncoderModel,
     )
 
-    tokenizer = train_roberta_tokenizer(scratch / "roberta")
+    tokenizer = train_roberta_tokenizer()
     tokenizer_2 = train_t5_tokenizer()
 
     clap_dim, t5_dim, gpt_dim = 16, 32, 24
@@ -200,9 +215,9 @@ def build(scratch: Path):
         sample_size=16,
         in_channels=8,
         out_channels=8,
-        block_out_channels=(16, 32, 48, 64),
+        block_out_channels=(8, 16, 24, 32),
         layers_per_block=1,
-        norm_num_groups=8,
+        norm_num_groups=4,
         down_block_types=(
             "DownBlock2D",
             "CrossAttnDownBlock2D",
@@ -277,7 +292,7 @@ def build(scratch: Path):
 
 def main():
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "tiny-audioldm2")
-    pipe = build(out / ".scratch")
+    pipe = build()
     pipe.save_pretrained(out)
     generator = torch.Generator().manual_seed(0)
     audio = pipe(
@@ -288,6 +303,10 @@ def main():
         guidance_scale=3.5,
         generator=generator,
     ).audios[0]
+    ids = pipe.tokenizer(CORPUS[0]).input_ids
+    ids_2 = pipe.tokenizer_2(CORPUS[0]).input_ids
+    print(f"tokenizers: {len(pipe.tokenizer)} and {len(pipe.tokenizer_2)} tokens; "
+          f"caption -> {len(ids)} and {len(ids_2)} ids")
     print(f"saved to {out}; test run: {audio.shape[0]} samples, peak {abs(audio).max():.4f}")
 
 
