@@ -206,6 +206,8 @@ def build():
             n_layer=2,
             n_positions=256,
             vocab_size=99,
+            bos_token_id=98,
+            eos_token_id=98,
         )
     )
     language_model.config.max_new_tokens = 8
@@ -215,7 +217,7 @@ def build():
         sample_size=16,
         in_channels=8,
         out_channels=8,
-        block_out_channels=(8, 16, 24, 32),
+        block_out_channels=(8, 8, 16, 16),
         layers_per_block=1,
         norm_num_groups=4,
         down_block_types=(

@@ -2,6 +2,7 @@
 //! default models. One test binary (not one per file) so the optimized
 //! build links tract and espeak-ng once.
 
+mod audioldm2_fixtures;
 mod common;
 mod describe_cli;
 mod foundation;
