@@ -224,7 +224,7 @@ def main():
     t5_dim = pipe.text_encoder_2.config.d_model
     clap_dim = pipe.text_encoder.config.projection_dim
     max_new = pipe.language_model.config.max_new_tokens
-    projected_len = 1 + 1 + 1 + t5_len + 1  # SOS, CLAP, EOS, SOS_1, T5, EOS_1
+    projected_len = 1 + 1 + 1 + 1 + t5_len + 1  # SOS, CLAP, EOS, SOS_1, T5..., EOS_1
 
     ids = torch.randint(3, len(pipe.tokenizer), (1, clap_len))
     mask = torch.ones(1, clap_len, dtype=torch.long)
