@@ -199,6 +199,7 @@ def main():
     parser.add_argument("pipeline")
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=float, default=1.28)
+    parser.add_argument("--source", help="what to record as the source (default: PIPELINE)")
     parser.add_argument(
         "--license",
         default="CC-BY-NC-SA-4.0",
@@ -275,7 +276,7 @@ def main():
     names = ["clap_text", "t5_encoder", "projection", "gpt2", "unet", "vae_decoder", "vocoder"]
     graphs = {name: describe_graph(args.out / f"{name}.onnx") for name in names}
     meta = {
-        "source": str(args.pipeline),
+        "source": args.source or str(args.pipeline),
         "license": args.license,
         "precision": "fp32",
         "sample_rate": int(pipe.vocoder.config.sampling_rate),

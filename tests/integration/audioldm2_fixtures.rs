@@ -50,6 +50,28 @@ fn bundles_match_their_bundle_toml() {
     }
 }
 
+/// (name, dtype, shape) of each input of a bundle.toml component entry.
+fn declared_inputs(entry: &toml::Value) -> Vec<(String, String, Vec<usize>)> {
+    entry["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|input| {
+            let shape = input["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_integer().unwrap() as usize)
+                .collect();
+            (
+                input["name"].as_str().unwrap().to_owned(),
+                input["dtype"].as_str().unwrap().to_owned(),
+                shape,
+            )
+        })
+        .collect()
+}
+
 /// Loads a bundle graph with tract at the shapes its bundle.toml gives and
 /// runs it on `inputs`.
 fn run_graph(bundle: &Path, component: &str, inputs: TVec<TValue>) -> Vec<f32> {
@@ -58,13 +80,7 @@ fn run_graph(bundle: &Path, component: &str, inputs: TVec<TValue>) -> Vec<f32> {
     let mut model = tract_onnx::onnx()
         .model_for_path(bundle.join(entry["file"].as_str().unwrap()))
         .unwrap();
-    for (index, input) in entry["inputs"].as_array().unwrap().iter().enumerate() {
-        let shape: Vec<usize> = input["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_integer().unwrap() as usize)
-            .collect();
+    for (index, (_, _, shape)) in declared_inputs(entry).into_iter().enumerate() {
         model = model
             .with_input_fact(index, f32::fact(shape).into())
             .unwrap();
@@ -150,16 +166,9 @@ fn every_tiny_graph_runs_in_tract() {
             .model_for_path(bundle.join(entry["file"].as_str().unwrap()))
             .unwrap();
         let mut inputs: TVec<TValue> = tvec![];
-        for (index, input) in entry["inputs"].as_array().unwrap().iter().enumerate() {
-            let shape: Vec<usize> = input["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_integer().unwrap() as usize)
-                .collect();
+        for (index, (name, dtype, shape)) in declared_inputs(entry).into_iter().enumerate() {
             let len = shape.iter().product();
-            let name = input["name"].as_str().unwrap();
-            let value: TValue = if input["dtype"].as_str() == Some("i64") {
+            let value: TValue = if dtype == "i64" {
                 let fill: i64 = if name.contains("mask") {
                     1
                 } else if name == "timestep" {
