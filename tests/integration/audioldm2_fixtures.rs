@@ -203,3 +203,53 @@ fn every_tiny_graph_runs_in_tract() {
         );
     }
 }
+
+#[test]
+fn schedulers_reproduce_diffusers_from_its_noise_predictions() {
+    use vivid::background::scheduler::{Ddim, DpmSolverPlusPlus, Scheduler, SchedulerConfig};
+    let bundle = fixtures().join("tiny-fp32");
+    let config: SchedulerConfig =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("scheduler.json")).unwrap())
+            .unwrap();
+    let scaling = bundle_toml(&bundle)["vae_scaling_factor"]
+        .as_float()
+        .unwrap() as f32;
+    for case in ["ddim_negative", "ddim_plain", "dpm_negative", "dpm_plain"] {
+        let reference = fixtures().join("reference").join(case);
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(reference.join("case.json")).unwrap())
+                .unwrap();
+        let steps = meta["steps"].as_u64().unwrap() as usize;
+        let guidance = meta["guidance_scale"].as_f64().unwrap() as f32;
+        let mut scheduler: Box<dyn Scheduler> = if case.starts_with("ddim") {
+            Box::new(Ddim::new(&config, steps).unwrap())
+        } else {
+            Box::new(DpmSolverPlusPlus::new(&config, steps).unwrap())
+        };
+        let bytes = std::fs::read(reference.join("timesteps.npy")).unwrap();
+        let expected: Vec<i64> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+        let ours: Vec<i64> = scheduler.timesteps().iter().map(|&t| t as i64).collect();
+        assert_eq!(ours, expected, "{case} timesteps");
+
+        let (_, mut latents) = npy_f32(&reference.join("latents_init.npy"));
+        for step in 0..steps {
+            // eps holds the unconditional and the conditional prediction.
+            let (_, eps) = npy_f32(&reference.join(format!("eps_{step:02}.npy")));
+            let half = eps.len() / 2;
+            let guided: Vec<f32> = eps[..half]
+                .iter()
+                .zip(&eps[half..])
+                .map(|(u, c)| u + guidance * (c - u))
+                .collect();
+            latents = scheduler.step(step, &guided, &latents);
+        }
+        let (_, decoded_input) = npy_f32(&reference.join("latents_final_scaled.npy"));
+        let expected: Vec<f32> = decoded_input.iter().map(|z| z * scaling).collect();
+        let (diff, corr) = compare(&latents, &expected);
+        assert!(
+            diff <= 1e-5 && corr >= 0.999_999,
+            "{case}: final latents {diff} of peak, correlation {corr}"
+        );
+        eprintln!("{case}: final latents within {diff:.1e} of peak");
+    }
+}

@@ -1,0 +1,8 @@
+//! Background: AudioLDM2 on tract, from a caption to a background waveform.
+//!
+//! So far this holds the diffusion schedulers ([`scheduler`]), checked
+//! against diffusers' recorded runs in the integration tests; the stages
+//! that run the bundle's graphs follow `quantize/runner.py`, the executable
+//! spec (issue #6).
+
+pub mod scheduler;
