@@ -253,3 +253,54 @@ fn schedulers_reproduce_diffusers_from_its_noise_predictions() {
         eprintln!("{case}: final latents within {diff:.1e} of peak");
     }
 }
+
+#[test]
+fn prompts_tokenize_exactly_as_diffusers() {
+    use vivid::background::bundle::BundleMeta;
+    use vivid::background::tokens::PromptTokenizer;
+    let bundle = fixtures().join("tiny-fp32");
+    let meta = BundleMeta::load(&bundle).unwrap();
+    let tokenizer = PromptTokenizer::load(&bundle, &meta).unwrap();
+    let npy_i64 = |path: &Path| -> Vec<i64> {
+        let bytes = std::fs::read(path).unwrap();
+        npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap()
+    };
+    for case in ["ddim_negative", "dpm_plain"] {
+        let reference = fixtures().join("reference").join(case);
+        let case_meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(reference.join("case.json")).unwrap())
+                .unwrap();
+        let prompt = case_meta["prompt"].as_str().unwrap();
+        // diffusers uses "" when there is no negative prompt.
+        let negative = case_meta["negative_prompt"].as_str().unwrap_or("");
+        let clap = tokenizer.clap(prompt);
+        assert_eq!(clap.ids, npy_i64(&reference.join("clap_input_ids_0.npy")));
+        assert_eq!(
+            clap.mask,
+            npy_i64(&reference.join("clap_attention_mask_0.npy"))
+        );
+        let clap_negative = tokenizer.clap(negative);
+        assert_eq!(
+            clap_negative.ids,
+            npy_i64(&reference.join("clap_input_ids_1.npy"))
+        );
+        let t5 = tokenizer.t5_prompt(prompt);
+        assert_eq!(t5.ids, npy_i64(&reference.join("t5_input_ids_0.npy")));
+        assert_eq!(t5.mask, npy_i64(&reference.join("t5_attention_mask_0.npy")));
+        let t5_negative = tokenizer.t5_negative(negative, t5.ids.len());
+        assert_eq!(
+            t5_negative.ids,
+            npy_i64(&reference.join("t5_input_ids_1.npy")),
+            "{case}"
+        );
+        assert_eq!(
+            t5_negative.mask,
+            npy_i64(&reference.join("t5_attention_mask_1.npy"))
+        );
+    }
+    // A prompt longer than CLAP's limit is cut with </s> kept last.
+    let long = "rain ".repeat(200);
+    let clap = tokenizer.clap(&long);
+    assert_eq!(clap.ids.len(), meta.clap_max_tokens);
+    assert!(clap.mask.iter().all(|&m| m == 1));
+}
