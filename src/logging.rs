@@ -18,7 +18,12 @@ pub fn init(level: LogLevel) {
     let filter = std::env::var(LOG_ENV)
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new(format!("warn,vivid={}", level.as_str())));
+        // llama.cpp warns at every load about things that are normal for the
+        // default model (Gemma's full-size SWA cache, a `</s>` token type);
+        // its errors still show, and VIVID_LOG=llama-cpp-2=debug shows all.
+        .unwrap_or_else(|| {
+            EnvFilter::new(format!("warn,llama-cpp-2=error,vivid={}", level.as_str()))
+        });
     let terminal = std::io::stderr().is_terminal();
     // systemd sets JOURNAL_STREAM when stderr goes to the journal.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
