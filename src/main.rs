@@ -528,9 +528,7 @@ fn bench_describe(config: &Config, args: BenchDescribeArgs) -> Result<ExitCode> 
         "peak MiB"
     );
     for run in &runs {
-        let label = std::path::Path::new(&run.label)
-            .file_name()
-            .map_or(run.label.clone(), |n| n.to_string_lossy().into_owned());
+        let label = file_label(&run.label);
         let on_target = run
             .sources_on_target()
             .map_or("-".to_owned(), |s| format!("{:.0}%", 100.0 * s));
@@ -558,9 +556,7 @@ fn bench_describe(config: &Config, args: BenchDescribeArgs) -> Result<ExitCode> 
     );
     for run in &runs {
         if let (Some((pp, tg)), Some((prompt, answer))) = (run.throughput(), run.mean_tokens()) {
-            let label = std::path::Path::new(&run.label)
-                .file_name()
-                .map_or(run.label.clone(), |n| n.to_string_lossy().into_owned());
+            let label = file_label(&run.label);
             println!(
                 "  {label:<40} prompt {pp:>7.1} t/s, answer {tg:>6.1} t/s \
                  ({prompt:.0} prompt + {answer:.0} answer tokens a caption)"
@@ -580,6 +576,13 @@ fn bench_describe(config: &Config, args: BenchDescribeArgs) -> Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run's label for a table: the file name of a model path, else as is.
+fn file_label(label: &str) -> String {
+    std::path::Path::new(label)
+        .file_name()
+        .map_or(label.to_owned(), |n| n.to_string_lossy().into_owned())
 }
 
 fn bench_tts(config: &Config, args: BenchTtsArgs) -> Result<ExitCode> {

@@ -135,8 +135,8 @@ pub struct LlmDescriber {
     /// The prompt before the narration, evaluated and kept in the KV cache.
     prefix: Vec<LlamaToken>,
     /// The prompt after the narration (end of the user turn, start of the
-    /// answer).
-    suffix: String,
+    /// answer), tokenized with the template's special tokens parsed.
+    suffix: Vec<LlamaToken>,
     prefix_ready: bool,
     name: String,
 }
@@ -197,6 +197,7 @@ impl LlmDescriber {
         // The model's own BOS setting decides whether the prompt starts
         // with one; the template's special tokens are parsed as such.
         let prefix = model.vocab().tokenize(before.as_bytes(), true, true);
+        let suffix = model.vocab().tokenize(after.as_bytes(), false, true);
         let threads = i32::try_from(options.threads.max(1)).unwrap_or(1);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(CONTEXT_TOKENS))
@@ -214,7 +215,7 @@ impl LlmDescriber {
             style,
             inner,
             prefix,
-            suffix: after.to_owned(),
+            suffix,
             prefix_ready: false,
             name,
         })
@@ -245,11 +246,10 @@ impl LlmDescriber {
         let result = self.inner.with_dependent_mut(|model, ctx| {
             let decode_err = |e: &dyn std::fmt::Display| LlmError::Decode(e.to_string());
             let vocab = model.vocab();
-            // The suffix holds the template's special tokens; the narration
-            // is tokenized as plain text, so a text cannot inject them.
+            // The narration is tokenized as plain text, so a text cannot
+            // inject the template's special tokens the suffix holds.
             let mut text_tokens = vocab.tokenize(narration.as_bytes(), false, false);
             text_tokens.truncate(MAX_TEXT_TOKENS);
-            let suffix_tokens = vocab.tokenize(suffix.as_bytes(), false, true);
             let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
             let mut pos = 0usize;
             let prompt_started = Instant::now();
@@ -261,7 +261,10 @@ impl LlmDescriber {
                 ctx.clear_kv_cache();
                 decode_tokens(ctx, &mut batch, prefix, &mut pos)?;
             }
-            let tail: Vec<LlamaToken> = text_tokens.into_iter().chain(suffix_tokens).collect();
+            let tail: Vec<LlamaToken> = text_tokens
+                .into_iter()
+                .chain(suffix.iter().copied())
+                .collect();
             let evaluated_tokens = if prefix_ready {
                 tail.len()
             } else {

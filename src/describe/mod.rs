@@ -198,11 +198,20 @@ impl Describer {
         };
         let mut model = None;
         let mut scenes = Vec::with_capacity(spans.len());
+        // Character offsets, counted along the text once: scenes are in
+        // order and do not overlap.
+        let (mut counted_bytes, mut counted_chars) = (0, 0);
+        let mut chars_up_to = |byte: usize| {
+            counted_chars += text[counted_bytes..byte].chars().count();
+            counted_bytes = byte;
+            counted_chars
+        };
         for span in spans {
             let started = Instant::now();
             let scene_text = &text[span.clone()];
+            let char_span = chars_up_to(span.start)..chars_up_to(span.end);
             let mut scene = SceneCaption {
-                char_span: text[..span.start].chars().count()..text[..span.end].chars().count(),
+                char_span,
                 span,
                 caption: String::new(),
                 method,

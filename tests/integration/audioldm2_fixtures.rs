@@ -104,25 +104,8 @@ fn tensor(shape: &[usize], data: Vec<f32>) -> TValue {
 
 /// Max abs difference relative to the reference's peak, and correlation.
 fn compare(ours: &[f32], reference: &[f32]) -> (f32, f64) {
-    assert_eq!(ours.len(), reference.len());
-    let peak = reference
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(1e-12);
-    let diff = ours
-        .iter()
-        .zip(reference)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    let mean = |v: &[f32]| v.iter().map(|x| f64::from(*x)).sum::<f64>() / v.len() as f64;
-    let (ma, mb) = (mean(ours), mean(reference));
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (a, b) in ours.iter().zip(reference) {
-        let (a, b) = (f64::from(*a) - ma, f64::from(*b) - mb);
-        sab += a * b;
-        saa += a * a;
-        sbb += b * b;
-    }
-    (diff / peak, sab / (saa * sbb).sqrt().max(1e-30))
+    let c = crate::common::compare(ours, reference);
+    (c.relative_diff(), c.correlation)
 }
 
 #[test]

@@ -61,3 +61,43 @@ pub fn llm_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// How close two signals are: largest absolute difference and Pearson
+/// correlation.
+pub struct Comparison {
+    pub max_abs_diff: f32,
+    pub correlation: f64,
+    /// Largest absolute value of the reference (`theirs`).
+    pub reference_peak: f32,
+}
+
+impl Comparison {
+    /// The largest difference as a share of the reference's peak.
+    pub fn relative_diff(&self) -> f32 {
+        self.max_abs_diff / self.reference_peak.max(1e-12)
+    }
+}
+
+pub fn compare(ours: &[f32], theirs: &[f32]) -> Comparison {
+    assert_eq!(ours.len(), theirs.len(), "sample counts differ");
+    let max_abs_diff = ours
+        .iter()
+        .zip(theirs)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    let reference_peak = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let n = ours.len() as f64;
+    let mean = |x: &[f32]| x.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+    let (ma, mb) = (mean(ours), mean(theirs));
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (a, b) in ours.iter().zip(theirs) {
+        let (da, db) = (f64::from(*a) - ma, f64::from(*b) - mb);
+        sab += da * db;
+        saa += da * da;
+        sbb += db * db;
+    }
+    Comparison {
+        max_abs_diff,
+        correlation: sab / (saa.sqrt() * sbb.sqrt()).max(1e-30),
+        reference_peak,
+    }
+}

@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use vivid::speech::{SpeakOptions, Voice};
 
+use crate::common::compare;
+
 #[derive(Deserialize)]
 struct Reference {
     sample_rate: u32,
@@ -76,33 +78,6 @@ fn read_wav(name: &str) -> Vec<f32> {
         .samples::<i16>()
         .map(|s| f32::from(s.unwrap()) / 32767.0)
         .collect()
-}
-
-struct Comparison {
-    max_abs_diff: f32,
-    correlation: f64,
-}
-
-fn compare(ours: &[f32], theirs: &[f32]) -> Comparison {
-    assert_eq!(ours.len(), theirs.len(), "sample counts differ");
-    let max_abs_diff = ours
-        .iter()
-        .zip(theirs)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    let n = ours.len() as f64;
-    let mean = |x: &[f32]| x.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
-    let (ma, mb) = (mean(ours), mean(theirs));
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (a, b) in ours.iter().zip(theirs) {
-        let (da, db) = (f64::from(*a) - ma, f64::from(*b) - mb);
-        sab += da * db;
-        saa += da * da;
-        sbb += db * db;
-    }
-    Comparison {
-        max_abs_diff,
-        correlation: sab / (saa.sqrt() * sbb.sqrt()),
-    }
 }
 
 #[test]
