@@ -18,6 +18,8 @@ pub enum BundleError {
     Invalid { path: PathBuf, reason: String },
     #[error("{path}: {reason} (make the bundle again with quantize/export.py)")]
     Tokenizer { path: PathBuf, reason: String },
+    #[error("{path}: {reason} (copy the bundle again, or make it again with quantize/export.py)")]
+    Component { path: PathBuf, reason: String },
 }
 
 /// One tensor a graph takes or gives.
@@ -77,6 +79,17 @@ impl BundleMeta {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        for (name, component) in &meta.component {
+            if component.file.contains('/') || component.file.starts_with('.') {
+                return Err(BundleError::Invalid {
+                    path,
+                    reason: format!(
+                        "component {name}: file \"{}\" is not a plain file name",
+                        component.file
+                    ),
+                });
+            }
+        }
         if meta.schema != 1 {
             return Err(BundleError::Invalid {
                 path,
@@ -85,4 +98,82 @@ impl BundleMeta {
         }
         Ok(meta)
     }
+}
+
+/// The names of the seven graphs, in the order the pipeline runs them.
+pub const COMPONENTS: [&str; 7] = [
+    "clap_text",
+    "t5_encoder",
+    "projection",
+    "gpt2",
+    "unet",
+    "vae_decoder",
+    "vocoder",
+];
+
+impl BundleMeta {
+    /// A component's entry, or an error naming what is missing.
+    pub fn component(&self, dir: &Path, name: &str) -> Result<&ComponentMeta, BundleError> {
+        self.component
+            .get(name)
+            .ok_or_else(|| BundleError::Invalid {
+                path: dir.join("bundle.toml"),
+                reason: format!("it lists no `{name}` component"),
+            })
+    }
+
+    /// The declared shape of input `input` of `component`.
+    pub fn input_shape(&self, component: &str, input: &str) -> Option<&[i64]> {
+        let entry = self.component.get(component)?;
+        let meta = entry.inputs.iter().find(|t| t.name == input)?;
+        Some(&meta.shape)
+    }
+}
+
+/// Checks a component's file against its size and sha256 in bundle.toml
+/// and returns its path. A damaged graph would otherwise load as garbage
+/// weights and make noise, or fail deep inside tract.
+pub fn verify_component(dir: &Path, entry: &ComponentMeta) -> Result<PathBuf, BundleError> {
+    let path = dir.join(&entry.file);
+    let bad = |reason: String| BundleError::Component {
+        path: path.clone(),
+        reason,
+    };
+    let size = std::fs::metadata(&path)
+        .map_err(|e| bad(format!("cannot open it: {e}")))?
+        .len();
+    if size != entry.bytes {
+        return Err(bad(format!(
+            "it is {size} bytes, bundle.toml says {} (truncated or replaced)",
+            entry.bytes
+        )));
+    }
+    let sha = crate::models::sha256_file(&path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    if !sha.eq_ignore_ascii_case(&entry.sha256) {
+        return Err(bad(format!(
+            "its sha256 is {sha}, bundle.toml says {} (damaged or replaced)",
+            entry.sha256
+        )));
+    }
+    Ok(path)
+}
+
+/// The bundle's identity for the background cache: the sha256 of its
+/// bundle.toml, which holds every graph's sha256, and of its tokenizers and
+/// scheduler config.
+pub fn bundle_id(dir: &Path, meta: &BundleMeta) -> Result<String, BundleError> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for name in [
+        "bundle.toml",
+        meta.clap_tokenizer.as_str(),
+        meta.t5_tokenizer.as_str(),
+        meta.scheduler.as_str(),
+    ] {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|cause| BundleError::Read { path, cause })?;
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }

@@ -75,6 +75,18 @@ impl PromptTokenizer {
         pad(ids, self.clap_max, self.clap_pad)
     }
 
+    /// Says how a text is cut when it is longer than either encoder takes.
+    pub fn truncation(&self, text: &str) -> Option<String> {
+        let clap = Self::encode(&self.clap, text).len();
+        let t5 = Self::encode(&self.t5, text).len();
+        (clap > self.clap_max || t5 > self.t5_max).then(|| {
+            format!(
+                "{clap} CLAP tokens (it takes {}) and {t5} T5 tokens (it takes {}); the rest is ignored",
+                self.clap_max, self.t5_max
+            )
+        })
+    }
+
     /// T5 for the prompt: its own tokens (`</s>` last), at most the
     /// bundle's maximum.
     pub fn t5_prompt(&self, text: &str) -> Tokens {

@@ -1,0 +1,233 @@
+//! From a caption to what the UNet attends to: CLAP text embedding, FLAN-T5
+//! states, the projection with its learned start and end tokens, and the
+//! eight "language of audio" embeddings GPT-2 generates from them.
+//!
+//! The graphs have fixed shapes; diffusers' variable lengths are
+//! reproduced around them (as `quantize/runner.py`, the spec, does):
+//! - T5 runs on the prompt padded to the graph's length with mask 0 (the
+//!   states at real tokens do not change) and only the real rows are kept;
+//!   the negative prompt is padded or cut to the prompt's token count.
+//! - The projection works token by token, so it runs on the padded sequence
+//!   and the padded rows are cut out again: `[SOS, CLAP, EOS, SOS_1, T5
+//!   rows, EOS_1]`.
+//! - GPT-2 is causal: each of the eight passes runs on the sequence so far,
+//!   right-padded to the graph's length with mask 0, and the hidden state
+//!   at the last real position is the next embedding.
+
+use std::path::Path;
+
+use super::bundle::BundleMeta;
+use super::graph::{Graph, f32_tensor, f32_values, i64_tensor, i64_values};
+use super::tokens::PromptTokenizer;
+use super::{BackgroundError, Observer, Record};
+
+/// CLAP, T5, projection and GPT-2, loaded together.
+#[derive(Debug)]
+pub struct TextStages {
+    clap: Graph,
+    t5: Graph,
+    projection: Graph,
+    gpt2: Graph,
+}
+
+/// The conditioning of one text, in the UNet's input shapes.
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    /// GPT-2's generated embeddings, `[1, new_tokens, width]`.
+    pub gpt_states: Vec<f32>,
+    /// T5 states padded to the UNet's length with zeros, `[1, padded, width]`.
+    pub t5_states: Vec<f32>,
+    /// 1 for the real T5 tokens, `[1, padded]`.
+    pub t5_mask: Vec<i64>,
+    /// T5 rows before padding (the prompt's token count).
+    pub t5_length: usize,
+}
+
+/// Declared dimension `axis` of an input, as a length.
+pub(super) fn declared(
+    dir: &Path,
+    meta: &BundleMeta,
+    component: &str,
+    input: &str,
+    axis: usize,
+) -> Result<usize, BackgroundError> {
+    meta.input_shape(component, input)
+        .and_then(|shape| shape.get(axis))
+        .map(|&d| d.max(0) as usize)
+        .ok_or_else(|| {
+            BackgroundError::Bundle(super::bundle::BundleError::Invalid {
+                path: dir.join("bundle.toml"),
+                reason: format!("{component} has no input `{input}` with an axis {axis}"),
+            })
+        })
+}
+
+impl TextStages {
+    pub fn load(dir: &Path, meta: &BundleMeta) -> Result<Self, BackgroundError> {
+        Ok(Self {
+            clap: Graph::load(dir, meta, "clap_text")?,
+            t5: Graph::load(dir, meta, "t5_encoder")?,
+            projection: Graph::load(dir, meta, "projection")?,
+            gpt2: Graph::load(dir, meta, "gpt2")?,
+        })
+    }
+
+    /// Conditions on `text`. `negative_of` is the prompt's T5 length when
+    /// `text` is the negative prompt. `tag` ("0" prompt, "1" negative) names
+    /// the recorded intermediates as diffusers' reference does.
+    pub fn encode(
+        &self,
+        dir: &Path,
+        meta: &BundleMeta,
+        tokenizer: &PromptTokenizer,
+        text: &str,
+        negative_of: Option<usize>,
+        tag: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<Conditioning, BackgroundError> {
+        let recording = observer.wants_records();
+        let clap_len = meta.clap_max_tokens;
+        let clap_tokens = tokenizer.clap(text);
+        let clap = self.clap.run(vec![
+            i64_tensor(&[1, clap_len], &clap_tokens.ids)?,
+            i64_tensor(&[1, clap_len], &clap_tokens.mask)?,
+        ])?;
+        let clap_embeds = f32_values("clap_text", first(&clap, "clap_text")?)?;
+        let clap_width = clap_embeds.len();
+        if recording {
+            observer.record(
+                &format!("clap_input_ids_{tag}"),
+                Record::I64(&[1, clap_len], &clap_tokens.ids),
+            );
+            observer.record(
+                &format!("clap_embeds_{tag}"),
+                Record::F32(&[1, 1, clap_width], &clap_embeds),
+            );
+        }
+
+        let t5_tokens = match negative_of {
+            None => tokenizer.t5_prompt(text),
+            Some(length) => tokenizer.t5_negative(text, length),
+        };
+        let length = t5_tokens.ids.len();
+        let real = t5_tokens.mask.iter().filter(|&&m| m == 1).count();
+        let padded = declared(dir, meta, "t5_encoder", "input_ids", 1)?;
+        if length > padded {
+            return Err(BackgroundError::Internal(format!(
+                "{length} T5 tokens for a graph of {padded}"
+            )));
+        }
+        let mut t5_ids = t5_tokens.ids.clone();
+        t5_ids.resize(padded, i64::from(meta.t5_pad_id));
+        let mut t5_mask = vec![1i64; real];
+        t5_mask.resize(padded, 0);
+        let t5 = self.t5.run(vec![
+            i64_tensor(&[1, padded], &t5_ids)?,
+            i64_tensor(&[1, padded], &t5_mask)?,
+        ])?;
+        let t5_states = f32_values("t5_encoder", first(&t5, "t5_encoder")?)?;
+        let t5_width = t5_states.len() / padded;
+        if recording {
+            observer.record(
+                &format!("t5_input_ids_{tag}"),
+                Record::I64(&[1, length], &t5_tokens.ids),
+            );
+            observer.record(
+                &format!("t5_states_{tag}"),
+                Record::F32(&[1, length, t5_width], &t5_states[..length * t5_width]),
+            );
+        }
+
+        let projected = self.projection.run(vec![
+            f32_tensor(&[1, 1, clap_width], &clap_embeds)?,
+            i64_tensor(&[1, 1], &[1])?,
+            f32_tensor(&[1, padded, t5_width], &t5_states)?,
+            i64_tensor(&[1, padded], &t5_mask)?,
+        ])?;
+        let states = f32_values("projection", first(&projected, "projection")?)?;
+        let mask = i64_values(
+            "projection",
+            projected
+                .get(1)
+                .ok_or_else(|| missing_output("projection"))?,
+        )?;
+        let rows = padded + 5;
+        if states.len() % rows != 0 || mask.len() != rows {
+            return Err(BackgroundError::Inference {
+                component: "projection".into(),
+                reason: format!("{} values for {rows} rows", states.len()),
+            });
+        }
+        let width = states.len() / rows;
+        // Keep [SOS, CLAP, EOS, SOS_1, the real T5 rows, EOS_1].
+        let keep: Vec<usize> = (0..4 + length).chain([4 + padded]).collect();
+        let mut sequence: Vec<f32> = keep
+            .iter()
+            .flat_map(|&r| states[r * width..(r + 1) * width].iter().copied())
+            .collect();
+        let mut sequence_mask: Vec<i64> = keep.iter().map(|&r| mask[r]).collect();
+        if recording {
+            observer.record(
+                &format!("projection_states_{tag}"),
+                Record::F32(&[1, keep.len(), width], &sequence),
+            );
+            observer.record(
+                &format!("projection_mask_{tag}"),
+                Record::I64(&[1, keep.len()], &sequence_mask),
+            );
+        }
+
+        let gpt_len = declared(dir, meta, "gpt2", "inputs_embeds", 1)?;
+        let new_tokens = meta.gpt2_new_tokens;
+        if keep.len() + new_tokens > gpt_len + 1 {
+            return Err(BackgroundError::Internal(format!(
+                "GPT-2's graph holds {gpt_len} positions, the sequence needs {}",
+                keep.len() + new_tokens - 1
+            )));
+        }
+        for _ in 0..new_tokens {
+            let n = sequence_mask.len();
+            let mut embeds = vec![0f32; gpt_len * width];
+            embeds[..n * width].copy_from_slice(&sequence);
+            let mut attention = vec![0i64; gpt_len];
+            attention[..n].copy_from_slice(&sequence_mask);
+            let hidden = self.gpt2.run(vec![
+                f32_tensor(&[1, gpt_len, width], &embeds)?,
+                i64_tensor(&[1, gpt_len], &attention)?,
+            ])?;
+            let hidden = f32_values("gpt2", first(&hidden, "gpt2")?)?;
+            sequence.extend_from_slice(&hidden[(n - 1) * width..n * width]);
+            sequence_mask.push(1);
+        }
+        let gpt_states = sequence[(sequence.len() - new_tokens * width)..].to_vec();
+        if recording {
+            observer.record(
+                &format!("gpt2_embeds_{tag}"),
+                Record::F32(&[1, new_tokens, width], &gpt_states),
+            );
+        }
+
+        let mut unet_t5 = vec![0f32; padded * t5_width];
+        unet_t5[..length * t5_width].copy_from_slice(&t5_states[..length * t5_width]);
+        Ok(Conditioning {
+            gpt_states,
+            t5_states: unet_t5,
+            t5_mask,
+            t5_length: length,
+        })
+    }
+}
+
+fn missing_output(component: &str) -> BackgroundError {
+    BackgroundError::Inference {
+        component: component.to_owned(),
+        reason: "the graph gave fewer outputs than bundle.toml lists".into(),
+    }
+}
+
+pub(super) fn first<'a>(
+    outputs: &'a [tract_onnx::prelude::Tensor],
+    component: &str,
+) -> Result<&'a tract_onnx::prelude::Tensor, BackgroundError> {
+    outputs.first().ok_or_else(|| missing_output(component))
+}

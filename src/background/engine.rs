@@ -1,0 +1,453 @@
+//! The AudioLDM2 pipeline over a loaded bundle: conditioning, the denoising
+//! loop with classifier-free guidance, VAE and vocoder. One call makes one
+//! clip at the bundle's native length (its graphs have fixed shapes);
+//! [`super::long`] fits clips to the length a narration needs.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::bundle::{BundleMeta, bundle_id};
+use super::conditioning::{Conditioning, TextStages, first};
+use super::graph::{Graph, f32_tensor, f32_values, i64_tensor};
+use super::noise::gaussian_latents;
+use super::scheduler::{Ddim, DpmSolverPlusPlus, Scheduler, SchedulerConfig};
+use super::tokens::PromptTokenizer;
+use super::{BackgroundError, Observer, Record, Stage};
+
+/// The denoising schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerKind {
+    /// DDIM, eta 0: AudioLDM2's own (about 200 steps for full quality).
+    Ddim,
+    /// DPM-Solver++ multistep: comparable quality in 20–25 steps.
+    Dpm,
+}
+
+impl SchedulerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulerKind::Ddim => "ddim",
+            SchedulerKind::Dpm => "dpm",
+        }
+    }
+}
+
+impl std::fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SchedulerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ddim" => Ok(SchedulerKind::Ddim),
+            "dpm" => Ok(SchedulerKind::Dpm),
+            other => Err(format!("unknown scheduler \"{other}\" (ddim or dpm)")),
+        }
+    }
+}
+
+/// Whether every graph stays loaded between generations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMode {
+    /// All graphs loaded once and kept: fastest.
+    Resident,
+    /// Each group of graphs (text encoders and GPT-2; UNet; VAE and
+    /// vocoder) is loaded when its stage runs and dropped after it, so the
+    /// peak is the largest group rather than the sum (8 GB boards). Every
+    /// generation pays the loading time again.
+    Low,
+}
+
+/// One clip to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub caption: String,
+    /// What the background should not sound like; empty for none (then
+    /// diffusers conditions the unconditional half on "").
+    pub negative: String,
+    pub steps: usize,
+    pub scheduler: SchedulerKind,
+    /// Classifier-free guidance scale; guidance is used only above 1.
+    pub guidance: f32,
+    pub seed: u64,
+    /// Initial latents instead of the seeded noise (parity checks).
+    pub init_latents: Option<Vec<f32>>,
+}
+
+struct Decoders {
+    vae: Graph,
+    vocoder: Graph,
+}
+
+/// A bundle ready to generate.
+pub struct Engine {
+    dir: PathBuf,
+    meta: BundleMeta,
+    id: String,
+    tokenizer: PromptTokenizer,
+    scheduler_config: SchedulerConfig,
+    mode: MemoryMode,
+    text: Option<TextStages>,
+    unet: Option<Graph>,
+    decoders: Option<Decoders>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.dir)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the bundle in `dir`. In [`MemoryMode::Resident`] every graph is
+    /// verified, loaded and optimized now; in [`MemoryMode::Low`] only
+    /// bundle.toml, the tokenizers and the scheduler config are read.
+    pub fn open(
+        dir: &Path,
+        mode: MemoryMode,
+        observer: &mut dyn Observer,
+    ) -> Result<Engine, BackgroundError> {
+        let meta = BundleMeta::load(dir)?;
+        for name in super::bundle::COMPONENTS {
+            meta.component(dir, name)?;
+        }
+        let tokenizer = PromptTokenizer::load(dir, &meta)?;
+        let scheduler_path = dir.join(&meta.scheduler);
+        let scheduler_text = std::fs::read_to_string(&scheduler_path).map_err(|cause| {
+            super::bundle::BundleError::Read {
+                path: scheduler_path.clone(),
+                cause,
+            }
+        })?;
+        let scheduler_config: SchedulerConfig =
+            serde_json::from_str(&scheduler_text).map_err(|e| {
+                super::bundle::BundleError::Invalid {
+                    path: scheduler_path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let id = bundle_id(dir, &meta)?;
+        let mut engine = Engine {
+            dir: dir.to_path_buf(),
+            meta,
+            id,
+            tokenizer,
+            scheduler_config,
+            mode,
+            text: None,
+            unet: None,
+            decoders: None,
+        };
+        if mode == MemoryMode::Resident {
+            observer.stage(0, Stage::Loading);
+            engine.text = Some(engine.load_text()?);
+            engine.unet = Some(engine.load_unet()?);
+            engine.decoders = Some(engine.load_decoders()?);
+        }
+        Ok(engine)
+    }
+
+    fn load_text(&self) -> Result<TextStages, BackgroundError> {
+        TextStages::load(&self.dir, &self.meta)
+    }
+
+    fn load_unet(&self) -> Result<Graph, BackgroundError> {
+        Graph::load(&self.dir, &self.meta, "unet")
+    }
+
+    fn load_decoders(&self) -> Result<Decoders, BackgroundError> {
+        Ok(Decoders {
+            vae: Graph::load(&self.dir, &self.meta, "vae_decoder")?,
+            vocoder: Graph::load(&self.dir, &self.meta, "vocoder")?,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn meta(&self) -> &BundleMeta {
+        &self.meta
+    }
+
+    /// The bundle's identity (see [`bundle_id`]).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.meta.sample_rate
+    }
+
+    /// Samples in one clip.
+    pub fn clip_samples(&self) -> usize {
+        (self.meta.seconds * f64::from(self.meta.sample_rate)).round() as usize
+    }
+
+    pub fn latent_shape(&self) -> &[usize] {
+        &self.meta.latent_shape
+    }
+
+    /// True when the bundle holds random weights (a test fixture or a
+    /// benchmark bundle): it makes noise, not a soundscape.
+    pub fn is_random_weights(&self) -> bool {
+        self.meta.source.contains("random weights")
+    }
+
+    fn check(&self, request: &Request) -> Result<(), BackgroundError> {
+        if request.caption.trim().is_empty() {
+            return Err(BackgroundError::Request(
+                "the caption is empty: say what the background should sound like".into(),
+            ));
+        }
+        if !(request.guidance.is_finite() && (0.0..=50.0).contains(&request.guidance)) {
+            return Err(BackgroundError::Request(format!(
+                "guidance scale {} is outside 0 to 50 (3.5 is AudioLDM2's default)",
+                request.guidance
+            )));
+        }
+        if let Some(latents) = &request.init_latents {
+            let expected: usize = self.meta.latent_shape.iter().product();
+            if latents.len() != expected {
+                return Err(BackgroundError::Request(format!(
+                    "{} initial latent values given, the bundle takes {:?}",
+                    latents.len(),
+                    self.meta.latent_shape
+                )));
+            }
+        }
+        for (what, text) in [
+            ("caption", &request.caption),
+            ("negative", &request.negative),
+        ] {
+            if let Some(note) = self.tokenizer.truncation(text) {
+                tracing::warn!("the {what} is too long for the text encoders: {note}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Generates one clip of the bundle's native length (clip number
+    /// `clip` of a longer background, for progress reports).
+    pub fn clip(
+        &mut self,
+        request: &Request,
+        clip: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<f32>, BackgroundError> {
+        self.check(request)?;
+        let guided = request.guidance > 1.0;
+        let mut scheduler: Box<dyn Scheduler> = match request.scheduler {
+            SchedulerKind::Ddim => Box::new(Ddim::new(&self.scheduler_config, request.steps)?),
+            SchedulerKind::Dpm => Box::new(DpmSolverPlusPlus::new(
+                &self.scheduler_config,
+                request.steps,
+            )?),
+        };
+
+        // In low-memory mode the text graphs are loaded for this and
+        // dropped when it returns, before the UNet is loaded.
+        let (positive, negative) = self.condition(request, guided, clip, observer)?;
+
+        let latent_shape = self.meta.latent_shape.clone();
+        let latent_len: usize = latent_shape.iter().product();
+        let mut latents = match &request.init_latents {
+            Some(given) => given.clone(),
+            None => gaussian_latents(request.seed, latent_len),
+        };
+        let unet = match self.unet.take() {
+            Some(unet) => unet,
+            None => {
+                observer.stage(clip, Stage::Loading);
+                self.load_unet()?
+            }
+        };
+        let result = self.denoise(
+            &unet,
+            &positive,
+            negative.as_ref(),
+            scheduler.as_mut(),
+            request.guidance,
+            &mut latents,
+            clip,
+            observer,
+        );
+        if self.mode == MemoryMode::Resident {
+            self.unet = Some(unet);
+        } else {
+            drop(unet);
+        }
+        result?;
+
+        let decoders = match self.decoders.take() {
+            Some(decoders) => decoders,
+            None => {
+                observer.stage(clip, Stage::Loading);
+                self.load_decoders()?
+            }
+        };
+        observer.stage(clip, Stage::Decoding);
+        let waveform = self.decode(&decoders, &latents, observer);
+        if self.mode == MemoryMode::Resident {
+            self.decoders = Some(decoders);
+        }
+        waveform
+    }
+
+    fn condition(
+        &self,
+        request: &Request,
+        guided: bool,
+        clip: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<(Conditioning, Option<Conditioning>), BackgroundError> {
+        let loaded;
+        let text = match &self.text {
+            Some(text) => text,
+            None => {
+                observer.stage(clip, Stage::Loading);
+                loaded = self.load_text()?;
+                &loaded
+            }
+        };
+        observer.stage(clip, Stage::Conditioning);
+        let (dir, meta, tokenizer) = (&self.dir, &self.meta, &self.tokenizer);
+        // diffusers encodes the prompt first (tag 0), then the negative (1).
+        let positive = text.encode(dir, meta, tokenizer, &request.caption, None, "0", observer)?;
+        let negative = if guided {
+            Some(text.encode(
+                dir,
+                meta,
+                tokenizer,
+                &request.negative,
+                Some(positive.t5_length),
+                "1",
+                observer,
+            )?)
+        } else {
+            None
+        };
+        Ok((positive, negative))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn denoise(
+        &self,
+        unet: &Graph,
+        positive: &Conditioning,
+        negative: Option<&Conditioning>,
+        scheduler: &mut dyn Scheduler,
+        guidance: f32,
+        latents: &mut Vec<f32>,
+        clip: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<(), BackgroundError> {
+        let shape = &self.meta.latent_shape;
+        let timesteps: Vec<i64> = scheduler.timesteps().iter().map(|&t| t as i64).collect();
+        if observer.wants_records() {
+            observer.record("timesteps", Record::I64(&[timesteps.len()], &timesteps));
+        }
+        let gpt_shape = [1, self.meta.gpt2_new_tokens, 0];
+        let run = |sample: &[f32], t: i64, c: &Conditioning| -> Result<Vec<f32>, BackgroundError> {
+            let gpt_width = c.gpt_states.len() / gpt_shape[1].max(1);
+            let padded = c.t5_mask.len();
+            let t5_width = c.t5_states.len() / padded.max(1);
+            let out = unet.run(vec![
+                f32_tensor(shape, sample)?,
+                i64_tensor(&[1], &[t])?,
+                f32_tensor(&[1, gpt_shape[1], gpt_width], &c.gpt_states)?,
+                f32_tensor(&[1, padded, t5_width], &c.t5_states)?,
+                i64_tensor(&[1, padded], &c.t5_mask)?,
+            ])?;
+            f32_values("unet", first(&out, "unet")?)
+        };
+        observer.stage(clip, Stage::Denoising);
+        let total = timesteps.len();
+        for (index, &t) in timesteps.iter().enumerate() {
+            let eps = match negative {
+                Some(negative) => {
+                    let unconditional = run(latents, t, negative)?;
+                    let conditional = run(latents, t, positive)?;
+                    if observer.wants_records() {
+                        let both = [unconditional.as_slice(), conditional.as_slice()].concat();
+                        let mut batch = shape.clone();
+                        batch[0] = 2;
+                        observer.record(&format!("eps_{index:02}"), Record::F32(&batch, &both));
+                    }
+                    unconditional
+                        .iter()
+                        .zip(&conditional)
+                        .map(|(u, c)| u + guidance * (c - u))
+                        .collect()
+                }
+                None => {
+                    let conditional = run(latents, t, positive)?;
+                    if observer.wants_records() {
+                        observer
+                            .record(&format!("eps_{index:02}"), Record::F32(shape, &conditional));
+                    }
+                    conditional
+                }
+            };
+            *latents = scheduler.step(index, &eps, latents);
+            observer.step(clip, index + 1, total);
+        }
+        Ok(())
+    }
+
+    fn decode(
+        &self,
+        decoders: &Decoders,
+        latents: &[f32],
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<f32>, BackgroundError> {
+        let shape = &self.meta.latent_shape;
+        let scale = 1.0 / self.meta.vae_scaling_factor as f32;
+        let scaled: Vec<f32> = latents.iter().map(|z| z * scale).collect();
+        if observer.wants_records() {
+            observer.record("latents_final_scaled", Record::F32(shape, &scaled));
+        }
+        let mel = decoders.vae.run(vec![f32_tensor(shape, &scaled)?])?;
+        let mel_tensor = first(&mel, "vae_decoder")?;
+        let mel_shape = mel_tensor.shape().to_vec();
+        let mel = f32_values("vae_decoder", mel_tensor)?;
+        if observer.wants_records() {
+            observer.record("mel", Record::F32(&mel_shape, &mel));
+        }
+        // The vocoder takes the mel without its channel axis.
+        let frames_bins: Vec<usize> = mel_shape.iter().copied().filter(|&d| d != 1).collect();
+        let mut vocoder_shape = vec![1];
+        vocoder_shape.extend(frames_bins);
+        let waveform = decoders
+            .vocoder
+            .run(vec![f32_tensor(&vocoder_shape, &mel)?])?;
+        let mut waveform = f32_values("vocoder", first(&waveform, "vocoder")?)?;
+        let samples = self.clip_samples();
+        if waveform.len() < samples {
+            return Err(BackgroundError::Inference {
+                component: "vocoder".into(),
+                reason: format!("{} samples for a {samples}-sample clip", waveform.len()),
+            });
+        }
+        waveform.truncate(samples);
+        if observer.wants_records() {
+            observer.record("waveform", Record::F32(&[samples], &waveform));
+        }
+        if let Some(bad) = waveform.iter().position(|v| !v.is_finite()) {
+            return Err(BackgroundError::Inference {
+                component: "vocoder".into(),
+                reason: format!("sample {bad} is not a finite number"),
+            });
+        }
+        Ok(waveform)
+    }
+}

@@ -1,0 +1,316 @@
+//! The AudioLDM2 engine against diffusers' own runs of the tiny bundle
+//! (tests/fixtures/audioldm2/reference, written by quantize/reference.py):
+//! every intermediate, DDIM and DPM-Solver++, with and without a negative
+//! prompt, from the same initial latents.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use vivid::background::{Engine, MemoryMode, Observer, Record, Request, SchedulerKind, Stage};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audioldm2")
+}
+
+/// Keeps every intermediate the engine reports.
+#[derive(Default)]
+struct Recorder {
+    floats: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    ints: BTreeMap<String, (Vec<usize>, Vec<i64>)>,
+    stages: Vec<Stage>,
+    steps: usize,
+}
+
+impl Observer for Recorder {
+    fn stage(&mut self, _clip: usize, stage: Stage) {
+        self.stages.push(stage);
+    }
+    fn step(&mut self, _clip: usize, done: usize, _total: usize) {
+        self.steps = done;
+    }
+    fn wants_records(&self) -> bool {
+        true
+    }
+    fn record(&mut self, name: &str, value: Record<'_>) {
+        match value {
+            Record::F32(shape, data) => {
+                self.floats
+                    .insert(name.to_owned(), (shape.to_vec(), data.to_vec()));
+            }
+            Record::I64(shape, data) => {
+                self.ints
+                    .insert(name.to_owned(), (shape.to_vec(), data.to_vec()));
+            }
+        }
+    }
+}
+
+fn read_npy(path: &Path) -> npyz::NpyFile<std::io::Cursor<Vec<u8>>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    npyz::NpyFile::new(std::io::Cursor::new(bytes)).unwrap()
+}
+
+struct Case {
+    name: String,
+    request: Request,
+}
+
+fn case(name: &str) -> Case {
+    let dir = fixtures().join("reference").join(name);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let latents: Vec<f32> = read_npy(&dir.join("latents_init.npy")).into_vec().unwrap();
+    Case {
+        name: name.to_owned(),
+        request: Request {
+            caption: meta["prompt"].as_str().unwrap().to_owned(),
+            // diffusers uses "" when there is no negative prompt.
+            negative: meta["negative_prompt"].as_str().unwrap_or("").to_owned(),
+            steps: meta["steps"].as_u64().unwrap() as usize,
+            scheduler: meta["scheduler"].as_str().unwrap().parse().unwrap(),
+            guidance: meta["guidance_scale"].as_f64().unwrap() as f32,
+            seed: 0,
+            init_latents: Some(latents),
+        },
+    }
+}
+
+const CASES: [&str; 4] = ["ddim_negative", "ddim_plain", "dpm_negative", "dpm_plain"];
+
+/// Compares every recorded intermediate with the reference; returns the
+/// worst relative difference per name.
+fn compare_with_reference(case: &str, recorder: &Recorder) -> BTreeMap<String, f32> {
+    let dir = fixtures().join("reference").join(case);
+    let mut worst = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "npy") {
+            continue;
+        }
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        // Inputs to the engine and what it does not report (the attention
+        // masks are part of the token checks, the per-call timestep is the
+        // schedule's).
+        if name == "latents_init"
+            || name.contains("attention_mask")
+            || name.starts_with("unet_timestep")
+        {
+            continue;
+        }
+        let npy = read_npy(&path);
+        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        if let Some((our_shape, ours)) = recorder.ints.get(&name) {
+            let theirs: Vec<i64> = npy.into_vec().unwrap();
+            assert_eq!(our_shape, &shape, "{case}/{name}: shape");
+            assert_eq!(ours, &theirs, "{case}/{name}");
+            worst.insert(name, 0.0);
+        } else if let Some((our_shape, ours)) = recorder.floats.get(&name) {
+            let theirs: Vec<f32> = npy.into_vec().unwrap();
+            assert_eq!(our_shape, &shape, "{case}/{name}: shape");
+            let c = crate::common::compare(ours, &theirs);
+            worst.insert(name, c.relative_diff());
+        } else {
+            panic!("{case}: the engine reported no `{name}`");
+        }
+    }
+    worst
+}
+
+#[test]
+fn every_intermediate_matches_diffusers() {
+    let bundle = fixtures().join("tiny-fp32");
+    let mut engine = Engine::open(&bundle, MemoryMode::Resident, &mut Recorder::default())
+        .expect("tiny bundle opens");
+    let mut overall = 0f32;
+    for name in CASES {
+        let case = case(name);
+        let mut recorder = Recorder::default();
+        let waveform = engine.clip(&case.request, 0, &mut recorder).unwrap();
+        assert_eq!(waveform.len(), engine.clip_samples());
+        assert_eq!(recorder.steps, case.request.steps);
+        assert_eq!(
+            recorder.stages,
+            [Stage::Conditioning, Stage::Denoising, Stage::Decoding],
+            "resident: nothing loaded during a generation"
+        );
+        let worst = compare_with_reference(&case.name, &recorder);
+        for required in [
+            "clap_input_ids_0",
+            "clap_embeds_1",
+            "t5_input_ids_1",
+            "t5_states_0",
+            "projection_states_1",
+            "projection_mask_0",
+            "gpt2_embeds_0",
+            "gpt2_embeds_1",
+            "timesteps",
+            "eps_00",
+            "eps_04",
+            "latents_final_scaled",
+            "mel",
+            "waveform",
+        ] {
+            assert!(worst.contains_key(required), "{name}: {required} compared");
+        }
+        for (key, diff) in &worst {
+            // 1e-4 of each signal's peak: float32 rounding through a
+            // different kernel library, not a different computation.
+            assert!(*diff <= 1e-4, "{name}/{key}: {diff:.2e} of peak");
+            overall = overall.max(*diff);
+        }
+        eprintln!(
+            "{name}: worst intermediate {:.1e} of peak, waveform {:.1e}",
+            worst.values().fold(0f32, |m, d| m.max(*d)),
+            worst["waveform"]
+        );
+    }
+    eprintln!("all cases: worst {overall:.1e} of peak");
+}
+
+#[test]
+fn int8_bundle_stays_close_to_diffusers_fp32() {
+    // Dynamic int8 weights change the numbers; the bound says how much.
+    let bundle = fixtures().join("tiny-int8");
+    let mut engine = Engine::open(&bundle, MemoryMode::Resident, &mut Recorder::default())
+        .expect("tiny int8 bundle opens");
+    for name in ["ddim_negative", "dpm_plain"] {
+        let case = case(name);
+        let mut recorder = Recorder::default();
+        engine.clip(&case.request, 0, &mut recorder).unwrap();
+        let worst = compare_with_reference(name, &recorder);
+        let waveform = worst["waveform"];
+        let reference: Vec<f32> =
+            read_npy(&fixtures().join("reference").join(name).join("waveform.npy"))
+                .into_vec()
+                .unwrap();
+        let c = crate::common::compare(&recorder.floats["waveform"].1, &reference);
+        eprintln!(
+            "int8 {name}: waveform {waveform:.1e} of peak, correlation {:.4}",
+            c.correlation
+        );
+        assert!(waveform <= 0.1, "{name}: {waveform} of peak");
+        assert!(
+            c.correlation >= 0.99,
+            "{name}: correlation {}",
+            c.correlation
+        );
+    }
+}
+
+#[test]
+fn low_memory_mode_gives_the_same_audio() {
+    let bundle = fixtures().join("tiny-fp32");
+    let case = case("dpm_negative");
+    let mut resident =
+        Engine::open(&bundle, MemoryMode::Resident, &mut Recorder::default()).unwrap();
+    let expected = resident
+        .clip(&case.request, 0, &mut Recorder::default())
+        .unwrap();
+    let mut low = Engine::open(&bundle, MemoryMode::Low, &mut Recorder::default()).unwrap();
+    let mut recorder = Recorder::default();
+    let ours = low.clip(&case.request, 0, &mut recorder).unwrap();
+    assert_eq!(ours, expected);
+    // Each group is loaded for its stage.
+    assert_eq!(
+        recorder.stages,
+        [
+            Stage::Loading,
+            Stage::Conditioning,
+            Stage::Loading,
+            Stage::Denoising,
+            Stage::Loading,
+            Stage::Decoding
+        ]
+    );
+}
+
+#[test]
+fn a_seed_gives_the_same_audio_and_seeds_differ() {
+    let bundle = fixtures().join("tiny-fp32");
+    let mut engine = Engine::open(&bundle, MemoryMode::Resident, &mut Recorder::default()).unwrap();
+    let mut request = case("dpm_plain").request;
+    request.init_latents = None;
+    request.seed = 11;
+    let a = engine.clip(&request, 0, &mut Recorder::default()).unwrap();
+    let b = engine.clip(&request, 0, &mut Recorder::default()).unwrap();
+    assert_eq!(a, b);
+    request.seed = 12;
+    let c = engine.clip(&request, 0, &mut Recorder::default()).unwrap();
+    assert_ne!(a, c);
+    // Guidance 1 runs the UNet once per step, on the prompt alone.
+    request.guidance = 1.0;
+    let mut recorder = Recorder::default();
+    let d = engine.clip(&request, 0, &mut recorder).unwrap();
+    assert!(!recorder.floats.contains_key("gpt2_embeds_1"));
+    assert_ne!(c, d);
+    assert_eq!(request.scheduler, SchedulerKind::Dpm);
+}
+
+#[test]
+fn damaged_bundles_are_refused_with_the_file_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("bundle");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(fixtures().join("tiny-fp32")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    let open = |dir: &Path| Engine::open(dir, MemoryMode::Resident, &mut Recorder::default());
+    // A flipped byte in the UNet: the sha256 check catches it.
+    let unet = copy.join("unet.onnx");
+    let mut bytes = std::fs::read(&unet).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&unet, &bytes).unwrap();
+    let err = open(&copy).unwrap_err().to_string();
+    assert!(err.contains("unet.onnx") && err.contains("sha256"), "{err}");
+    // A truncated one: the size check.
+    std::fs::write(&unet, &bytes[..1000]).unwrap();
+    let err = open(&copy).unwrap_err().to_string();
+    assert!(err.contains("unet.onnx") && err.contains("bytes"), "{err}");
+    // A missing one.
+    std::fs::remove_file(&unet).unwrap();
+    let err = open(&copy).unwrap_err().to_string();
+    assert!(
+        err.contains("unet.onnx") && err.contains("cannot open"),
+        "{err}"
+    );
+    // A broken bundle.toml.
+    std::fs::write(copy.join("bundle.toml"), "schema = 1\nsource = 3\n").unwrap();
+    let err = open(&copy).unwrap_err().to_string();
+    assert!(err.contains("bundle.toml"), "{err}");
+    // No bundle at all.
+    let err = open(&tmp.path().join("nothing")).unwrap_err().to_string();
+    assert!(err.contains("nothing/bundle.toml"), "{err}");
+}
+
+#[test]
+fn bad_requests_are_refused() {
+    let bundle = fixtures().join("tiny-fp32");
+    let mut engine = Engine::open(&bundle, MemoryMode::Low, &mut Recorder::default()).unwrap();
+    let base = case("dpm_plain").request;
+    let mut empty = base.clone();
+    empty.caption = "  ".into();
+    let err = engine
+        .clip(&empty, 0, &mut Recorder::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("caption is empty"), "{err}");
+    let mut steps = base.clone();
+    steps.steps = 0;
+    let err = engine
+        .clip(&steps, 0, &mut Recorder::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("steps"), "{err}");
+    let mut latents = base.clone();
+    latents.init_latents = Some(vec![0.0; 5]);
+    let err = engine
+        .clip(&latents, 0, &mut Recorder::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("initial latent"), "{err}");
+    let mut guidance = base;
+    guidance.guidance = f32::NAN;
+    let err = engine
+        .clip(&guidance, 0, &mut Recorder::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("guidance"), "{err}");
+}
