@@ -71,6 +71,7 @@ pub struct ConfigFile {
     pub paths: PathsSection,
     pub speech: SpeechSection,
     pub describe: DescribeSection,
+    pub background: BackgroundSection,
     pub playback: PlaybackSection,
     pub system: SystemSection,
     pub log: LogSection,
@@ -118,6 +119,10 @@ impl Default for SpeechSection {
 
 /// The default describer model, below the models folder.
 pub const DEFAULT_DESCRIBER_FILE: &str = "llm/gemma-3-270m-q4_k_m.gguf";
+/// The AudioLDM2 bundle, relative to the models folder. No default bundle
+/// is fetched: real AudioLDM2 weights are made into one with
+/// quantize/export.py.
+pub const DEFAULT_BACKGROUND_BUNDLE: &str = "audioldm2";
 
 /// How the prompt for the describer model is built.
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -168,6 +173,55 @@ impl Default for DescribeSection {
             timeout_s: 30.0,
             min_scene_chars: 200,
             max_scene_chars: 1200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackgroundSection {
+    /// AudioLDM2 bundle folder (made by quantize/export.py); default:
+    /// `audioldm2` in the models folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PathBuf>,
+    /// Denoising steps.
+    pub steps: usize,
+    pub scheduler: crate::background::SchedulerKind,
+    /// Classifier-free guidance scale (used above 1).
+    pub guidance: f32,
+    /// What the background should not sound like.
+    pub negative: String,
+    /// Seed of the initial noise.
+    pub seed: u64,
+    /// Clips (different seeds) a background longer than one clip is made
+    /// from.
+    pub variations: usize,
+    /// Load each group of graphs only while its stage runs.
+    pub low_memory: bool,
+    /// Longest background accepted, in seconds.
+    pub max_seconds: f64,
+    /// Folder of finished backgrounds; default: `cache/background` in the
+    /// data folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Size limit of that folder in MiB; 0 turns the cache off.
+    pub cache_max_mb: u64,
+}
+
+impl Default for BackgroundSection {
+    fn default() -> Self {
+        Self {
+            bundle: None,
+            steps: 25,
+            scheduler: crate::background::SchedulerKind::Dpm,
+            guidance: 3.5,
+            negative: "Low quality.".to_owned(),
+            seed: 0,
+            variations: 2,
+            low_memory: false,
+            max_seconds: 1800.0,
+            cache_dir: None,
+            cache_max_mb: 1024,
         }
     }
 }
@@ -331,6 +385,11 @@ pub struct Config {
     /// The describer's language model.
     pub describer_model: PathBuf,
     pub describe: DescribeSection,
+    /// The AudioLDM2 bundle folder.
+    pub background_bundle: PathBuf,
+    /// The background cache folder.
+    pub background_cache_dir: PathBuf,
+    pub background: BackgroundSection,
     pub playback: PlaybackSection,
     pub system: SystemSection,
     pub log: LogSection,
@@ -415,7 +474,18 @@ impl Config {
             file.describe.model.clone(),
             models_dir.join(DEFAULT_DESCRIBER_FILE),
         );
+        let background_bundle = pick(
+            file.background.bundle.clone(),
+            models_dir.join(DEFAULT_BACKGROUND_BUNDLE),
+        );
+        let background_cache_dir = pick(
+            file.background.cache_dir.clone(),
+            defaults.data.join("cache/background"),
+        );
         Config {
+            background_bundle,
+            background_cache_dir,
+            background: file.background,
             voice,
             speech: file.speech,
             describer_model,
@@ -446,6 +516,11 @@ impl Config {
             describe: DescribeSection {
                 model: Some(self.describer_model.clone()),
                 ..self.describe.clone()
+            },
+            background: BackgroundSection {
+                bundle: Some(self.background_bundle.clone()),
+                cache_dir: Some(self.background_cache_dir.clone()),
+                ..self.background.clone()
             },
             playback: self.playback.clone(),
             system: self.system.clone(),
@@ -559,6 +634,34 @@ fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigErro
             format!(
                 "{} must be at least 100 and at least describe.min_scene_chars ({})",
                 describe.max_scene_chars, describe.min_scene_chars
+            ),
+        ));
+    }
+    let background = &file.background;
+    if background.steps == 0 || background.steps > 999 {
+        return Err(invalid(
+            "background.steps",
+            format!("{} is outside the allowed 1 to 999", background.steps),
+        ));
+    }
+    if !(0.0..=50.0).contains(&background.guidance) {
+        return Err(invalid(
+            "background.guidance",
+            format!("{} is outside the allowed 0 to 50", background.guidance),
+        ));
+    }
+    if !(1..=8).contains(&background.variations) {
+        return Err(invalid(
+            "background.variations",
+            format!("{} is outside the allowed 1 to 8", background.variations),
+        ));
+    }
+    if !(background.max_seconds > 0.0 && background.max_seconds <= 86_400.0) {
+        return Err(invalid(
+            "background.max_seconds",
+            format!(
+                "{} s is outside the allowed range (more than 0, at most 86400)",
+                background.max_seconds
             ),
         ));
     }

@@ -61,6 +61,9 @@ enum Command {
     /// Caption the background sound scene of a text, scene by scene: the
     /// prompt the background is generated from.
     Describe(DescribeArgs),
+    /// Generate a background soundscape from a caption with the AudioLDM2
+    /// bundle and write it as a WAV file.
+    Background(BackgroundArgs),
     /// Measure speed and memory against the reference implementations.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -150,6 +153,47 @@ struct DescribeArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct BackgroundArgs {
+    /// What the background should sound like, e.g. "Waves lapping against
+    /// boats and seagulls calling in a harbour".
+    caption: String,
+    /// What it should not sound like (default: background.negative).
+    #[arg(long, value_name = "TEXT")]
+    negative: Option<String>,
+    /// Length in seconds; longer than one generation (about 10 s) is made
+    /// from several, joined without seams.
+    #[arg(long, value_name = "S")]
+    seconds: f64,
+    /// Denoising steps (default: background.steps).
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// ddim or dpm (default: background.scheduler).
+    #[arg(long, value_name = "NAME")]
+    scheduler: Option<vivid::background::SchedulerKind>,
+    /// Seed of the initial noise (default: background.seed).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Classifier-free guidance scale (default: background.guidance).
+    #[arg(long, value_name = "G")]
+    guidance: Option<f32>,
+    /// Bundle folder (default: background.bundle).
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// Start from these latents (.npy) instead of seeded noise.
+    #[arg(long, value_name = "FILE.npy")]
+    init_latents: Option<PathBuf>,
+    /// Load each part of the model only while it runs.
+    #[arg(long)]
+    low_memory: bool,
+    /// Neither use nor fill the background cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Output WAV file.
+    #[arg(short, long, value_name = "OUT.wav")]
+    output: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
     /// Show the default models, their licences and whether they are installed.
@@ -215,6 +259,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => run_doctor(&config, &manifest),
         Command::Speak(args) => speak(&config, args),
         Command::Describe(args) => describe(&config, args),
+        Command::Background(args) => background(&config, args),
         Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
         Command::Bench(BenchCommand::Describe(args)) => bench_describe(&config, args),
     }
@@ -408,6 +453,93 @@ fn speak(config: &Config, args: SpeakArgs) -> Result<ExitCode> {
     eprintln!(
         "wrote {}: {sentences} sentences, {seconds:.1} s of speech in {elapsed:.1} s",
         args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hint for a missing or unusable AudioLDM2 bundle.
+const BUNDLE_HINT: &str = "an AudioLDM2 bundle is made from real weights with \
+     `python quantize/export.py cvssp/audioldm2 DIR --seconds 10.24` (see quantize/README.md); \
+     set background.bundle in the config or pass --bundle DIR";
+
+fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
+    use vivid::background::{
+        Engine, MemoryMode, ProgressLog, Request, cache::BackgroundCache, long::LengthLimits,
+        make_background, noise::read_latents,
+    };
+    let started = std::time::Instant::now();
+    let settings = &config.background;
+    let bundle = args
+        .bundle
+        .unwrap_or_else(|| config.background_bundle.clone());
+    let mode = if args.low_memory || settings.low_memory {
+        MemoryMode::Low
+    } else {
+        MemoryMode::Resident
+    };
+    let limits = LengthLimits {
+        max_seconds: settings.max_seconds,
+    };
+    // Refuse a bad length before minutes of loading.
+    vivid::background::long::checked_samples(args.seconds, 16_000, limits)?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut engine = Engine::open(&bundle, mode).with_context(|| {
+        format!(
+            "opening the AudioLDM2 bundle {} ({BUNDLE_HINT})",
+            bundle.display()
+        )
+    })?;
+    if engine.is_random_weights() {
+        eprintln!(
+            "vivid: warning: {} holds random weights (a test or benchmark bundle): it makes noise, not a soundscape",
+            bundle.display()
+        );
+    }
+    let init_latents = match &args.init_latents {
+        Some(path) => Some(read_latents(path, engine.latent_shape())?),
+        None => None,
+    };
+    let request = Request {
+        caption: args.caption,
+        negative: args.negative.unwrap_or_else(|| settings.negative.clone()),
+        steps: args.steps.unwrap_or(settings.steps),
+        scheduler: args.scheduler.unwrap_or(settings.scheduler),
+        guidance: args.guidance.unwrap_or(settings.guidance),
+        seed: args.seed.unwrap_or(settings.seed),
+        init_latents,
+    };
+    let samples = (args.seconds * f64::from(engine.sample_rate())).round() as usize;
+    let clips = samples.div_ceil(engine.clip_samples().max(1));
+    let mut progress = ProgressLog::new(clips.min(settings.variations), Some(bar.clone()));
+    let cache = BackgroundCache::new(
+        &config.background_cache_dir,
+        if args.no_cache {
+            0
+        } else {
+            settings.cache_max_mb * 1024 * 1024
+        },
+    );
+    let made = make_background(
+        &mut engine,
+        &request,
+        args.seconds,
+        settings.variations,
+        limits,
+        &cache,
+        &mut progress,
+    )
+    .with_context(|| format!("generating the background with {}", bundle.display()))?;
+    bar.finish_and_clear();
+    vivid::output::wav::write_wav_i16(&args.output, &made.samples, made.sample_rate)?;
+    eprintln!(
+        "wrote {}: {:.2} s of background{} in {:.1} s",
+        args.output.display(),
+        made.samples.len() as f64 / f64::from(made.sample_rate),
+        if made.cached { " (from the cache)" } else { "" },
+        started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
 }

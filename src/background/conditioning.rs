@@ -28,6 +28,10 @@ pub struct TextStages {
     t5: Graph,
     projection: Graph,
     gpt2: Graph,
+    /// T5's fixed input length.
+    t5_padded: usize,
+    /// GPT-2's fixed input length.
+    gpt_len: usize,
 }
 
 /// The conditioning of one text, in the UNet's input shapes.
@@ -69,6 +73,8 @@ impl TextStages {
             t5: Graph::load(dir, meta, "t5_encoder")?,
             projection: Graph::load(dir, meta, "projection")?,
             gpt2: Graph::load(dir, meta, "gpt2")?,
+            t5_padded: declared(dir, meta, "t5_encoder", "input_ids", 1)?,
+            gpt_len: declared(dir, meta, "gpt2", "inputs_embeds", 1)?,
         })
     }
 
@@ -77,7 +83,6 @@ impl TextStages {
     /// the recorded intermediates as diffusers' reference does.
     pub fn encode(
         &self,
-        dir: &Path,
         meta: &BundleMeta,
         tokenizer: &PromptTokenizer,
         text: &str,
@@ -111,7 +116,7 @@ impl TextStages {
         };
         let length = t5_tokens.ids.len();
         let real = t5_tokens.mask.iter().filter(|&&m| m == 1).count();
-        let padded = declared(dir, meta, "t5_encoder", "input_ids", 1)?;
+        let padded = self.t5_padded;
         if length > padded {
             return Err(BackgroundError::Internal(format!(
                 "{length} T5 tokens for a graph of {padded}"
@@ -177,7 +182,7 @@ impl TextStages {
             );
         }
 
-        let gpt_len = declared(dir, meta, "gpt2", "inputs_embeds", 1)?;
+        let gpt_len = self.gpt_len;
         let new_tokens = meta.gpt2_new_tokens;
         if keep.len() + new_tokens > gpt_len + 1 {
             return Err(BackgroundError::Internal(format!(

@@ -108,14 +108,11 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Opens the bundle in `dir`. In [`MemoryMode::Resident`] every graph is
-    /// verified, loaded and optimized now; in [`MemoryMode::Low`] only
-    /// bundle.toml, the tokenizers and the scheduler config are read.
-    pub fn open(
-        dir: &Path,
-        mode: MemoryMode,
-        observer: &mut dyn Observer,
-    ) -> Result<Engine, BackgroundError> {
+    /// Opens the bundle in `dir`: reads bundle.toml, the tokenizers and
+    /// the scheduler config. The graphs are verified, loaded and optimized
+    /// when first needed (or now, with [`Engine::preload`]); in
+    /// [`MemoryMode::Low`] they are dropped again after their stage.
+    pub fn open(dir: &Path, mode: MemoryMode) -> Result<Engine, BackgroundError> {
         let meta = BundleMeta::load(dir)?;
         for name in super::bundle::COMPONENTS {
             meta.component(dir, name)?;
@@ -136,7 +133,7 @@ impl Engine {
                 }
             })?;
         let id = bundle_id(dir, &meta)?;
-        let mut engine = Engine {
+        Ok(Engine {
             dir: dir.to_path_buf(),
             meta,
             id,
@@ -146,14 +143,23 @@ impl Engine {
             text: None,
             unet: None,
             decoders: None,
-        };
-        if mode == MemoryMode::Resident {
-            observer.stage(0, Stage::Loading);
-            engine.text = Some(engine.load_text()?);
-            engine.unet = Some(engine.load_unet()?);
-            engine.decoders = Some(engine.load_decoders()?);
+        })
+    }
+
+    /// Loads every graph now, so that a damaged bundle is found at start
+    /// and the first background does not wait (resident mode; in low-memory
+    /// mode this only checks every graph loads).
+    pub fn preload(&mut self, observer: &mut dyn Observer) -> Result<(), BackgroundError> {
+        observer.stage(0, Stage::Loading);
+        let text = self.load_text()?;
+        let unet = self.load_unet()?;
+        let decoders = self.load_decoders()?;
+        if self.mode == MemoryMode::Resident {
+            self.text = Some(text);
+            self.unet = Some(unet);
+            self.decoders = Some(decoders);
         }
-        Ok(engine)
+        Ok(())
     }
 
     fn load_text(&self) -> Result<TextStages, BackgroundError> {
@@ -304,28 +310,35 @@ impl Engine {
     }
 
     fn condition(
-        &self,
+        &mut self,
         request: &Request,
         guided: bool,
         clip: usize,
         observer: &mut dyn Observer,
     ) -> Result<(Conditioning, Option<Conditioning>), BackgroundError> {
         let loaded;
-        let text = match &self.text {
-            Some(text) => text,
-            None => {
+        let text = match self.mode {
+            MemoryMode::Resident => {
+                if self.text.is_none() {
+                    observer.stage(clip, Stage::Loading);
+                    self.text = Some(self.load_text()?);
+                }
+                self.text
+                    .as_ref()
+                    .ok_or_else(|| BackgroundError::Internal("text graphs not loaded".into()))?
+            }
+            MemoryMode::Low => {
                 observer.stage(clip, Stage::Loading);
                 loaded = self.load_text()?;
                 &loaded
             }
         };
         observer.stage(clip, Stage::Conditioning);
-        let (dir, meta, tokenizer) = (&self.dir, &self.meta, &self.tokenizer);
+        let (meta, tokenizer) = (&self.meta, &self.tokenizer);
         // diffusers encodes the prompt first (tag 0), then the negative (1).
-        let positive = text.encode(dir, meta, tokenizer, &request.caption, None, "0", observer)?;
+        let positive = text.encode(meta, tokenizer, &request.caption, None, "0", observer)?;
         let negative = if guided {
             Some(text.encode(
-                dir,
                 meta,
                 tokenizer,
                 &request.negative,

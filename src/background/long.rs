@@ -242,11 +242,14 @@ mod tests {
     #[test]
     fn short_backgrounds_are_cut_with_a_fade() {
         let a = clip(1, 16_000);
-        let out = fit_to_length(&[a.clone()], 8_000, 16_000, 0);
+        let out = fit_to_length(std::slice::from_ref(&a), 8_000, 16_000, 0);
         assert_eq!(out.len(), 8_000);
         assert_eq!(out[..7_000], a[..7_000]);
         assert_eq!(*out.last().unwrap(), 0.0);
-        assert_eq!(fit_to_length(&[a.clone()], 16_000, 16_000, 0), a);
+        assert_eq!(
+            fit_to_length(std::slice::from_ref(&a), 16_000, 16_000, 0),
+            a
+        );
     }
 
     #[test]

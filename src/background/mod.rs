@@ -102,3 +102,131 @@ pub trait Observer {
 pub struct Unobserved;
 
 impl Observer for Unobserved {}
+
+/// A finished background.
+#[derive(Debug, Clone)]
+pub struct Background {
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+    /// Taken from the cache rather than generated.
+    pub cached: bool,
+    /// What made it (also the cache key).
+    pub key: cache::CacheKey,
+}
+
+/// A background of `seconds` for `request`: from the cache when it holds
+/// one made with the same bundle and settings, else generated (see
+/// [`long::generate`]) and stored. Runs with given initial latents are
+/// never cached (the key does not hold them).
+pub fn make_background(
+    engine: &mut Engine,
+    request: &Request,
+    seconds: f64,
+    variations: usize,
+    limits: long::LengthLimits,
+    cache: &cache::BackgroundCache,
+    observer: &mut dyn Observer,
+) -> Result<Background, BackgroundError> {
+    long::checked_samples(seconds, engine.sample_rate(), limits)?;
+    let key = cache::CacheKey {
+        bundle: engine.id().to_owned(),
+        caption: request.caption.clone(),
+        negative: request.negative.clone(),
+        seed: request.seed,
+        steps: request.steps,
+        scheduler: request.scheduler.as_str().to_owned(),
+        guidance: request.guidance,
+        seconds,
+        variations,
+        engine_version: cache::ENGINE_VERSION,
+    };
+    let cacheable = request.init_latents.is_none();
+    if cacheable && let Some((samples, sample_rate)) = cache.get(&key) {
+        return Ok(Background {
+            samples,
+            sample_rate,
+            cached: true,
+            key,
+        });
+    }
+    let samples = long::generate(engine, request, seconds, variations, limits, observer)?;
+    if cacheable && cache.enabled() {
+        // A full disk must not lose the background just made: it is
+        // returned, and only the cache misses out.
+        if let Err(e) = cache.put(&key, &samples, engine.sample_rate()) {
+            tracing::warn!("{e}");
+        }
+    }
+    Ok(Background {
+        samples,
+        sample_rate: engine.sample_rate(),
+        cached: false,
+        key,
+    })
+}
+
+/// Progress of a background as periodic log lines, an optional progress
+/// bar, and a one-line status for `vivid status`.
+pub struct ProgressLog {
+    clips: usize,
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+    last_log: Option<std::time::Instant>,
+    status: String,
+}
+
+/// Seconds between progress log lines.
+const PROGRESS_LOG_EVERY_S: f32 = 10.0;
+
+impl ProgressLog {
+    /// Progress over `clips` clips, drawn on `bar` when given.
+    pub fn new(clips: usize, bar: Option<indicatif::ProgressBar>) -> Self {
+        Self {
+            clips: clips.max(1),
+            bar,
+            started: std::time::Instant::now(),
+            last_log: None,
+            status: "starting".to_owned(),
+        }
+    }
+
+    /// What the engine is doing now, e.g. "clip 1/2: denoising step 10/25".
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+}
+
+impl Observer for ProgressLog {
+    fn stage(&mut self, clip: usize, stage: Stage) {
+        self.status = format!("clip {}/{}: {}", clip + 1, self.clips, stage.label());
+        tracing::info!("background {}", self.status);
+        if let Some(bar) = &self.bar {
+            bar.set_message(self.status.clone());
+        }
+    }
+
+    fn step(&mut self, clip: usize, done: usize, total: usize) {
+        self.status = format!(
+            "clip {}/{}: denoising step {done}/{total}",
+            clip + 1,
+            self.clips
+        );
+        if let Some(bar) = &self.bar {
+            bar.set_length((total * self.clips) as u64);
+            bar.set_position((clip * total + done) as u64);
+            bar.set_message(self.status.clone());
+        }
+        let due = self
+            .last_log
+            .is_none_or(|t| t.elapsed().as_secs_f32() >= PROGRESS_LOG_EVERY_S);
+        // With a bar on screen the bar shows this; log lines would tear it.
+        if self.bar.is_none() && (due || done == total) {
+            self.last_log = Some(std::time::Instant::now());
+            tracing::info!(
+                elapsed_s = format!("{:.1}", self.started.elapsed().as_secs_f32()),
+                "background {}",
+                self.status
+            );
+        }
+    }
+}

@@ -119,8 +119,8 @@ fn compare_with_reference(case: &str, recorder: &Recorder) -> BTreeMap<String, f
 #[test]
 fn every_intermediate_matches_diffusers() {
     let bundle = fixtures().join("tiny-fp32");
-    let mut engine = Engine::open(&bundle, MemoryMode::Resident, &mut Recorder::default())
-        .expect("tiny bundle opens");
+    let mut engine = Engine::open(&bundle, MemoryMode::Resident).expect("tiny bundle opens");
+    engine.preload(&mut Recorder::default()).unwrap();
     let mut overall = 0f32;
     for name in CASES {
         let case = case(name);
@@ -171,8 +171,7 @@ fn every_intermediate_matches_diffusers() {
 fn int8_bundle_stays_close_to_diffusers_fp32() {
     // Dynamic int8 weights change the numbers; the bound says how much.
     let bundle = fixtures().join("tiny-int8");
-    let mut engine = Engine::open(&bundle, MemoryMode::Resident, &mut Recorder::default())
-        .expect("tiny int8 bundle opens");
+    let mut engine = Engine::open(&bundle, MemoryMode::Resident).expect("tiny int8 bundle opens");
     for name in ["ddim_negative", "dpm_plain"] {
         let case = case(name);
         let mut recorder = Recorder::default();
@@ -201,12 +200,11 @@ fn int8_bundle_stays_close_to_diffusers_fp32() {
 fn low_memory_mode_gives_the_same_audio() {
     let bundle = fixtures().join("tiny-fp32");
     let case = case("dpm_negative");
-    let mut resident =
-        Engine::open(&bundle, MemoryMode::Resident, &mut Recorder::default()).unwrap();
+    let mut resident = Engine::open(&bundle, MemoryMode::Resident).unwrap();
     let expected = resident
         .clip(&case.request, 0, &mut Recorder::default())
         .unwrap();
-    let mut low = Engine::open(&bundle, MemoryMode::Low, &mut Recorder::default()).unwrap();
+    let mut low = Engine::open(&bundle, MemoryMode::Low).unwrap();
     let mut recorder = Recorder::default();
     let ours = low.clip(&case.request, 0, &mut recorder).unwrap();
     assert_eq!(ours, expected);
@@ -227,7 +225,7 @@ fn low_memory_mode_gives_the_same_audio() {
 #[test]
 fn a_seed_gives_the_same_audio_and_seeds_differ() {
     let bundle = fixtures().join("tiny-fp32");
-    let mut engine = Engine::open(&bundle, MemoryMode::Resident, &mut Recorder::default()).unwrap();
+    let mut engine = Engine::open(&bundle, MemoryMode::Resident).unwrap();
     let mut request = case("dpm_plain").request;
     request.init_latents = None;
     request.seed = 11;
@@ -255,7 +253,10 @@ fn damaged_bundles_are_refused_with_the_file_named() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
     }
-    let open = |dir: &Path| Engine::open(dir, MemoryMode::Resident, &mut Recorder::default());
+    let open = |dir: &Path| {
+        Engine::open(dir, MemoryMode::Resident)
+            .and_then(|mut engine| engine.preload(&mut Recorder::default()))
+    };
     // A flipped byte in the UNet: the sha256 check catches it.
     let unet = copy.join("unet.onnx");
     let mut bytes = std::fs::read(&unet).unwrap();
@@ -287,7 +288,7 @@ fn damaged_bundles_are_refused_with_the_file_named() {
 #[test]
 fn bad_requests_are_refused() {
     let bundle = fixtures().join("tiny-fp32");
-    let mut engine = Engine::open(&bundle, MemoryMode::Low, &mut Recorder::default()).unwrap();
+    let mut engine = Engine::open(&bundle, MemoryMode::Low).unwrap();
     let base = case("dpm_plain").request;
     let mut empty = base.clone();
     empty.caption = "  ".into();

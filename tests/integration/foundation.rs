@@ -126,6 +126,14 @@ fn example_config_is_complete_and_valid() {
         },
         defaults.describe
     );
+    assert_eq!(
+        vivid::config::BackgroundSection {
+            bundle: None,
+            cache_dir: None,
+            ..file.background.clone()
+        },
+        defaults.background
+    );
     assert_eq!(file.system, defaults.system);
     assert_eq!(file.log, defaults.log);
     let text = fs::read_to_string(example).unwrap();

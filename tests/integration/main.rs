@@ -3,6 +3,7 @@
 //! build links tract and espeak-ng once.
 
 mod audioldm2_fixtures;
+mod background_cli;
 mod background_engine;
 mod common;
 mod describe_cli;
