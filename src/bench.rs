@@ -322,3 +322,164 @@ pub fn run_describe_devset(
         captions,
     })
 }
+
+const AUDIOLDM2_SCRIPT: &str = include_str!("../tests/bench/audioldm2_reference.py");
+const AUDIOLDM2_RUNNER: &str = include_str!("../quantize/runner.py");
+
+/// The caption every background benchmark generates (the reference
+/// script's too).
+pub const BACKGROUND_CAPTION: &str =
+    "Waves lapping against boats, seagulls calling and ropes creaking in a harbour.";
+
+/// A reference's figures (`tests/bench/audioldm2_reference.py`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReferenceBackgroundRun {
+    pub load_s: f64,
+    /// One classifier-free-guidance step (two UNet evaluations).
+    pub unet_step_s: f64,
+    pub clip_s: f64,
+    pub seconds: f64,
+    pub peak_rss_kb: u64,
+}
+
+/// Runs the reference benchmark: `kind` is "diffusers" (with the diffusers
+/// pipeline folder) or "ort" (with the bundle).
+pub fn run_reference_background(
+    python: &str,
+    kind: &str,
+    path: &Path,
+    threads: usize,
+    steps: usize,
+) -> Result<ReferenceBackgroundRun> {
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("audioldm2_reference.py");
+    std::fs::write(&script, AUDIOLDM2_SCRIPT)?;
+    std::fs::write(dir.path().join("runner.py"), AUDIOLDM2_RUNNER)?;
+    let output = Command::new(python)
+        .arg(&script)
+        .arg(kind)
+        .arg(path)
+        .arg(threads.to_string())
+        .arg(steps.to_string())
+        .output()
+        .with_context(|| format!("running {python}"))?;
+    if !output.status.success() {
+        bail!(
+            "the {kind} reference failed (is `pip install -r quantize/requirements.txt` done?): {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(line).with_context(|| format!("reading the reference's report {line:?}"))
+}
+
+/// vivid's figures for one bundle.
+#[derive(Debug, Clone)]
+pub struct BackgroundBench {
+    pub load_s: f64,
+    /// (threads, seconds per classifier-free-guidance UNet step).
+    pub unet_step_s: Vec<(usize, f64)>,
+    pub steps: usize,
+    pub clip_s: f64,
+    pub conditioning_s: f64,
+    pub denoising_s: f64,
+    pub decoding_s: f64,
+    pub seconds: f64,
+    pub timings: Vec<crate::background::graph::GraphTiming>,
+    pub kernels: Vec<(String, std::collections::BTreeMap<String, usize>)>,
+    pub peak_rss_kb: u64,
+}
+
+/// Times of each stage of a generation.
+#[derive(Default)]
+struct StageClock {
+    current: Option<(crate::background::Stage, Instant)>,
+    spent: Vec<(crate::background::Stage, f64)>,
+}
+
+impl StageClock {
+    fn close(&mut self) {
+        if let Some((stage, since)) = self.current.take() {
+            self.spent.push((stage, since.elapsed().as_secs_f64()));
+        }
+    }
+
+    fn total(&self, stage: crate::background::Stage) -> f64 {
+        self.spent
+            .iter()
+            .filter(|(s, _)| *s == stage)
+            .map(|(_, t)| t)
+            .sum()
+    }
+}
+
+impl crate::background::Observer for StageClock {
+    fn stage(&mut self, _clip: usize, stage: crate::background::Stage) {
+        self.close();
+        self.current = Some((stage, Instant::now()));
+    }
+}
+
+/// Loads `bundle`, times the UNet step at each thread count, then one whole
+/// clip of `steps` DPM-Solver++ steps at the last thread count.
+pub fn run_vivid_background(
+    bundle: &Path,
+    steps: usize,
+    threads: &[usize],
+    mode: crate::background::MemoryMode,
+) -> Result<BackgroundBench> {
+    use crate::background::{Engine, MemoryMode, Request, SchedulerKind, Stage};
+    let all = *threads.last().unwrap_or(&1);
+    set_compute_threads(all);
+    let t0 = Instant::now();
+    let mut engine = Engine::open(bundle, mode)?;
+    if mode == MemoryMode::Resident {
+        engine.preload(&mut crate::background::Unobserved)?;
+    }
+    let load_s = t0.elapsed().as_secs_f64();
+    tracing::info!(load_s, rss_mib = peak_rss_kb() / 1024, "bundle loaded");
+    let mut unet_step_s = Vec::new();
+    if mode == MemoryMode::Resident {
+        for &n in threads {
+            set_compute_threads(n);
+            // One untimed step first: tract sizes its scratch space then.
+            engine.time_unet_step(1)?;
+            let seconds = engine.time_unet_step(3)?;
+            tracing::info!(threads = n, seconds, "UNet step");
+            unet_step_s.push((n, seconds));
+        }
+    }
+    set_compute_threads(all);
+    engine.reset_timings();
+    let request = Request {
+        caption: BACKGROUND_CAPTION.to_owned(),
+        negative: "Low quality.".to_owned(),
+        steps,
+        scheduler: SchedulerKind::Dpm,
+        guidance: 3.5,
+        seed: 0,
+        init_latents: None,
+    };
+    let mut clock = StageClock::default();
+    let t0 = Instant::now();
+    let audio = engine.clip(&request, 0, &mut clock)?;
+    let clip_s = t0.elapsed().as_secs_f64();
+    clock.close();
+    Ok(BackgroundBench {
+        load_s,
+        unet_step_s,
+        steps,
+        clip_s,
+        conditioning_s: clock.total(Stage::Conditioning),
+        denoising_s: clock.total(Stage::Denoising),
+        decoding_s: clock.total(Stage::Decoding),
+        seconds: audio.len() as f64 / f64::from(engine.sample_rate()),
+        timings: engine.timings(),
+        kernels: engine.kernels(),
+        peak_rss_kb: peak_rss_kb(),
+    })
+}

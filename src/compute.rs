@@ -1,5 +1,10 @@
 //! Process-wide compute settings and measurements shared by the stages.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Threads tract's kernels use, as last set.
+static COMPUTE_THREADS: AtomicUsize = AtomicUsize::new(1);
+
 /// Sets how many threads tract's kernels use; 0 means one per core.
 pub fn set_compute_threads(threads: usize) {
     use tract_linalg::multithread::{Executor, set_default_executor};
@@ -8,10 +13,26 @@ pub fn set_compute_threads(threads: usize) {
     } else {
         threads
     };
+    COMPUTE_THREADS.store(threads.max(1), Ordering::Relaxed);
     if threads <= 1 {
         set_default_executor(Executor::SingleThread);
     } else {
         set_default_executor(Executor::multithread(threads));
+    }
+}
+
+/// Threads tract's kernels use (see [`set_compute_threads`]).
+pub fn compute_threads() -> usize {
+    COMPUTE_THREADS.load(Ordering::Relaxed)
+}
+
+/// An executor of `threads` threads for [`tract_linalg::multithread::multithread_tract_scope`].
+pub fn executor(threads: usize) -> tract_linalg::multithread::Executor {
+    use tract_linalg::multithread::Executor;
+    if threads <= 1 {
+        Executor::SingleThread
+    } else {
+        Executor::multithread(threads)
     }
 }
 

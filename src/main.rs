@@ -80,6 +80,36 @@ enum BenchCommand {
     /// latency and peak memory, for each model given and for method 2
     /// (the text itself).
     Describe(BenchDescribeArgs),
+    /// Background generation on a bundle (use the real-size random-weight
+    /// one from quantize/realsize.py): UNet step at one and all threads,
+    /// each component, a whole clip, peak memory; against diffusers
+    /// (PyTorch fp32) and the onnxruntime runner in the same run when
+    /// --python is given.
+    Background(BenchBackgroundArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchBackgroundArgs {
+    /// The bundle to measure.
+    #[arg(long, value_name = "DIR")]
+    bundle: PathBuf,
+    /// DPM-Solver++ steps of the timed clip.
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    /// DDIM steps to project a whole clip for (from the measured step).
+    #[arg(long, default_value_t = 200)]
+    ddim_steps: usize,
+    /// Measure the low-memory mode (peak memory and clip time only).
+    #[arg(long)]
+    low_memory: bool,
+    /// Python with diffusers, torch and onnxruntime (quantize/requirements.txt)
+    /// for the references; without it only vivid is measured.
+    #[arg(long, value_name = "PYTHON")]
+    python: Option<String>,
+    /// The diffusers pipeline folder the bundle was exported from (for the
+    /// diffusers reference).
+    #[arg(long, value_name = "DIR")]
+    pipeline: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Background(args) => background(&config, args),
         Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
         Command::Bench(BenchCommand::Describe(args)) => bench_describe(&config, args),
+        Command::Bench(BenchCommand::Background(args)) => bench_background(args),
     }
 }
 
@@ -585,6 +616,105 @@ fn describe(config: &Config, args: DescribeArgs) -> Result<ExitCode> {
                 scene.char_span.start, scene.char_span.end
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
+    use vivid::background::MemoryMode;
+    use vivid::bench::{self, ReferenceBackgroundRun};
+    let cores = vivid::compute::available_cores();
+    let threads: Vec<usize> = if cores > 1 { vec![1, cores] } else { vec![1] };
+    let mode = if args.low_memory {
+        MemoryMode::Low
+    } else {
+        MemoryMode::Resident
+    };
+    let ours = bench::run_vivid_background(&args.bundle, args.steps, &threads, mode)?;
+    let mut references: Vec<(&str, ReferenceBackgroundRun)> = Vec::new();
+    if let Some(python) = &args.python {
+        if let Some(pipeline) = &args.pipeline {
+            references.push((
+                "diffusers",
+                bench::run_reference_background(python, "diffusers", pipeline, cores, args.steps)?,
+            ));
+        }
+        references.push((
+            "onnxruntime",
+            bench::run_reference_background(python, "ort", &args.bundle, cores, args.steps)?,
+        ));
+    }
+    let meta = vivid::background::bundle::BundleMeta::load(&args.bundle)?;
+    println!(
+        "background benchmark: {} ({}, {:.2} s clips), {cores} cores, {} mode",
+        args.bundle.display(),
+        meta.precision,
+        ours.seconds,
+        if args.low_memory {
+            "low-memory"
+        } else {
+            "resident"
+        }
+    );
+    let mut header = format!("{:<34} {:>12}", "", "vivid");
+    for (name, _) in &references {
+        header.push_str(&format!(
+            " {name:>12} {:>10}",
+            format!("vivid/{}", &name[..4])
+        ));
+    }
+    println!("{header}");
+    let row = |label: &str, ours: f64, theirs: &dyn Fn(&ReferenceBackgroundRun) -> f64| {
+        let mut line = format!("{label:<34} {ours:>12.2}");
+        for (_, reference) in &references {
+            let value = theirs(reference);
+            line.push_str(&format!(" {value:>12.2} {:>9.2}x", ours / value));
+        }
+        println!("{line}");
+    };
+    row("load (s)", ours.load_s, &|r| r.load_s);
+    for (n, seconds) in &ours.unet_step_s {
+        if *n == cores {
+            row(&format!("UNet CFG step, {n} threads (s)"), *seconds, &|r| {
+                r.unet_step_s
+            });
+        } else {
+            println!(
+                "{:<34} {seconds:>12.2}",
+                format!("UNet CFG step, {n} thread (s)")
+            );
+        }
+    }
+    row(
+        &format!("clip, {} DPM steps (s)", ours.steps),
+        ours.clip_s,
+        &|r| r.clip_s,
+    );
+    let outside_loop = ours.clip_s - ours.denoising_s;
+    let per_step = ours.denoising_s / ours.steps.max(1) as f64;
+    println!(
+        "{:<34} {:>12.2}",
+        format!("clip, {} DDIM steps (s, projected)", args.ddim_steps),
+        outside_loop + per_step * args.ddim_steps as f64
+    );
+    row("peak RSS (MiB)", ours.peak_rss_kb as f64 / 1024.0, &|r| {
+        r.peak_rss_kb as f64 / 1024.0
+    });
+    println!(
+        "vivid clip by stage: conditioning {:.2} s, denoising {:.2} s ({per_step:.2} s/step), decoding {:.2} s",
+        ours.conditioning_s, ours.denoising_s, ours.decoding_s
+    );
+    println!("vivid by graph (load and optimize, runs, run time):");
+    for t in &ours.timings {
+        println!(
+            "  {:<12} load {:>7.2} s  {:>4} runs {:>8.2} s",
+            t.component, t.load_s, t.runs, t.run_s
+        );
+    }
+    println!("matmul kernels tract chose (kernel: matmul nodes):");
+    for (component, kernels) in &ours.kernels {
+        let list: Vec<String> = kernels.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        println!("  {component:<12} {}", list.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

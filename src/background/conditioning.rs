@@ -78,6 +78,10 @@ impl TextStages {
         })
     }
 
+    pub fn graphs(&self) -> [&Graph; 4] {
+        [&self.clap, &self.t5, &self.projection, &self.gpt2]
+    }
+
     /// Conditions on `text`. `negative_of` is the prompt's T5 length when
     /// `text` is the negative prompt. `tag` ("0" prompt, "1" negative) names
     /// the recorded intermediates as diffusers' reference does.

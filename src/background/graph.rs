@@ -15,6 +15,18 @@ pub struct Graph {
     path: PathBuf,
     plan: Arc<TypedRunnableModel>,
     inputs: Vec<TensorMeta>,
+    load_s: f64,
+    /// Runs and their total seconds, for benchmarks.
+    runs: std::sync::Mutex<(u64, f64)>,
+}
+
+/// Time a graph took to load and to run.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct GraphTiming {
+    pub component: String,
+    pub load_s: f64,
+    pub runs: u64,
+    pub run_s: f64,
 }
 
 impl std::fmt::Debug for Graph {
@@ -77,7 +89,39 @@ impl Graph {
             path,
             plan,
             inputs: entry.inputs.clone(),
+            load_s: started.elapsed().as_secs_f64(),
+            runs: std::sync::Mutex::new((0, 0.0)),
         })
+    }
+
+    pub fn timing(&self) -> GraphTiming {
+        let (runs, run_s) = *self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        GraphTiming {
+            component: self.component.clone(),
+            load_s: self.load_s,
+            runs,
+            run_s,
+        }
+    }
+
+    pub fn reset_timing(&self) {
+        *self.runs.lock().unwrap_or_else(|p| p.into_inner()) = (0, 0.0);
+    }
+
+    /// The matrix-multiplication kernels tract chose for this graph, with
+    /// how many matmul nodes use each (benchmarks report them: int8 is fast
+    /// only where a dot-product kernel exists).
+    pub fn kernels(&self) -> std::collections::BTreeMap<String, usize> {
+        use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+        let mut kernels = std::collections::BTreeMap::new();
+        for node in self.plan.model().nodes() {
+            if let Some(op) = node.op_as::<OptMatMul>() {
+                for mmm in &op.mmm {
+                    *kernels.entry(mmm.name().to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
+        kernels
     }
 
     pub fn component(&self) -> &str {
@@ -114,8 +158,13 @@ impl Graph {
         // instead of returning an error; a panic here must fail this
         // background, not the service.
         let plan = &self.plan;
+        let started = Instant::now();
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || plan.run(values)));
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.0 += 1;
+            runs.1 += started.elapsed().as_secs_f64();
+        }
         match outcome {
             Ok(Ok(outputs)) => Ok(outputs.into_iter().map(|v| v.into_tensor()).collect()),
             Ok(Err(e)) => Err(fail(format!("{e:#}"))),
