@@ -72,6 +72,7 @@ pub struct ConfigFile {
     pub speech: SpeechSection,
     pub describe: DescribeSection,
     pub background: BackgroundSection,
+    pub mix: MixSection,
     pub playback: PlaybackSection,
     pub system: SystemSection,
     pub log: LogSection,
@@ -222,6 +223,44 @@ impl Default for BackgroundSection {
             max_seconds: 1800.0,
             cache_dir: None,
             cache_max_mb: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MixSection {
+    /// Sample rate of the rendered WAV.
+    pub output_rate: u32,
+    /// Background before the first word, in seconds.
+    pub pre_roll_s: f64,
+    /// Background after the last word, in seconds.
+    pub tail_s: f64,
+    /// Crossfade between the backgrounds of two scenes, in seconds.
+    pub scene_crossfade_s: f64,
+    pub ducking: crate::mix::Ducking,
+    /// Speech loudness above the background's while speech plays, in LU.
+    pub speech_over_background_lu: f64,
+    /// How far the background rises in pauses (sidechain), in dB.
+    pub pause_rise_db: f64,
+    /// Integrated loudness of the finished narration, in LUFS.
+    pub target_lufs: f64,
+    /// Highest true peak, in dBTP.
+    pub true_peak_dbtp: f64,
+}
+
+impl Default for MixSection {
+    fn default() -> Self {
+        Self {
+            output_rate: 48_000,
+            pre_roll_s: 1.5,
+            tail_s: 2.0,
+            scene_crossfade_s: 2.0,
+            ducking: crate::mix::Ducking::Sidechain,
+            speech_over_background_lu: 15.0,
+            pause_rise_db: 6.0,
+            target_lufs: -16.0,
+            true_peak_dbtp: -1.0,
         }
     }
 }
@@ -390,6 +429,7 @@ pub struct Config {
     /// The background cache folder.
     pub background_cache_dir: PathBuf,
     pub background: BackgroundSection,
+    pub mix: MixSection,
     pub playback: PlaybackSection,
     pub system: SystemSection,
     pub log: LogSection,
@@ -486,6 +526,7 @@ impl Config {
             background_bundle,
             background_cache_dir,
             background: file.background,
+            mix: file.mix,
             voice,
             speech: file.speech,
             describer_model,
@@ -522,6 +563,7 @@ impl Config {
                 cache_dir: Some(self.background_cache_dir.clone()),
                 ..self.background.clone()
             },
+            mix: self.mix.clone(),
             playback: self.playback.clone(),
             system: self.system.clone(),
             log: self.log.clone(),
@@ -664,6 +706,37 @@ fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigErro
                 background.max_seconds
             ),
         ));
+    }
+    let mix = &file.mix;
+    if !(8_000..=192_000).contains(&mix.output_rate) {
+        return Err(invalid(
+            "mix.output_rate",
+            format!(
+                "{} Hz is outside the allowed 8000 to 192000",
+                mix.output_rate
+            ),
+        ));
+    }
+    for (key, value, low, high) in [
+        ("mix.pre_roll_s", mix.pre_roll_s, 0.0, 30.0),
+        ("mix.tail_s", mix.tail_s, 0.0, 30.0),
+        ("mix.scene_crossfade_s", mix.scene_crossfade_s, 0.0, 10.0),
+        (
+            "mix.speech_over_background_lu",
+            mix.speech_over_background_lu,
+            0.0,
+            40.0,
+        ),
+        ("mix.pause_rise_db", mix.pause_rise_db, 0.0, 20.0),
+        ("mix.target_lufs", mix.target_lufs, -40.0, -5.0),
+        ("mix.true_peak_dbtp", mix.true_peak_dbtp, -12.0, 0.0),
+    ] {
+        if !(low..=high).contains(&value) {
+            return Err(invalid(
+                key,
+                format!("{value} is outside the allowed {low} to {high}"),
+            ));
+        }
     }
     if speech.speaker < 0 {
         return Err(invalid(

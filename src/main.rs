@@ -61,6 +61,9 @@ enum Command {
     /// Caption the background sound scene of a text, scene by scene: the
     /// prompt the background is generated from.
     Describe(DescribeArgs),
+    /// Narrate a text file: describe its scenes, speak it, generate the
+    /// backgrounds, mix, and write OUT.wav with a JSON report (OUT.json).
+    Render(RenderArgs),
     /// Generate a background soundscape from a caption with the AudioLDM2
     /// bundle and write it as a WAV file.
     Background(BackgroundArgs),
@@ -184,6 +187,18 @@ struct DescribeArgs {
 }
 
 #[derive(Debug, Args)]
+struct RenderArgs {
+    /// UTF-8 text file to narrate.
+    input: PathBuf,
+    /// Output WAV (default: the input's name in paths.output_dir).
+    #[arg(short, long, value_name = "OUT.wav")]
+    output: Option<PathBuf>,
+    /// AudioLDM2 bundle folder (default: background.bundle).
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct BackgroundArgs {
     /// What the background should sound like, e.g. "Waves lapping against
     /// boats and seagulls calling in a harbour".
@@ -290,6 +305,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Speak(args) => speak(&config, args),
         Command::Describe(args) => describe(&config, args),
         Command::Background(args) => background(&config, args),
+        Command::Render(args) => render(config, args),
         Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
         Command::Bench(BenchCommand::Describe(args)) => bench_describe(&config, args),
         Command::Bench(BenchCommand::Background(args)) => bench_background(args),
@@ -484,6 +500,80 @@ fn speak(config: &Config, args: SpeakArgs) -> Result<ExitCode> {
     eprintln!(
         "wrote {}: {sentences} sentences, {seconds:.1} s of speech in {elapsed:.1} s",
         args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress of a render on the terminal: the stage, then the background's
+/// denoising steps.
+struct RenderProgress {
+    bar: ProgressBar,
+    background: vivid::background::ProgressLog,
+    started: std::time::Instant,
+}
+
+impl vivid::background::Observer for RenderProgress {
+    fn stage(&mut self, clip: usize, stage: vivid::background::Stage) {
+        self.background.stage(clip, stage);
+    }
+    fn step(&mut self, clip: usize, done: usize, total: usize) {
+        self.background.step(clip, done, total);
+    }
+}
+
+impl vivid::render::RenderObserver for RenderProgress {
+    fn render_stage(&mut self, stage: vivid::render::RenderStage) {
+        tracing::info!(
+            elapsed_s = format!("{:.1}", self.started.elapsed().as_secs_f32()),
+            "{}",
+            stage.label()
+        );
+        self.bar.set_message(stage.label());
+    }
+}
+
+fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
+    if let Some(bundle) = args.bundle {
+        config.background_bundle = bundle;
+    }
+    let output = match args.output {
+        Some(path) => path,
+        None => {
+            let stem = args
+                .input
+                .file_stem()
+                .map_or_else(|| "narration".into(), |s| s.to_string_lossy().into_owned());
+            config.output_dir.join(format!("{stem}.wav"))
+        }
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {bar:20} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut progress = RenderProgress {
+        bar: bar.clone(),
+        background: vivid::background::ProgressLog::new(1, Some(bar.clone())),
+        started: std::time::Instant::now(),
+    };
+    let report = vivid::render::render(&config, &args.input, &output, &mut progress)?;
+    bar.finish_and_clear();
+    if let Some(missing) = &report.background_missing {
+        eprintln!("vivid: warning: {missing}");
+    }
+    eprintln!(
+        "wrote {} ({:.1} s: {:.1} s of speech, {} scene(s), {:.1} LUFS, true peak {:.1} dBTP{}) and {}",
+        output.display(),
+        report.mix.duration_s,
+        report.mix.speech_s,
+        report.scenes.len(),
+        report.mix.integrated_lufs,
+        report.mix.true_peak_dbtp,
+        report
+            .mix
+            .speech_over_background_lu
+            .map(|d| format!(", speech {d:.1} LU over the background"))
+            .unwrap_or_default(),
+        vivid::render::sidecar_path(&output).display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -8,5 +8,6 @@ mod background_engine;
 mod common;
 mod describe_cli;
 mod foundation;
+mod render_cli;
 mod speech_cli;
 mod speech_parity;

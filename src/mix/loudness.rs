@@ -1,0 +1,207 @@
+//! EBU R128 measurements (the `ebur128` crate) and the loudness target:
+//! integrated loudness normalized to a target, true peak held under a
+//! ceiling by a look-ahead limiter (never clipping).
+
+use ebur128::{EbuR128, Mode};
+
+use super::MixError;
+
+fn meter(rate: u32, mode: Mode) -> Result<EbuR128, MixError> {
+    EbuR128::new(1, rate, mode).map_err(|e| MixError::Loudness(e.to_string()))
+}
+
+fn loudness_error(e: ebur128::Error) -> MixError {
+    MixError::Loudness(e.to_string())
+}
+
+/// Integrated (gated) loudness in LUFS; `-inf` for silence.
+pub fn integrated(samples: &[f32], rate: u32) -> Result<f64, MixError> {
+    let mut m = meter(rate, Mode::I)?;
+    m.add_frames_f32(samples).map_err(loudness_error)?;
+    m.loudness_global().map_err(loudness_error)
+}
+
+/// True peak in dBTP (4x oversampled, as BS.1770 defines it).
+pub fn true_peak_db(samples: &[f32], rate: u32) -> Result<f64, MixError> {
+    let mut m = meter(rate, Mode::TRUE_PEAK)?;
+    m.add_frames_f32(samples).map_err(loudness_error)?;
+    let peak = m.true_peak(0).map_err(loudness_error)?;
+    Ok(20.0 * peak.max(1e-12).log10())
+}
+
+/// Short-term (3 s window) loudness every `hop` samples: element `i` is
+/// the loudness of the 3 s ending at sample `(i + 1) * hop`.
+pub fn short_term(samples: &[f32], rate: u32, hop: usize) -> Result<Vec<f64>, MixError> {
+    let mut m = meter(rate, Mode::S)?;
+    let mut out = Vec::with_capacity(samples.len() / hop.max(1) + 1);
+    for chunk in samples.chunks(hop.max(1)) {
+        m.add_frames_f32(chunk).map_err(loudness_error)?;
+        out.push(m.loudness_shortterm().map_err(loudness_error)?);
+    }
+    Ok(out)
+}
+
+pub fn db_to_gain(db: f64) -> f32 {
+    10f64.powf(db / 20.0) as f32
+}
+
+/// What [`normalize`] did.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Normalized {
+    pub gain_db: f64,
+    pub integrated_lufs: f64,
+    pub true_peak_dbtp: f64,
+    /// Largest gain reduction of the limiter, in dB (0 when it did nothing).
+    pub limiter_db: f64,
+}
+
+/// Scales `samples` to `target_lufs` integrated loudness and limits their
+/// true peak to `ceiling_dbtp`.
+pub fn normalize(
+    samples: &mut [f32],
+    rate: u32,
+    target_lufs: f64,
+    ceiling_dbtp: f64,
+) -> Result<Normalized, MixError> {
+    let measured = integrated(samples, rate)?;
+    if !measured.is_finite() {
+        return Err(MixError::Silent);
+    }
+    let original = samples.to_vec();
+    let mut gain_db = target_lufs - measured;
+    let mut limiter_db = 0.0;
+    // Limiting lowers the loudness, more the harder it works, so loudness
+    // grows less than one dB per dB of gain: a few secant steps on
+    // (gain, loudness after limiting) meet both targets.
+    let mut previous: Option<(f64, f64)> = None;
+    for _ in 0..10 {
+        let gain = db_to_gain(gain_db);
+        for (out, x) in samples.iter_mut().zip(&original) {
+            *out = x * gain;
+        }
+        limiter_db = limit(samples, rate, ceiling_dbtp)?;
+        let now = integrated(samples, rate)?;
+        if (now - target_lufs).abs() <= 0.05 {
+            break;
+        }
+        let slope = match previous {
+            Some((g, l)) if (gain_db - g).abs() > 1e-6 => {
+                ((now - l) / (gain_db - g)).clamp(0.2, 1.0)
+            }
+            _ => 1.0,
+        };
+        previous = Some((gain_db, now));
+        gain_db += (target_lufs - now) / slope;
+    }
+    Ok(Normalized {
+        gain_db,
+        integrated_lufs: integrated(samples, rate)?,
+        true_peak_dbtp: true_peak_db(samples, rate)?,
+        limiter_db,
+    })
+}
+
+/// Look-ahead peak limiter: the gain needed at each sample, the minimum
+/// over the next 5 ms, averaged over 5 ms (a smooth ramp that reaches the
+/// needed gain at the peak) and released over 80 ms. Sample peaks are held
+/// under a ceiling a little below the true-peak limit; if the true peak
+/// still exceeds it, the ceiling is lowered and the limiter runs again.
+/// Returns the largest reduction in dB.
+fn limit(samples: &mut [f32], rate: u32, ceiling_dbtp: f64) -> Result<f64, MixError> {
+    let mut ceiling_db = ceiling_dbtp - 0.3;
+    let original = samples.to_vec();
+    let mut reduction = 0.0;
+    for _ in 0..6 {
+        if true_peak_db(samples, rate)? <= ceiling_dbtp {
+            return Ok(reduction);
+        }
+        samples.copy_from_slice(&original);
+        reduction = apply_limiter(samples, rate, db_to_gain(ceiling_db));
+        ceiling_db -= 0.3;
+    }
+    Ok(reduction)
+}
+
+fn apply_limiter(samples: &mut [f32], rate: u32, ceiling: f32) -> f64 {
+    let lookahead = ((rate as f32 * 0.005) as usize).max(1);
+    let release = 1.0 - (-1.0 / (rate as f32 * 0.08)).exp();
+    let needed: Vec<f32> = samples
+        .iter()
+        .map(|x| {
+            if x.abs() > ceiling {
+                ceiling / x.abs()
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    // Minimum of `needed` over [n, n + lookahead) with a monotonic deque.
+    let n = needed.len();
+    let mut minimum = vec![1.0f32; n];
+    let mut deque: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    for i in (0..n).rev() {
+        while deque.back().is_some_and(|&j| needed[j] >= needed[i]) {
+            deque.pop_back();
+        }
+        deque.push_back(i);
+        while deque.front().is_some_and(|&j| j >= i + lookahead) {
+            deque.pop_front();
+        }
+        minimum[i] = deque.front().map_or(1.0, |&j| needed[j]);
+    }
+    // Average over the last `lookahead` samples: at a peak every term is at
+    // most the gain it needs, so the average is too.
+    // Before the first sample the gain is taken to be the first sample's,
+    // so a peak right at the start is caught too.
+    let first = minimum.first().copied().unwrap_or(1.0);
+    let mut smoothed = vec![1.0f32; n];
+    let mut sum = f64::from(first) * lookahead as f64;
+    let mut window: std::collections::VecDeque<f32> =
+        std::iter::repeat_n(first, lookahead).collect();
+    for i in 0..n {
+        sum += f64::from(minimum[i]) - f64::from(window.pop_front().unwrap_or(first));
+        window.push_back(minimum[i]);
+        smoothed[i] = (sum / lookahead as f64) as f32;
+    }
+    let mut gain = 1.0f32;
+    let mut smallest = 1.0f32;
+    for (x, &target) in samples.iter_mut().zip(&smoothed) {
+        gain = if target < gain {
+            target
+        } else {
+            gain + (target - gain) * release
+        };
+        smallest = smallest.min(gain);
+        *x *= gain;
+    }
+    -20.0 * f64::from(smallest).log10()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_to_the_target_under_the_ceiling() {
+        let rate = 48_000;
+        // Noise with loud clicks: the clicks need the limiter.
+        let mut x: Vec<f32> = crate::background::noise::gaussian_latents(3, rate as usize * 10)
+            .iter()
+            .map(|v| 0.05 * v)
+            .collect();
+        for i in (0..x.len()).step_by(rate as usize) {
+            x[i] = 0.99;
+        }
+        let result = normalize(&mut x, rate, -16.0, -1.0).unwrap();
+        assert!((result.integrated_lufs + 16.0).abs() <= 0.2, "{result:?}");
+        assert!(result.true_peak_dbtp <= -1.0 + 1e-6, "{result:?}");
+        assert!(result.limiter_db > 1.0, "{result:?}");
+        assert!(x.iter().all(|v| v.abs() < 1.0));
+    }
+
+    #[test]
+    fn silence_is_an_error() {
+        let mut x = vec![0.0f32; 48_000];
+        assert!(normalize(&mut x, 48_000, -16.0, -1.0).is_err());
+    }
+}

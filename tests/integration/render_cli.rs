@@ -1,0 +1,200 @@
+//! `vivid render` end to end on the real default models (describer and
+//! voice) with the tiny AudioLDM2 bundle named explicitly (it is never a
+//! default), measured on the WAV it writes.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::{llm_lock, run, test_models_dir, text, vivid, write_config};
+
+fn tiny_bundle() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audioldm2/tiny-fp32")
+}
+
+const NARRATION: &str = "The harbour was quiet that morning. Fog lay over the water and the \
+fishing boats waited at their moorings, ropes creaking as the tide turned.\n\nLater, in the \
+market square, traders called out their prices and a church bell rang twice. Children ran \
+between the stalls while the smell of fresh bread drifted from the bakery.\n";
+
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[paths]\nmodels_dir = \"{}\"\noutput_dir = \"{}\"\n[describe]\nmin_scene_chars = 50\n\
+             [background]\ncache_dir = \"{}\"\n{extra}",
+            test_models_dir().display(),
+            dir.join("out").display(),
+            dir.join("cache").display()
+        ),
+    )
+}
+
+fn read_wav(path: &Path) -> (u32, Vec<f32>) {
+    let reader = hound::WavReader::open(path).unwrap();
+    let rate = reader.spec().sample_rate;
+    let samples = reader
+        .into_samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32767.0)
+        .collect();
+    (rate, samples)
+}
+
+fn report(wav: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(wav.with_extension("json")).unwrap()).unwrap()
+}
+
+#[test]
+fn render_meets_its_loudness_targets_with_a_background_per_scene() {
+    let _llm = llm_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("harbour.txt");
+    std::fs::write(&input, NARRATION).unwrap();
+    let cfg = config(tmp.path(), "");
+    let out = run(vivid()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("render")
+        .arg(&input)
+        .arg("--bundle")
+        .arg(tiny_bundle()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Default output: the input's name in paths.output_dir.
+    let wav = tmp.path().join("out/harbour.wav");
+    let (rate, samples) = read_wav(&wav);
+    assert_eq!(rate, 48_000);
+    let r = report(&wav);
+
+    // Two paragraphs: two scenes, each with its own background, the second
+    // starting where its first sentence is spoken.
+    let scenes = r["scenes"].as_array().unwrap();
+    assert_eq!(scenes.len(), 2, "{r:#}");
+    assert!(
+        scenes[1]["starts_at_s"].as_f64().unwrap()
+            > scenes[0]["starts_at_s"].as_f64().unwrap() + 3.0
+    );
+    for scene in scenes {
+        assert!(!scene["caption"].as_str().unwrap().is_empty());
+        assert!(scene["background_seconds"].as_f64().unwrap() > 2.0);
+    }
+
+    // Measured on the file: loudness target, true-peak ceiling.
+    let integrated = vivid::mix::loudness::integrated(&samples, rate).unwrap();
+    assert!((integrated + 16.0).abs() <= 0.5, "{integrated} LUFS");
+    let peak = vivid::mix::loudness::true_peak_db(&samples, rate).unwrap();
+    assert!(peak <= -1.0 + 0.05, "{peak} dBTP");
+    // Speech over background while speech plays, as set (15 LU).
+    let difference = r["mix"]["speech_over_background_lu"].as_f64().unwrap();
+    assert!((difference - 15.0).abs() <= 1.5, "{difference} LU");
+    // Length: pre-roll + speech + tail, within one 1024-sample buffer.
+    let expected = (r["mix"]["pre_roll_s"].as_f64().unwrap()
+        + r["mix"]["speech_s"].as_f64().unwrap()
+        + r["mix"]["tail_s"].as_f64().unwrap())
+        * 48_000.0;
+    assert!((samples.len() as f64 - expected).abs() <= 1024.0);
+    assert!((r["mix"]["pre_roll_s"].as_f64().unwrap() - 1.5).abs() < 1e-3);
+    // The pre-roll is background alone: not silent.
+    let pre_roll_rms = (samples[..48_000].iter().map(|v| v * v).sum::<f32>() / 48_000.0).sqrt();
+    assert!(pre_roll_rms > 1e-4, "background in the pre-roll");
+
+    // The report names the input, the models and the background settings.
+    assert_eq!(
+        r["input"]["bytes"].as_u64().unwrap(),
+        NARRATION.len() as u64
+    );
+    assert_eq!(r["input"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(r["voice"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(r["background"]["scheduler"], "dpm");
+    assert!(r["background_missing"].is_null());
+    for stage in ["describe", "speak", "background", "mix", "write"] {
+        assert!(r["seconds"][stage].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[test]
+fn without_a_bundle_render_writes_speech_alone_and_says_how_to_get_one() {
+    let _llm = llm_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("note.txt");
+    std::fs::write(&input, "Welcome to the lighthouse. Mind the steps.\n").unwrap();
+    let cfg = config(tmp.path(), "");
+    let wav = tmp.path().join("note.wav");
+    let out = run(vivid()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("render")
+        .arg(&input)
+        .arg("-o")
+        .arg(&wav));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("quantize/export.py"),
+        "{}",
+        text(&out.stderr)
+    );
+    let r = report(&wav);
+    assert!(r["background"].is_null());
+    assert!(
+        r["background_missing"]
+            .as_str()
+            .unwrap()
+            .contains("quantize/export.py")
+    );
+    assert!(r["mix"]["speech_over_background_lu"].is_null());
+    let (rate, samples) = read_wav(&wav);
+    let integrated = vivid::mix::loudness::integrated(&samples, rate).unwrap();
+    assert!((integrated + 16.0).abs() <= 0.5, "{integrated} LUFS");
+    // No background: the pre-roll is silence.
+    assert!(samples[..48_000].iter().all(|v| v.abs() < 1e-4));
+}
+
+#[test]
+fn bad_input_fails_naming_the_file_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "");
+    let input = tmp.path().join("broken.txt");
+    std::fs::write(&input, b"\xff\xfe\x00bad bytes\xc3").unwrap();
+    let wav = tmp.path().join("broken.wav");
+    let out = run(vivid()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("render")
+        .arg(&input)
+        .arg("-o")
+        .arg(&wav));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("broken.txt"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!wav.exists() && !wav.with_extension("json").exists());
+    // A damaged bundle is an error naming the damaged file, not a silent
+    // narration without background.
+    let copy = tmp.path().join("bundle");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(tiny_bundle()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(copy.join("unet.onnx"), b"garbage").unwrap();
+    let good = tmp.path().join("good.txt");
+    std::fs::write(&good, "The tide is out.\n").unwrap();
+    let _llm = llm_lock();
+    let out = run(vivid()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("render")
+        .arg(&good)
+        .arg("--bundle")
+        .arg(&copy)
+        .arg("-o")
+        .arg(&wav));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unet.onnx"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!wav.exists());
+}
