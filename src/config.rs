@@ -272,6 +272,10 @@ pub struct PlaybackSection {
     pub enabled: bool,
     /// ALSA PCM name, as `aplay -L` lists it.
     pub device: String,
+    /// Output volume, 0 to 1 (linear gain on the rendered file).
+    pub volume: f32,
+    /// Seconds to keep trying to reopen a sound device that disappeared.
+    pub reopen_s: u64,
 }
 
 impl Default for PlaybackSection {
@@ -279,6 +283,18 @@ impl Default for PlaybackSection {
         Self {
             enabled: true,
             device: "default".to_owned(),
+            volume: 1.0,
+            reopen_s: 30,
+        }
+    }
+}
+
+impl PlaybackSection {
+    pub fn settings(&self) -> crate::output::play::PlaybackSettings {
+        crate::output::play::PlaybackSettings {
+            device: self.device.clone(),
+            volume: self.volume,
+            reopen_for: std::time::Duration::from_secs(self.reopen_s),
         }
     }
 }
@@ -705,6 +721,12 @@ fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigErro
                 "{} s is outside the allowed range (more than 0, at most 86400)",
                 background.max_seconds
             ),
+        ));
+    }
+    if !(0.0..=1.0).contains(&file.playback.volume) {
+        return Err(invalid(
+            "playback.volume",
+            format!("{} is outside the allowed 0 to 1", file.playback.volume),
         ));
     }
     let mix = &file.mix;

@@ -61,6 +61,8 @@ enum Command {
     /// Caption the background sound scene of a text, scene by scene: the
     /// prompt the background is generated from.
     Describe(DescribeArgs),
+    /// Play a WAV file through the sound card (playback.device).
+    Play(PlayArgs),
     /// Narrate a text file: describe its scenes, speak it, generate the
     /// backgrounds, mix, and write OUT.wav with a JSON report (OUT.json).
     Render(RenderArgs),
@@ -187,6 +189,18 @@ struct DescribeArgs {
 }
 
 #[derive(Debug, Args)]
+struct PlayArgs {
+    /// WAV file to play.
+    input: PathBuf,
+    /// ALSA device (default: playback.device).
+    #[arg(long, value_name = "PCM")]
+    device: Option<String>,
+    /// Volume 0 to 1 (default: playback.volume).
+    #[arg(long, value_name = "V")]
+    volume: Option<f32>,
+}
+
+#[derive(Debug, Args)]
 struct RenderArgs {
     /// UTF-8 text file to narrate.
     input: PathBuf,
@@ -196,6 +210,10 @@ struct RenderArgs {
     /// AudioLDM2 bundle folder (default: background.bundle).
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
+    /// Play the narration when it is written (playback.device). A playback
+    /// failure is reported but does not fail the render.
+    #[arg(long)]
+    play: bool,
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +324,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Describe(args) => describe(&config, args),
         Command::Background(args) => background(&config, args),
         Command::Render(args) => render(config, args),
+        Command::Play(args) => play(&config, args),
         Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
         Command::Bench(BenchCommand::Describe(args)) => bench_describe(&config, args),
         Command::Bench(BenchCommand::Background(args)) => bench_background(args),
@@ -532,6 +551,24 @@ impl vivid::render::RenderObserver for RenderProgress {
     }
 }
 
+fn play(config: &Config, args: PlayArgs) -> Result<ExitCode> {
+    use vivid::output::play::{AlsaSink, play_file};
+    let mut settings = config.playback.settings();
+    if let Some(device) = args.device {
+        settings.device = device;
+    }
+    if let Some(volume) = args.volume {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&volume),
+            "--volume {volume} is outside 0 to 1"
+        );
+        settings.volume = volume;
+    }
+    let mut sink = AlsaSink::new(settings);
+    play_file(&mut sink, &args.input)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
     if let Some(bundle) = args.bundle {
         config.background_bundle = bundle;
@@ -575,6 +612,12 @@ fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
             .unwrap_or_default(),
         vivid::render::sidecar_path(&output).display()
     );
+    if args.play {
+        let mut sink = vivid::output::play::AlsaSink::new(config.playback.settings());
+        if let Err(e) = vivid::output::play::play_file(&mut sink, &output) {
+            eprintln!("vivid: warning: the narration was written but could not be played: {e}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,3 +1,4 @@
-//! Output: finished audio written to disk (and, later, played).
+//! Output: finished audio written to disk and played.
 
+pub mod play;
 pub mod wav;

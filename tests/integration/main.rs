@@ -8,6 +8,7 @@ mod background_engine;
 mod common;
 mod describe_cli;
 mod foundation;
+mod play_cli;
 mod render_cli;
 mod speech_cli;
 mod speech_parity;

@@ -198,3 +198,61 @@ fn bad_input_fails_naming_the_file_and_writes_nothing() {
     );
     assert!(!wav.exists());
 }
+
+#[test]
+fn render_play_sends_the_narration_to_the_sound_device() {
+    let _llm = llm_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("played.raw");
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcm.vividtest {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    let input = tmp.path().join("short.txt");
+    std::fs::write(&input, "The museum opens at nine.\n").unwrap();
+    let cfg = config(tmp.path(), "[playback]\ndevice = \"vividtest\"\n");
+    let wav = tmp.path().join("short.wav");
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("render")
+        .arg(&input)
+        .arg("-o")
+        .arg(&wav)
+        .arg("--play"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let played: Vec<i16> = std::fs::read(&raw)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let written: Vec<i16> = hound::WavReader::open(&wav)
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(played.len(), written.len());
+    assert!(played.iter().zip(&written).all(|(a, b)| a == b));
+
+    // A missing device does not fail the render: the WAV is there.
+    let cfg = config(tmp.path(), "[playback]\ndevice = \"gone\"\nreopen_s = 1\n");
+    let wav = tmp.path().join("again.wav");
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("render")
+        .arg(&input)
+        .arg("-o")
+        .arg(&wav)
+        .arg("--play"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("could not be played"));
+    assert!(wav.exists());
+}

@@ -1,0 +1,358 @@
+//! Playback through ALSA: one small [`Sink`] trait, an ALSA sink that
+//! negotiates the device's rate, sample format and channels, recovers from
+//! underruns and reopens a device that disappeared (a USB speaker pulled
+//! out) with backoff, and a player thread fed by a channel (the service's
+//! play queue).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use alsa::pcm::{Access, Format, HwParams, PCM};
+use alsa::{Direction, ValueOr};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PlayError {
+    #[error(
+        "cannot open sound device \"{device}\": {reason} (check `aplay -L` and playback.device; `vivid doctor` tests it)"
+    )]
+    Open { device: String, reason: String },
+    #[error("sound device \"{device}\" failed and did not come back within {seconds} s: {reason}")]
+    Gone {
+        device: String,
+        seconds: u64,
+        reason: String,
+    },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("resampling for the device failed: {0}")]
+    Resample(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaybackSettings {
+    /// ALSA PCM name.
+    pub device: String,
+    /// Linear gain, 0 to 1.
+    pub volume: f32,
+    /// How long to keep trying to reopen a device that failed.
+    pub reopen_for: Duration,
+}
+
+impl Default for PlaybackSettings {
+    fn default() -> Self {
+        Self {
+            device: "default".into(),
+            volume: 1.0,
+            reopen_for: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where audio goes.
+pub trait Sink {
+    /// Plays mono `samples` at `rate`, returning when all are queued.
+    fn write(&mut self, samples: &[f32], rate: u32) -> Result<(), PlayError>;
+    /// Waits until everything queued has been played.
+    fn finish(&mut self) -> Result<(), PlayError>;
+}
+
+/// What the device accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub rate: u32,
+    pub channels: u32,
+    pub format: SampleFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleFormat {
+    S16,
+    S32,
+    F32,
+}
+
+pub struct AlsaSink {
+    settings: PlaybackSettings,
+    pcm: Option<(PCM, Negotiated)>,
+}
+
+/// Frames written per call.
+const PERIOD_FRAMES: usize = 2048;
+
+impl AlsaSink {
+    pub fn new(settings: PlaybackSettings) -> Self {
+        Self {
+            settings,
+            pcm: None,
+        }
+    }
+
+    /// The device's accepted parameters, once open.
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.pcm.as_ref().map(|(_, n)| *n)
+    }
+
+    fn open(&self, rate: u32) -> Result<(PCM, Negotiated), PlayError> {
+        let fail = |reason: String| PlayError::Open {
+            device: self.settings.device.clone(),
+            reason,
+        };
+        let pcm = PCM::new(&self.settings.device, Direction::Playback, false)
+            .map_err(|e| fail(e.to_string()))?;
+        let negotiated = {
+            let hw = HwParams::any(&pcm).map_err(|e| fail(e.to_string()))?;
+            hw.set_access(Access::RWInterleaved)
+                .map_err(|e| fail(format!("interleaved access: {e}")))?;
+            // The first format the device takes, best first.
+            let format = [
+                (Format::s16(), SampleFormat::S16),
+                (Format::s32(), SampleFormat::S32),
+                (Format::float(), SampleFormat::F32),
+            ]
+            .into_iter()
+            .find(|(f, _)| hw.test_format(*f).is_ok())
+            .ok_or_else(|| fail("it takes none of S16, S32 or FLOAT samples".into()))?;
+            hw.set_format(format.0).map_err(|e| fail(e.to_string()))?;
+            let channels = hw.set_channels_near(1).map_err(|e| fail(e.to_string()))?;
+            let rate = hw
+                .set_rate_near(rate, ValueOr::Nearest)
+                .map_err(|e| fail(e.to_string()))?;
+            hw.set_buffer_time_near(200_000, ValueOr::Nearest)
+                .map_err(|e| fail(e.to_string()))?;
+            pcm.hw_params(&hw).map_err(|e| fail(e.to_string()))?;
+            Negotiated {
+                rate,
+                channels,
+                format: format.1,
+            }
+        };
+        tracing::info!(
+            device = %self.settings.device,
+            rate = negotiated.rate,
+            channels = negotiated.channels,
+            format = ?negotiated.format,
+            "sound device open"
+        );
+        Ok((pcm, negotiated))
+    }
+
+    /// Opens the device, retrying with backoff until `reopen_for` has passed.
+    fn open_with_backoff(&mut self, rate: u32) -> Result<(), PlayError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match self.open(rate) {
+                Ok(opened) => {
+                    self.pcm = Some(opened);
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() + wait > self.settings.reopen_for => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; trying again in {:.1} s", wait.as_secs_f32());
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(4));
+                }
+            }
+        }
+    }
+
+    /// Writes interleaved frames, recovering from underruns; a device
+    /// error other than an underrun closes the device (the caller reopens).
+    fn write_frames(pcm: &PCM, n: Negotiated, frames: &[f32]) -> Result<usize, alsa::Error> {
+        let channels = n.channels as usize;
+        let interleaved: Vec<f32> = frames
+            .iter()
+            .flat_map(|&s| std::iter::repeat_n(s, channels))
+            .collect();
+        let written = match n.format {
+            SampleFormat::S16 => {
+                let data: Vec<i16> = interleaved
+                    .iter()
+                    // The inverse of reading 16-bit WAV samples (v / 32768),
+                    // so a 16-bit file reaches a 16-bit device unchanged.
+                    .map(|s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+                    .collect();
+                pcm.io_i16()?.writei(&data)
+            }
+            SampleFormat::S32 => {
+                let data: Vec<i32> = interleaved
+                    .iter()
+                    .map(|s| {
+                        (f64::from(*s) * 2_147_483_647.0).clamp(-2_147_483_648.0, 2_147_483_647.0)
+                            as i32
+                    })
+                    .collect();
+                pcm.io_i32()?.writei(&data)
+            }
+            SampleFormat::F32 => pcm.io_f32()?.writei(&interleaved),
+        };
+        match written {
+            Ok(frames) => Ok(frames),
+            Err(e) => {
+                // EPIPE (underrun) and ESTRPIPE (suspend) are recoverable.
+                pcm.try_recover(e, true)?;
+                tracing::debug!("sound device underrun recovered");
+                Ok(0)
+            }
+        }
+    }
+}
+
+impl Sink for AlsaSink {
+    fn write(&mut self, samples: &[f32], rate: u32) -> Result<(), PlayError> {
+        if self.pcm.is_none() {
+            self.open_with_backoff(rate)?;
+        }
+        let Some((_, negotiated)) = &self.pcm else {
+            return Ok(());
+        };
+        let negotiated = *negotiated;
+        let mut audio = if negotiated.rate == rate {
+            samples.to_vec()
+        } else {
+            crate::mix::resample::resample(samples, rate, negotiated.rate)
+                .map_err(|e| PlayError::Resample(e.to_string()))?
+        };
+        let volume = self.settings.volume.clamp(0.0, 1.0);
+        if volume < 1.0 {
+            audio.iter_mut().for_each(|s| *s *= volume);
+        }
+        let mut position = 0;
+        let mut failing_since: Option<Instant> = None;
+        while position < audio.len() {
+            let end = (position + PERIOD_FRAMES).min(audio.len());
+            let result = match &self.pcm {
+                Some((pcm, n)) => Self::write_frames(pcm, *n, &audio[position..end]),
+                None => Err(alsa::Error::unsupported("device closed")),
+            };
+            match result {
+                Ok(frames) => {
+                    position += frames;
+                    failing_since = None;
+                }
+                Err(e) => {
+                    // The device went away: close it and reopen, resuming
+                    // where playback stopped.
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    self.pcm = None;
+                    if since.elapsed() > self.settings.reopen_for {
+                        return Err(PlayError::Gone {
+                            device: self.settings.device.clone(),
+                            seconds: self.settings.reopen_for.as_secs(),
+                            reason: e.to_string(),
+                        });
+                    }
+                    tracing::warn!(device = %self.settings.device, "sound device failed ({e}); reopening");
+                    self.open_with_backoff(negotiated.rate)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), PlayError> {
+        if let Some((pcm, _)) = &self.pcm {
+            // A drain error means the device went away at the very end;
+            // nothing is left to play, so it is only logged.
+            if let Err(e) = pcm.drain() {
+                tracing::warn!("draining the sound device: {e}");
+            }
+        }
+        self.pcm = None;
+        Ok(())
+    }
+}
+
+/// Reads a mono or multi-channel WAV as mono f32 (channels averaged).
+pub fn read_wav(path: &Path) -> Result<(Vec<f32>, u32), PlayError> {
+    let fail = |reason: String| PlayError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let reader = hound::WavReader::open(path).map_err(|e| fail(e.to_string()))?;
+    let spec = reader.spec();
+    let channels = usize::from(spec.channels.max(1));
+    let interleaved: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader
+            .into_samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail(e.to_string()))?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(e.to_string()))?
+        }
+    };
+    let mono = interleaved
+        .chunks(channels)
+        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        .collect();
+    Ok((mono, spec.sample_rate))
+}
+
+/// Plays a WAV file on `sink` to the end.
+pub fn play_file(sink: &mut dyn Sink, path: &Path) -> Result<(), PlayError> {
+    let (samples, rate) = read_wav(path)?;
+    sink.write(&samples, rate)?;
+    sink.finish()
+}
+
+/// The outcome of one queued item.
+#[derive(Debug)]
+pub struct Played {
+    pub path: PathBuf,
+    pub result: Result<(), PlayError>,
+}
+
+/// A player thread that plays queued files in order; a failure is
+/// reported and the next item plays.
+pub struct Player {
+    queue: Option<mpsc::Sender<PathBuf>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Player {
+    /// Starts the thread; each finished item is sent to `done`.
+    pub fn spawn(settings: PlaybackSettings, done: mpsc::Sender<Played>) -> Player {
+        let (queue, items) = mpsc::channel::<PathBuf>();
+        let thread = std::thread::Builder::new()
+            .name("vivid-player".into())
+            .spawn(move || {
+                let mut sink = AlsaSink::new(settings);
+                for path in items {
+                    let result = play_file(&mut sink, &path);
+                    if let Err(e) = &result {
+                        tracing::warn!("playback of {} failed: {e}", path.display());
+                    }
+                    if done.send(Played { path, result }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok();
+        Player {
+            queue: Some(queue),
+            thread,
+        }
+    }
+
+    /// Queues a file; false when the player has stopped.
+    pub fn enqueue(&self, path: PathBuf) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.send(path).is_ok())
+    }
+
+    /// Plays what is queued, then stops the thread.
+    pub fn finish(mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

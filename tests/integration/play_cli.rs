@@ -1,0 +1,111 @@
+//! `vivid play` through the real ALSA library, on a PCM defined in a test
+//! config: the `file` plugin over the `null` device writes the samples
+//! that came out, which the test compares with the WAV.
+
+use std::path::Path;
+
+use crate::common::{run, text, vivid, write_config};
+
+/// An ALSA config with one PCM, `vividtest`, writing raw samples to `raw`.
+fn asound_conf(dir: &Path, raw: &Path) -> std::path::PathBuf {
+    let path = dir.join("asound.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "pcm.vividtest {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn write_tone(path: &Path, rate: u32, seconds: f32) -> Vec<i16> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    let samples: Vec<i16> = (0..(rate as f32 * seconds) as usize)
+        .map(|i| (12_000.0 * (i as f32 * 0.05).sin()) as i16)
+        .collect();
+    for s in &samples {
+        writer.write_sample(*s).unwrap();
+    }
+    writer.finalize().unwrap();
+    samples
+}
+
+fn raw_samples(path: &Path) -> Vec<i16> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+#[test]
+fn the_samples_reach_the_device_unchanged_and_volume_scales_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("out.raw");
+    let conf = asound_conf(tmp.path(), &raw);
+    let wav = tmp.path().join("tone.wav");
+    let samples = write_tone(&wav, 48_000, 1.0);
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["play", "--device", "vividtest"])
+        .arg(&wav));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let played = raw_samples(&raw);
+    assert_eq!(played.len(), samples.len());
+    let differing = played.iter().zip(&samples).filter(|(a, b)| a != b).count();
+    assert_eq!(differing, 0, "bit-exact at the device's rate");
+
+    // Half volume: every sample halved (within the 16-bit rounding).
+    std::fs::remove_file(&raw).unwrap();
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["play", "--device", "vividtest", "--volume", "0.5"])
+        .arg(&wav));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let halved = raw_samples(&raw);
+    assert_eq!(halved.len(), samples.len());
+    let off = halved
+        .iter()
+        .zip(&samples)
+        .filter(|(h, s)| (i32::from(**h) - i32::from(**s) / 2).abs() > 1)
+        .count();
+    assert_eq!(off, 0, "samples not halved");
+}
+
+#[test]
+fn a_missing_device_is_a_clear_error_after_retrying() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("out.raw");
+    let conf = asound_conf(tmp.path(), &raw);
+    let wav = tmp.path().join("tone.wav");
+    write_tone(&wav, 16_000, 0.2);
+    let cfg = write_config(tmp.path(), "[playback]\nreopen_s = 1\n");
+    let started = std::time::Instant::now();
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["play", "--device", "unplugged_usb_speaker"])
+        .arg(&wav));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("unplugged_usb_speaker"), "{stderr}");
+    assert!(stderr.contains("aplay -L"), "{stderr}");
+    assert!(started.elapsed().as_secs_f32() < 10.0);
+    // An unreadable file names the file.
+    std::fs::write(&wav, b"not a wav").unwrap();
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["play", "--device", "vividtest"])
+        .arg(&wav));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("tone.wav"));
+}
