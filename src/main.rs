@@ -91,6 +91,17 @@ enum BenchCommand {
     /// (PyTorch fp32) and the onnxruntime runner in the same run when
     /// --python is given.
     Background(BenchBackgroundArgs),
+    /// Mixing and resampling time per minute of audio, and a whole
+    /// `vivid render` of a 30-second narration split by stage (default
+    /// models; background when a bundle is given or configured).
+    Render(BenchRenderArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchRenderArgs {
+    /// AudioLDM2 bundle for the background (default: background.bundle).
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +225,10 @@ struct RenderArgs {
     /// failure is reported but does not fail the render.
     #[arg(long)]
     play: bool,
+    /// Also draw the mix (levels, ducking gain, scene changes, loudness
+    /// target) into this PNG.
+    #[arg(long, value_name = "OUT.png")]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +343,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
         Command::Bench(BenchCommand::Describe(args)) => bench_describe(&config, args),
         Command::Bench(BenchCommand::Background(args)) => bench_background(args),
+        Command::Bench(BenchCommand::Render(args)) => bench_render(config, args),
     }
 }
 
@@ -612,6 +628,19 @@ fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
             .unwrap_or_default(),
         vivid::render::sidecar_path(&output).display()
     );
+    if let Some(png) = &args.plot {
+        let marks: Vec<vivid::mix::plot::SceneMark<'_>> = report
+            .scenes
+            .iter()
+            .map(|s| vivid::mix::plot::SceneMark {
+                at_s: s.starts_at_s,
+                caption: &s.caption,
+            })
+            .collect();
+        vivid::mix::plot::draw(png, &report.mix, &marks, config.mix.target_lufs)
+            .map_err(|e| anyhow::anyhow!("{e} (the narration itself was written)"))?;
+        eprintln!("drew the mix into {}", png.display());
+    }
     if args.play {
         let mut sink = vivid::output::play::AlsaSink::new(config.playback.settings());
         if let Err(e) = vivid::output::play::play_file(&mut sink, &output) {
@@ -676,7 +705,7 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
         init_latents,
     };
     let samples = (args.seconds * f64::from(engine.sample_rate())).round() as usize;
-    let clips = samples.div_ceil(engine.clip_samples().max(1));
+    let clips = samples.div_ceil(2 * engine.clip_samples().max(1));
     let mut progress = ProgressLog::new(clips.min(settings.variations), Some(bar.clone()));
     let cache = BackgroundCache::new(
         &config.background_cache_dir,
@@ -750,6 +779,53 @@ fn describe(config: &Config, args: DescribeArgs) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_render(mut config: Config, args: BenchRenderArgs) -> Result<ExitCode> {
+    let (resample_s, mix_s) = vivid::bench::time_mix_per_minute()?;
+    println!(
+        "one minute of narration: resampling 22.05 -> 48 kHz {:.3} s, whole mix (resampling, ducking, loudness, limiter) {:.3} s",
+        resample_s, mix_s
+    );
+    if let Some(bundle) = args.bundle {
+        config.background_bundle = bundle;
+    }
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("narration.txt");
+    std::fs::write(&input, vivid::bench::RENDER_TEXT)?;
+    // The benchmark generates its backgrounds: no cache.
+    config.background.cache_max_mb = 0;
+    struct Quiet;
+    impl vivid::background::Observer for Quiet {}
+    impl vivid::render::RenderObserver for Quiet {}
+    let started = std::time::Instant::now();
+    let report = vivid::render::render(&config, &input, &dir.path().join("out.wav"), &mut Quiet)?;
+    let total = started.elapsed().as_secs_f64();
+    let s = &report.seconds;
+    println!(
+        "render of a {:.1} s narration ({} scenes, {}): {total:.1} s = describe {:.2} + speak {:.2} + background {:.2} + mix {:.2} + write {:.2} (+ loading and hashing)",
+        report.mix.speech_s,
+        report.scenes.len(),
+        report
+            .background
+            .as_ref()
+            .map_or("no background bundle".to_owned(), |b| format!(
+                "background {} steps {} on {}",
+                b.steps,
+                b.scheduler,
+                b.bundle.display()
+            )),
+        s.describe,
+        s.speak,
+        s.background,
+        s.mix,
+        s.write
+    );
+    println!(
+        "peak RSS {:.0} MiB",
+        vivid::compute::peak_rss_kb() as f64 / 1024.0
+    );
     Ok(ExitCode::SUCCESS)
 }
 

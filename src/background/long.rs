@@ -135,9 +135,12 @@ pub struct LengthLimits {
     pub max_seconds: f64,
 }
 
-/// Generates a background of `seconds` seconds: one clip when that is
-/// enough, otherwise up to `variations` clips of the same caption (seeds
-/// `seed`, `seed + 1`, ...) laid out by [`fit_to_length`].
+/// Generates a background of `seconds` seconds from one clip per two clip
+/// lengths (one clip up to twice its length, which it fills with two
+/// segments at different offsets), at most `variations` clips of the same
+/// caption (seeds `seed`, `seed + 1`, ...), laid out by [`fit_to_length`].
+/// Each clip costs a full generation, so a scene of 12 s does not pay for
+/// two.
 pub fn generate(
     engine: &mut Engine,
     request: &Request,
@@ -148,7 +151,7 @@ pub fn generate(
 ) -> Result<Vec<f32>, BackgroundError> {
     let samples = checked_samples(seconds, engine.sample_rate(), limits)?;
     let clip_samples = engine.clip_samples();
-    let needed = samples.div_ceil(clip_samples.max(1));
+    let needed = samples.div_ceil(2 * clip_samples.max(1));
     let count = needed.clamp(1, variations.max(1));
     let mut clips = Vec::with_capacity(count);
     for index in 0..count {

@@ -74,13 +74,22 @@ pub fn normalize(
     // grows less than one dB per dB of gain: a few secant steps on
     // (gain, loudness after limiting) meet both targets.
     let mut previous: Option<(f64, f64)> = None;
+    // Inside the loop the limiter holds sample peaks 0.3 dB under the
+    // ceiling (cheap); the true peak (4x oversampled) is checked once after.
+    let sample_ceiling = db_to_gain(ceiling_dbtp - 0.3);
     for _ in 0..10 {
         let gain = db_to_gain(gain_db);
         for (out, x) in samples.iter_mut().zip(&original) {
             *out = x * gain;
         }
-        limiter_db = limit(samples, rate, ceiling_dbtp)?;
+        let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
+        limiter_db = if peak > sample_ceiling {
+            apply_limiter(samples, rate, sample_ceiling)
+        } else {
+            0.0
+        };
         let now = integrated(samples, rate)?;
+        tracing::debug!(gain_db, limiter_db, lufs = now, "normalizing");
         if (now - target_lufs).abs() <= 0.05 {
             break;
         }
@@ -92,6 +101,9 @@ pub fn normalize(
         };
         previous = Some((gain_db, now));
         gain_db += (target_lufs - now) / slope;
+    }
+    if true_peak_db(samples, rate)? > ceiling_dbtp {
+        limiter_db = limiter_db.max(limit(samples, rate, ceiling_dbtp)?);
     }
     Ok(Normalized {
         gain_db,
@@ -107,7 +119,7 @@ pub fn normalize(
 /// under a ceiling a little below the true-peak limit; if the true peak
 /// still exceeds it, the ceiling is lowered and the limiter runs again.
 /// Returns the largest reduction in dB.
-fn limit(samples: &mut [f32], rate: u32, ceiling_dbtp: f64) -> Result<f64, MixError> {
+pub fn limit(samples: &mut [f32], rate: u32, ceiling_dbtp: f64) -> Result<f64, MixError> {
     let mut ceiling_db = ceiling_dbtp - 0.3;
     let original = samples.to_vec();
     let mut reduction = 0.0;
@@ -122,9 +134,15 @@ fn limit(samples: &mut [f32], rate: u32, ceiling_dbtp: f64) -> Result<f64, MixEr
     Ok(reduction)
 }
 
+/// The limiter's look-ahead (also its attack ramp) and release. Speech
+/// peaks come every pitch period (5 to 10 ms); a release much longer than
+/// that turns the limiter into a steady gain cut that eats the loudness.
+const LIMITER_LOOKAHEAD_S: f32 = 0.002;
+const LIMITER_RELEASE_S: f32 = 0.03;
+
 fn apply_limiter(samples: &mut [f32], rate: u32, ceiling: f32) -> f64 {
-    let lookahead = ((rate as f32 * 0.005) as usize).max(1);
-    let release = 1.0 - (-1.0 / (rate as f32 * 0.08)).exp();
+    let lookahead = ((rate as f32 * LIMITER_LOOKAHEAD_S) as usize).max(1);
+    let release = 1.0 - (-1.0 / (rate as f32 * LIMITER_RELEASE_S)).exp();
     let needed: Vec<f32> = samples
         .iter()
         .map(|x| {

@@ -12,6 +12,7 @@
 
 pub mod ducking;
 pub mod loudness;
+pub mod plot;
 pub mod resample;
 
 use serde::Serialize;
@@ -106,6 +107,28 @@ pub struct MixReport {
     pub background_gain_db: Option<f64>,
     pub normalize_gain_db: f64,
     pub limiter_db: f64,
+    /// Level envelopes for the mix picture (not in the JSON report).
+    #[serde(skip)]
+    pub trace: MixTrace,
+}
+
+/// Levels along the timeline, one value per [`TRACE_HOP_S`].
+#[derive(Debug, Clone, Default)]
+pub struct MixTrace {
+    /// Speech level in the final mix, dBFS (RMS).
+    pub speech_db: Vec<f32>,
+    /// Background level in the final mix, dBFS (RMS).
+    pub background_db: Vec<f32>,
+    /// The background's ducking gain relative to its highest, dB.
+    pub background_gain_db: Vec<f32>,
+}
+
+/// Spacing of the trace's values, in seconds.
+pub const TRACE_HOP_S: f64 = 0.1;
+
+fn rms_db(x: &[f32]) -> f32 {
+    let power = x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32;
+    10.0 * power.max(1e-10).log10()
 }
 
 /// Mixes `speech` (at `speech_rate`) over `backgrounds` (none: speech
@@ -118,25 +141,52 @@ pub fn mix(
 ) -> Result<(Vec<f32>, MixReport), MixError> {
     let rate = settings.output_rate;
     let to_samples = |s: f64| (s * f64::from(rate)).round() as usize;
-    let speech = resample::resample(speech, speech_rate, rate)?;
+    // The speech and each background resample independently: in parallel.
+    let (speech, resampled_backgrounds) = std::thread::scope(|scope| {
+        let handles: Vec<_> = backgrounds
+            .iter()
+            .map(|b| scope.spawn(move || resample::resample(&b.samples, b.sample_rate, rate)))
+            .collect();
+        let speech = resample::resample(speech, speech_rate, rate);
+        let resampled: Vec<Result<Vec<f32>, MixError>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(MixError::Loudness("a resampling thread panicked".into()))
+                })
+            })
+            .collect();
+        (speech, resampled)
+    });
+    let speech = speech?;
     let pre_roll = to_samples(settings.pre_roll_s);
     let tail = to_samples(settings.tail_s);
     let total = pre_roll + speech.len() + tail;
     let mut speech_track = vec![0f32; total];
     speech_track[pre_roll..pre_roll + speech.len()].copy_from_slice(&speech);
     let speech_s = speech.len() as f64 / f64::from(rate);
+    // The speech is brought to the target and its peaks limited on their
+    // own first: the final limiter then has little left to do, and its
+    // gain reduction does not pump the background under every plosive.
+    loudness::normalize(
+        &mut speech_track,
+        rate,
+        settings.target_lufs,
+        settings.true_peak_dbtp - 0.5,
+    )?;
 
     let mut out = speech_track.clone();
     let mut measured_difference = None;
     let mut background_gain_db = None;
+    let mut ducked_track: Option<(Vec<f32>, Vec<f32>)> = None;
     if !backgrounds.is_empty() {
         let starts: Vec<f64> = backgrounds.iter().map(|b| b.speech_start_s).collect();
         let mut track = vec![0f32; total];
         let crossfade = to_samples(settings.scene_crossfade_s);
-        for (index, background) in backgrounds.iter().enumerate() {
+        for (index, resampled) in resampled_backgrounds.into_iter().enumerate() {
             let (start_s, end_s) = scene_span(settings, &starts, speech_s, index);
             let (start, end) = (to_samples(start_s), to_samples(end_s).min(total));
-            let mut audio = resample::resample(&background.samples, background.sample_rate, rate)?;
+            let mut audio = resampled?;
             audio.resize(end - start, 0.0);
             let fade_in = if index == 0 {
                 pre_roll.min(to_samples(1.0))
@@ -154,6 +204,7 @@ pub fn mix(
             }
         }
         let envelope = ducking::speech_envelope(&speech_track, rate, &settings.ducking);
+        let speech_short_term = loudness::short_term(&speech_track, rate, short_term_hop(rate))?;
         let speech_loudness = loudness::integrated(&speech_track, rate)?;
         let in_speech: Vec<f32> = track
             .iter()
@@ -167,39 +218,76 @@ pub fn mix(
         } else {
             0.0
         };
-        // Two rounds: set the gain from integrated loudness, then correct it
-        // by what short-term loudness (what the listener hears) measures.
+        // Set the gain from integrated loudness, then correct it once by
+        // what short-term loudness (what the listener hears) measures.
         let mut ducked = vec![0f32; total];
-        for _ in 0..2 {
-            let gains = ducking::background_gains(&envelope, base_db, &settings.ducking);
-            for ((d, b), g) in ducked.iter_mut().zip(&track).zip(&gains) {
-                *d = b * g;
-            }
-            let difference = speech_over_background(&speech_track, &ducked, &envelope, rate)?;
-            measured_difference = difference;
-            match difference {
-                Some(d) => base_db += d - settings.ducking.speech_over_background_lu,
-                None => break,
-            }
+        let gains = ducking::background_gains(&envelope, base_db, &settings.ducking);
+        for ((d, b), g) in ducked.iter_mut().zip(&track).zip(&gains) {
+            *d = b * g;
+        }
+        measured_difference = speech_over_background(&speech_short_term, &ducked, &envelope, rate)?;
+        if let Some(d) = measured_difference {
+            base_db += d - settings.ducking.speech_over_background_lu;
         }
         // The last correction is measured again below, after the final gain.
         let gains = ducking::background_gains(&envelope, base_db, &settings.ducking);
         for ((d, b), g) in ducked.iter_mut().zip(&track).zip(&gains) {
             *d = b * g;
         }
-        measured_difference = speech_over_background(&speech_track, &ducked, &envelope, rate)?
+        // A background's own peaks (a door slam, thunder) are held 3 dB
+        // under the ceiling too, for the same reason as the speech's.
+        loudness::limit(&mut ducked, rate, settings.true_peak_dbtp - 3.0)?;
+        measured_difference = speech_over_background(&speech_short_term, &ducked, &envelope, rate)?
             .or(measured_difference);
         background_gain_db = Some(base_db);
         for (o, d) in out.iter_mut().zip(&ducked) {
             *o += d;
         }
+        ducked_track = Some((ducked, gains));
     }
+    let before_normalizing = out.clone();
     let normalized = loudness::normalize(
         &mut out,
         rate,
         settings.target_lufs,
         settings.true_peak_dbtp,
     )?;
+    // Levels as they are in the output: each track's level before
+    // normalizing, plus the normalizing gain and what the limiter took in
+    // that stretch.
+    let hop = to_samples(TRACE_HOP_S).max(1);
+    let applied_db: Vec<f32> = out
+        .chunks(hop)
+        .zip(before_normalizing.chunks(hop))
+        .map(|(after, before)| {
+            if rms_db(before) <= -99.0 {
+                normalized.gain_db as f32
+            } else {
+                rms_db(after) - rms_db(before)
+            }
+        })
+        .collect();
+    let level = |track: &[f32]| -> Vec<f32> {
+        track
+            .chunks(hop)
+            .zip(&applied_db)
+            .map(|(x, gain)| rms_db(x) + gain)
+            .collect()
+    };
+    let mut trace = MixTrace {
+        speech_db: level(&speech_track),
+        ..MixTrace::default()
+    };
+    if let Some((ducked, gains)) = &ducked_track {
+        trace.background_db = level(ducked);
+        let gain_db: Vec<f32> = gains
+            .chunks(hop)
+            .map(|g| 20.0 * g[0].max(1e-6).log10())
+            .collect();
+        // Relative to its highest: the ducking's depth and timing.
+        let highest = gain_db.iter().copied().fold(f32::MIN, f32::max);
+        trace.background_gain_db = gain_db.iter().map(|g| g - highest).collect();
+    }
     let report = MixReport {
         output_rate: rate,
         duration_s: total as f64 / f64::from(rate),
@@ -213,21 +301,26 @@ pub fn mix(
         background_gain_db,
         normalize_gain_db: normalized.gain_db,
         limiter_db: normalized.limiter_db,
+        trace,
     };
     Ok((out, report))
+}
+
+fn short_term_hop(rate: u32) -> usize {
+    (rate / 10).max(1) as usize
 }
 
 /// Median of speech minus background short-term loudness over the 3 s
 /// windows that lie wholly in speech (envelope above one half).
 pub fn speech_over_background(
-    speech: &[f32],
+    speech_short_term: &[f64],
     background: &[f32],
     envelope: &[f32],
     rate: u32,
 ) -> Result<Option<f64>, MixError> {
-    let hop = (rate / 10) as usize;
+    let hop = short_term_hop(rate);
     let window = 3 * rate as usize;
-    let s = loudness::short_term(speech, rate, hop)?;
+    let s = speech_short_term;
     let b = loudness::short_term(background, rate, hop)?;
     let mut differences: Vec<f64> = Vec::new();
     for (i, (ls, lb)) in s.iter().zip(&b).enumerate() {

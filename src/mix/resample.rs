@@ -1,5 +1,7 @@
-//! Sample-rate conversion with rubato's windowed-sinc resampler (256 taps,
-//! Blackman-Harris², automatic cutoff), processed chunk by chunk.
+//! Sample-rate conversion with rubato's windowed-sinc resampler (128 taps,
+//! Blackman-Harris², automatic cutoff), processed chunk by chunk. 128 taps
+//! keep the passband to about 20 kHz at 48 kHz output and run twice as fast
+//! as 256.
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Async, FixedAsync, Resampler, SincInterpolationParameters, WindowFunction};
@@ -21,7 +23,7 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, MixErro
         reason: e,
     };
     let ratio = f64::from(to) / f64::from(from);
-    let parameters = SincInterpolationParameters::new(256, WindowFunction::BlackmanHarris2);
+    let parameters = SincInterpolationParameters::new(128, WindowFunction::BlackmanHarris2);
     let mut resampler =
         Async::<f32>::new_sinc(ratio, 1.0, &parameters, CHUNK, 1, FixedAsync::Input)
             .map_err(|e| fail(e.to_string()))?;

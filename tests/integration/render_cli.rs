@@ -51,14 +51,26 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
     let input = tmp.path().join("harbour.txt");
     std::fs::write(&input, NARRATION).unwrap();
     let cfg = config(tmp.path(), "");
+    let png = tmp.path().join("mix.png");
     let out = run(vivid()
         .arg("--config")
         .arg(&cfg)
         .arg("render")
         .arg(&input)
         .arg("--bundle")
-        .arg(tiny_bundle()));
+        .arg(tiny_bundle())
+        .arg("--plot")
+        .arg(&png));
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The picture of the mix: a 1600 x 600 PNG.
+    let picture = std::fs::read(&png).unwrap();
+    assert_eq!(&picture[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(
+        u32::from_be_bytes(picture[16..20].try_into().unwrap()),
+        1600
+    );
+    assert_eq!(u32::from_be_bytes(picture[20..24].try_into().unwrap()), 600);
+    assert!(picture.len() > 20_000, "lines and text drawn");
     // Default output: the input's name in paths.output_dir.
     let wav = tmp.path().join("out/harbour.wav");
     let (rate, samples) = read_wav(&wav);
