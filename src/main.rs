@@ -201,8 +201,10 @@ struct DescribeArgs {
 
 #[derive(Debug, Args)]
 struct PlayArgs {
-    /// WAV file to play.
-    input: PathBuf,
+    /// WAV files to play, in order (through the same play queue the
+    /// service uses).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
     /// ALSA device (default: playback.device).
     #[arg(long, value_name = "PCM")]
     device: Option<String>,
@@ -580,9 +582,29 @@ fn play(config: &Config, args: PlayArgs) -> Result<ExitCode> {
         );
         settings.volume = volume;
     }
-    let mut sink = AlsaSink::new(settings);
-    play_file(&mut sink, &args.input)?;
-    Ok(ExitCode::SUCCESS)
+    if let [single] = args.inputs.as_slice() {
+        let mut sink = AlsaSink::new(settings);
+        play_file(&mut sink, single)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let player = vivid::output::play::Player::spawn(settings, done_tx);
+    for input in &args.inputs {
+        player.enqueue(input.clone());
+    }
+    player.finish();
+    let mut failed = 0;
+    for played in done.try_iter() {
+        if let Err(e) = played.result {
+            eprintln!("vivid: error: {}: {e}", played.path.display());
+            failed += 1;
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {

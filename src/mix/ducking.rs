@@ -97,12 +97,15 @@ pub fn speech_envelope(speech: &[f32], rate: u32, settings: &DuckingSettings) ->
 pub fn background_gains(envelope: &[f32], base_db: f64, settings: &DuckingSettings) -> Vec<f32> {
     match settings.mode {
         Ducking::Constant => vec![super::loudness::db_to_gain(base_db); envelope.len()],
-        Ducking::Sidechain => envelope
-            .iter()
-            .map(|&e| {
-                super::loudness::db_to_gain(base_db + f64::from(1.0 - e) * settings.pause_rise_db)
-            })
-            .collect(),
+        Ducking::Sidechain => {
+            // gain = base * rise^(1 - e), with one exp per sample.
+            let base = super::loudness::db_to_gain(base_db);
+            let rise_ln = (settings.pause_rise_db * std::f64::consts::LN_10 / 20.0) as f32;
+            envelope
+                .iter()
+                .map(|&e| base * ((1.0 - e) * rise_ln).exp())
+                .collect()
+        }
     }
 }
 

@@ -42,7 +42,7 @@ pub fn short_term(samples: &[f32], rate: u32, hop: usize) -> Result<Vec<f64>, Mi
 }
 
 pub fn db_to_gain(db: f64) -> f32 {
-    10f64.powf(db / 20.0) as f32
+    (db * (std::f64::consts::LN_10 / 20.0)).exp() as f32
 }
 
 /// What [`normalize`] did.
@@ -90,7 +90,7 @@ pub fn normalize(
         };
         let now = integrated(samples, rate)?;
         tracing::debug!(gain_db, limiter_db, lufs = now, "normalizing");
-        if (now - target_lufs).abs() <= 0.05 {
+        if (now - target_lufs).abs() <= 0.1 {
             break;
         }
         let slope = match previous {

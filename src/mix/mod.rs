@@ -306,8 +306,10 @@ pub fn mix(
     Ok((out, report))
 }
 
+/// Short-term loudness is compared every quarter second (each value covers
+/// 3 s, so a finer hop only repeats itself).
 fn short_term_hop(rate: u32) -> usize {
-    (rate / 10).max(1) as usize
+    (rate / 4).max(1) as usize
 }
 
 /// Median of speech minus background short-term loudness over the 3 s

@@ -257,12 +257,14 @@ impl Sink for AlsaSink {
     fn finish(&mut self) -> Result<(), PlayError> {
         if let Some((pcm, _)) = &self.pcm {
             // A drain error means the device went away at the very end;
-            // nothing is left to play, so it is only logged.
-            if let Err(e) = pcm.drain() {
+            // nothing is left to play, so it is only logged. The device
+            // stays open (prepared) for the next item of a queue.
+            let ready = pcm.drain().and_then(|()| pcm.prepare());
+            if let Err(e) = ready {
                 tracing::warn!("draining the sound device: {e}");
+                self.pcm = None;
             }
         }
-        self.pcm = None;
         Ok(())
     }
 }

@@ -109,3 +109,44 @@ fn a_missing_device_is_a_clear_error_after_retrying() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("tone.wav"));
 }
+
+#[test]
+fn the_play_queue_plays_files_in_order_and_goes_on_after_a_bad_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("out.raw");
+    let conf = asound_conf(tmp.path(), &raw);
+    let first = tmp.path().join("first.wav");
+    let second = tmp.path().join("second.wav");
+    let broken = tmp.path().join("broken.wav");
+    let a = write_tone(&first, 48_000, 0.3);
+    std::fs::write(&broken, b"RIFF nothing").unwrap();
+    // A second file at another rate is resampled to the open device's.
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&second, spec).unwrap();
+    for _ in 0..4_800 {
+        writer.write_sample(1000i16).unwrap();
+    }
+    writer.finalize().unwrap();
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["play", "--device", "vividtest"])
+        .arg(&first)
+        .arg(&broken)
+        .arg(&second));
+    // The bad file fails (exit 1, named), the others play in order.
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("broken.wav"),
+        "{}",
+        text(&out.stderr)
+    );
+    let played = raw_samples(&raw);
+    assert_eq!(played.len(), a.len() + 4_800, "both good files, whole");
+    assert_eq!(played[..a.len()], a[..]);
+    assert!(played[a.len()..].iter().all(|&s| s == 1000));
+}
