@@ -199,6 +199,9 @@ pub struct BackgroundSection {
     pub variations: usize,
     /// Load each group of graphs only while its stage runs.
     pub low_memory: bool,
+    /// Where the graphs run: cpu, or cuda (a build with the
+    /// `cuda-background` feature).
+    pub device: crate::background::graph::ComputeDevice,
     /// Longest background accepted, in seconds.
     pub max_seconds: f64,
     /// Folder of finished backgrounds; default: `cache/background` in the
@@ -220,6 +223,7 @@ impl Default for BackgroundSection {
             seed: 0,
             variations: 2,
             low_memory: false,
+            device: crate::background::graph::ComputeDevice::Cpu,
             max_seconds: 1800.0,
             cache_dir: None,
             cache_max_mb: 1024,

@@ -707,6 +707,7 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
             bundle.display()
         )
     })?;
+    engine.set_device(settings.device)?;
     if engine.is_random_weights() {
         eprintln!(
             "vivid: warning: {} holds random weights (a test or benchmark bundle): it makes noise, not a soundscape",

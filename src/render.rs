@@ -234,6 +234,7 @@ pub fn render(
         };
         let mut engine = Engine::open(bundle, mode)
             .with_context(|| format!("opening the AudioLDM2 bundle {}", bundle.display()))?;
+        engine.set_device(b.device)?;
         if engine.is_random_weights() {
             tracing::warn!(
                 bundle = %bundle.display(),

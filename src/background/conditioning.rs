@@ -67,12 +67,16 @@ pub(super) fn declared(
 }
 
 impl TextStages {
-    pub fn load(dir: &Path, meta: &BundleMeta) -> Result<Self, BackgroundError> {
+    pub fn load(
+        dir: &Path,
+        meta: &BundleMeta,
+        device: super::graph::ComputeDevice,
+    ) -> Result<Self, BackgroundError> {
         Ok(Self {
-            clap: Graph::load(dir, meta, "clap_text")?,
-            t5: Graph::load(dir, meta, "t5_encoder")?,
-            projection: Graph::load(dir, meta, "projection")?,
-            gpt2: Graph::load(dir, meta, "gpt2")?,
+            clap: Graph::load(dir, meta, "clap_text", device)?,
+            t5: Graph::load(dir, meta, "t5_encoder", device)?,
+            projection: Graph::load(dir, meta, "projection", device)?,
+            gpt2: Graph::load(dir, meta, "gpt2", device)?,
             t5_padded: declared(dir, meta, "t5_encoder", "input_ids", 1)?,
             gpt_len: declared(dir, meta, "gpt2", "inputs_embeds", 1)?,
         })

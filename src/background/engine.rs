@@ -94,6 +94,7 @@ pub struct Engine {
     tokenizer: PromptTokenizer,
     scheduler_config: SchedulerConfig,
     mode: MemoryMode,
+    device: super::graph::ComputeDevice,
     text: Option<TextStages>,
     unet: Option<Graph>,
     decoders: Option<Decoders>,
@@ -141,6 +142,7 @@ impl Engine {
             tokenizer,
             scheduler_config,
             mode,
+            device: super::graph::ComputeDevice::Cpu,
             text: None,
             unet: None,
             decoders: None,
@@ -163,18 +165,39 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs the graphs on `device` from now on (graphs already loaded are
+    /// dropped). Fails when this build cannot use the device.
+    pub fn set_device(
+        &mut self,
+        device: super::graph::ComputeDevice,
+    ) -> Result<(), BackgroundError> {
+        if !device.built_in() {
+            return Err(BackgroundError::Request(
+                "background.device = \"cuda\" needs a vivid built with `--features cuda-background` (or `cuda`)"
+                    .into(),
+            ));
+        }
+        if device != self.device {
+            self.device = device;
+            self.text = None;
+            self.unet = None;
+            self.decoders = None;
+        }
+        Ok(())
+    }
+
     fn load_text(&self) -> Result<TextStages, BackgroundError> {
-        TextStages::load(&self.dir, &self.meta)
+        TextStages::load(&self.dir, &self.meta, self.device)
     }
 
     fn load_unet(&self) -> Result<Graph, BackgroundError> {
-        Graph::load(&self.dir, &self.meta, "unet")
+        Graph::load(&self.dir, &self.meta, "unet", self.device)
     }
 
     fn load_decoders(&self) -> Result<Decoders, BackgroundError> {
         Ok(Decoders {
-            vae: Graph::load(&self.dir, &self.meta, "vae_decoder")?,
-            vocoder: Graph::load(&self.dir, &self.meta, "vocoder")?,
+            vae: Graph::load(&self.dir, &self.meta, "vae_decoder", self.device)?,
+            vocoder: Graph::load(&self.dir, &self.meta, "vocoder", self.device)?,
         })
     }
 

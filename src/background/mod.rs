@@ -40,6 +40,8 @@ pub enum BackgroundError {
     Bundle(#[from] bundle::BundleError),
     #[error("{path}: {reason} (make the bundle again with quantize/export.py)")]
     Graph { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Device { path: PathBuf, reason: String },
     #[error("running the {component} graph failed: {reason}")]
     Inference { component: String, reason: String },
     #[error(transparent)]

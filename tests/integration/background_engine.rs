@@ -315,3 +315,63 @@ fn bad_requests_are_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("guidance"), "{err}");
 }
+
+#[test]
+fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
+    // The rewrite the CUDA runtime needs (tract-cuda has no GeluExact
+    // kernel), checked where it can be: on the CPU, against the fused plan.
+    use tract_onnx::prelude::*;
+    use vivid::background::graph::unfuse_exact_gelu;
+    let bundle = fixtures().join("tiny-fp32");
+    let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
+    let entry = &meta.component["unet"];
+    let mut model = tract_onnx::onnx()
+        .model_for_path(bundle.join(&entry.file))
+        .unwrap();
+    let mut inputs: TVec<TValue> = tvec![];
+    for (index, input) in entry.inputs.iter().enumerate() {
+        let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
+        let count: usize = shape.iter().product();
+        let value: Tensor = if input.dtype == "i64" {
+            let fill = if input.name == "timestep" { 500 } else { 1 };
+            model = model
+                .with_input_fact(index, i64::fact(&shape).into())
+                .unwrap();
+            Tensor::from_shape(&shape, &vec![fill as i64; count]).unwrap()
+        } else {
+            model = model
+                .with_input_fact(index, f32::fact(&shape).into())
+                .unwrap();
+            let data = vivid::background::noise::gaussian_latents(index as u64, count);
+            Tensor::from_shape(&shape, &data).unwrap()
+        };
+        inputs.push(value.into());
+    }
+    let decluttered = model.into_typed().unwrap().into_decluttered().unwrap();
+    let fused = decluttered.clone().into_runnable().unwrap();
+    let mut unfused = decluttered;
+    let rewritten = unfuse_exact_gelu(&mut unfused).unwrap();
+    assert!(rewritten > 0, "the UNet's GEGLU blocks use exact GELU");
+    assert_eq!(unfuse_exact_gelu(&mut unfused).unwrap(), 0, "none left");
+    let unfused = unfused.into_runnable().unwrap();
+    let a = fused.run(inputs.clone()).unwrap();
+    let b = unfused.run(inputs).unwrap();
+    let a: Vec<f32> = a[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let b: Vec<f32> = b[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let c = crate::common::compare(&b, &a);
+    assert!(c.relative_diff() < 1e-5, "{} of peak", c.relative_diff());
+    eprintln!(
+        "{rewritten} GELUs unfused; output within {:.1e} of peak",
+        c.relative_diff()
+    );
+}
