@@ -125,17 +125,32 @@ pub fn run_piper_tts(python: &str, model: &Path, threads: usize) -> Result<TtsRu
     std::fs::write(&script, PIPER_SCRIPT)?;
     let texts = dir.path().join("texts.json");
     std::fs::write(&texts, serde_json::to_string(&sentences())?)?;
+    run_reference(
+        python,
+        &[
+            script.as_os_str(),
+            model.as_os_str(),
+            threads.to_string().as_ref(),
+            texts.as_os_str(),
+            TTS_PARAGRAPH.as_ref(),
+        ],
+        "the piper-tts reference failed (is `pip install piper-tts==1.8.0` done?)",
+    )
+}
+
+/// Runs a reference script and reads the JSON object it prints last.
+fn run_reference<T: serde::de::DeserializeOwned>(
+    python: &str,
+    args: &[&std::ffi::OsStr],
+    failed: &str,
+) -> Result<T> {
     let output = Command::new(python)
-        .arg(&script)
-        .arg(model)
-        .arg(threads.to_string())
-        .arg(&texts)
-        .arg(TTS_PARAGRAPH)
+        .args(args)
         .output()
         .with_context(|| format!("running {python}"))?;
     if !output.status.success() {
         bail!(
-            "the piper-tts reference failed (is `pip install piper-tts==1.8.0` done?): {}",
+            "{failed}: {}",
             String::from_utf8_lossy(&output.stderr)
                 .lines()
                 .last()
@@ -355,26 +370,19 @@ pub fn run_reference_background(
     let script = dir.path().join("audioldm2_reference.py");
     std::fs::write(&script, AUDIOLDM2_SCRIPT)?;
     std::fs::write(dir.path().join("runner.py"), AUDIOLDM2_RUNNER)?;
-    let output = Command::new(python)
-        .arg(&script)
-        .arg(kind)
-        .arg(path)
-        .arg(threads.to_string())
-        .arg(steps.to_string())
-        .output()
-        .with_context(|| format!("running {python}"))?;
-    if !output.status.success() {
-        bail!(
-            "the {kind} reference failed (is `pip install -r quantize/requirements.txt` done?): {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or("");
-    serde_json::from_str(line).with_context(|| format!("reading the reference's report {line:?}"))
+    run_reference(
+        python,
+        &[
+            script.as_os_str(),
+            kind.as_ref(),
+            path.as_os_str(),
+            threads.to_string().as_ref(),
+            steps.to_string().as_ref(),
+        ],
+        &format!(
+            "the {kind} reference failed (is `pip install -r quantize/requirements.txt` done?)"
+        ),
+    )
 }
 
 /// vivid's figures for one bundle.

@@ -254,17 +254,19 @@ pub struct MixSection {
 }
 
 impl Default for MixSection {
+    /// The mixer's own defaults.
     fn default() -> Self {
+        let m = crate::mix::MixSettings::default();
         Self {
-            output_rate: 48_000,
-            pre_roll_s: 1.5,
-            tail_s: 2.0,
-            scene_crossfade_s: 2.0,
-            ducking: crate::mix::Ducking::Sidechain,
-            speech_over_background_lu: 15.0,
-            pause_rise_db: 6.0,
-            target_lufs: -16.0,
-            true_peak_dbtp: -1.0,
+            output_rate: m.output_rate,
+            pre_roll_s: m.pre_roll_s,
+            tail_s: m.tail_s,
+            scene_crossfade_s: m.scene_crossfade_s,
+            ducking: m.ducking.mode,
+            speech_over_background_lu: m.ducking.speech_over_background_lu,
+            pause_rise_db: m.ducking.pause_rise_db,
+            target_lufs: m.target_lufs,
+            true_peak_dbtp: m.true_peak_dbtp,
         }
     }
 }

@@ -3,11 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{run, text, vivid, write_config};
-
-fn tiny_bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audioldm2/tiny-fp32")
-}
+use crate::common::{run, text, tiny_bundle, vivid, write_config};
 
 fn reference(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,6 +19,17 @@ fn read_wav(path: &Path) -> (hound::WavSpec, Vec<f32>) {
         .map(|s| f32::from(s.unwrap()) / 32767.0)
         .collect();
     (spec, samples)
+}
+
+/// Runs `vivid background CAPTION --seconds S [extra] -o OUT` with the tiny
+/// bundle and the cache in `dir`; returns the output and stderr.
+fn generate(dir: &Path, seconds: &str, extra: &[&str], out: &Path) -> (bool, String) {
+    let result = run(background_cmd(dir)
+        .args(["rain on a tin roof", "--seconds", seconds])
+        .args(extra)
+        .arg("-o")
+        .arg(out));
+    (result.status.success(), text(&result.stderr))
 }
 
 /// `vivid background` with the background cache in `dir` and the tiny
@@ -51,19 +58,10 @@ fn lengths_cache_and_seeds() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("bg.wav");
     // 3.5 s from 1.28 s clips: two variations laid out with crossfades.
-    let first = run(background_cmd(tmp.path())
-        .args([
-            "rain on a tin roof",
-            "--seconds",
-            "3.5",
-            "--seed",
-            "5",
-            "-o",
-        ])
-        .arg(&out));
-    assert!(first.status.success(), "{}", text(&first.stderr));
+    let (ok, stderr) = generate(tmp.path(), "3.5", &["--seed", "5"], &out);
+    assert!(ok, "{stderr}");
     assert!(
-        text(&first.stderr).contains("random weights"),
+        stderr.contains("random weights"),
         "the test bundle is named as such"
     );
     let (spec, samples) = read_wav(&out);
@@ -77,58 +75,24 @@ fn lengths_cache_and_seeds() {
     assert_eq!(cached.len(), 2, "one WAV and its description: {cached:?}");
 
     // The same request again comes from the cache, with the same samples.
-    let again_path = tmp.path().join("again.wav");
-    let again = run(background_cmd(tmp.path())
-        .args([
-            "rain on a tin roof",
-            "--seconds",
-            "3.5",
-            "--seed",
-            "5",
-            "-o",
-        ])
-        .arg(&again_path));
-    assert!(again.status.success(), "{}", text(&again.stderr));
-    assert!(
-        text(&again.stderr).contains("from the cache"),
-        "{}",
-        text(&again.stderr)
-    );
-    assert_eq!(read_wav(&again_path).1, samples);
+    let again = tmp.path().join("again.wav");
+    let (ok, stderr) = generate(tmp.path(), "3.5", &["--seed", "5"], &again);
+    assert!(ok && stderr.contains("from the cache"), "{stderr}");
+    assert_eq!(read_wav(&again).1, samples);
 
     // Without the cache, a new process generates exactly the same audio.
-    let fresh_path = tmp.path().join("fresh.wav");
-    let fresh = run(background_cmd(tmp.path())
-        .args([
-            "rain on a tin roof",
-            "--seconds",
-            "3.5",
-            "--seed",
-            "5",
-            "--no-cache",
-            "-o",
-        ])
-        .arg(&fresh_path));
-    assert!(fresh.status.success(), "{}", text(&fresh.stderr));
-    assert!(!text(&fresh.stderr).contains("from the cache"));
-    assert_eq!(read_wav(&fresh_path).1, samples);
+    let fresh = tmp.path().join("fresh.wav");
+    let (ok, stderr) = generate(tmp.path(), "3.5", &["--seed", "5", "--no-cache"], &fresh);
+    assert!(ok && !stderr.contains("from the cache"), "{stderr}");
+    assert_eq!(read_wav(&fresh).1, samples);
 
     // A shorter one is one clip, cut. (Seeds barely change what the
     // random-weight bundle makes; that they change it at all is checked on
     // the engine's f32 output in background_engine.)
-    let other_path = tmp.path().join("other.wav");
-    let other = run(background_cmd(tmp.path())
-        .args([
-            "rain on a tin roof",
-            "--seconds",
-            "0.5",
-            "--seed",
-            "6",
-            "-o",
-        ])
-        .arg(&other_path));
-    assert!(other.status.success(), "{}", text(&other.stderr));
-    let (_, short) = read_wav(&other_path);
+    let other = tmp.path().join("other.wav");
+    let (ok, stderr) = generate(tmp.path(), "0.5", &["--seed", "6"], &other);
+    assert!(ok, "{stderr}");
+    let (_, short) = read_wav(&other);
     assert_eq!(short.len(), 8_000);
 }
 
@@ -207,12 +171,7 @@ fn bad_input_gets_clear_errors() {
     assert!(!out.exists(), "no output from a failed run");
 
     // A damaged bundle names the damaged file.
-    let copy = tmp.path().join("bundle");
-    std::fs::create_dir(&copy).unwrap();
-    for entry in std::fs::read_dir(tiny_bundle()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
-    }
+    let copy = crate::common::copy_of_tiny_bundle(tmp.path());
     std::fs::write(copy.join("vocoder.onnx"), b"not a graph").unwrap();
     let result = run(background_cmd_without_bundle(tmp.path())
         .args(["rain", "--seconds", "1", "--bundle"])

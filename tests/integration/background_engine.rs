@@ -247,12 +247,7 @@ fn a_seed_gives_the_same_audio_and_seeds_differ() {
 #[test]
 fn damaged_bundles_are_refused_with_the_file_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let copy = tmp.path().join("bundle");
-    std::fs::create_dir(&copy).unwrap();
-    for entry in std::fs::read_dir(fixtures().join("tiny-fp32")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
-    }
+    let copy = crate::common::copy_of_tiny_bundle(tmp.path());
     let open = |dir: &Path| {
         Engine::open(dir, MemoryMode::Resident)
             .and_then(|mut engine| engine.preload(&mut Recorder::default()))

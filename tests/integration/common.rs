@@ -62,6 +62,24 @@ pub fn llm_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The tiny random-weight AudioLDM2 bundle (a test fixture; never a
+/// default).
+pub fn tiny_bundle() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audioldm2/tiny-fp32")
+}
+
+/// A copy of the tiny bundle in `dir`, to damage.
+pub fn copy_of_tiny_bundle(dir: &Path) -> PathBuf {
+    let copy = dir.join("bundle");
+    std::fs::create_dir(&copy).expect("bundle copy folder");
+    for entry in std::fs::read_dir(tiny_bundle()).expect("tiny bundle") {
+        let path = entry.expect("tiny bundle entry").path();
+        let name = path.file_name().expect("file name");
+        std::fs::copy(&path, copy.join(name)).expect("copy bundle file");
+    }
+    copy
+}
+
 /// How close two signals are: largest absolute difference and Pearson
 /// correlation.
 pub struct Comparison {

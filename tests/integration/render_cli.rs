@@ -6,11 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{llm_lock, run, test_models_dir, text, vivid, write_config};
-
-fn tiny_bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audioldm2/tiny-fp32")
-}
+use crate::common::{llm_lock, run, test_models_dir, text, tiny_bundle, vivid, write_config};
 
 const NARRATION: &str = "The harbour was quiet that morning. Fog lay over the water and the \
 fishing boats waited at their moorings, ropes creaking as the tide turned.\n\nLater, in the \
@@ -167,47 +163,29 @@ fn bad_input_fails_naming_the_file_and_writes_nothing() {
     let input = tmp.path().join("broken.txt");
     std::fs::write(&input, b"\xff\xfe\x00bad bytes\xc3").unwrap();
     let wav = tmp.path().join("broken.wav");
-    let out = run(vivid()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("render")
-        .arg(&input)
-        .arg("-o")
-        .arg(&wav));
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("broken.txt"),
-        "{}",
-        text(&out.stderr)
-    );
+    let fails_naming = |input: &Path, extra: &[&std::ffi::OsStr], named: &str| {
+        let out = run(vivid()
+            .arg("--config")
+            .arg(&cfg)
+            .arg("render")
+            .arg(input)
+            .args(extra)
+            .arg("-o")
+            .arg(&wav));
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(named), "{stderr}");
+    };
+    fails_naming(&input, &[], "broken.txt");
     assert!(!wav.exists() && !wav.with_extension("json").exists());
     // A damaged bundle is an error naming the damaged file, not a silent
     // narration without background.
-    let copy = tmp.path().join("bundle");
-    std::fs::create_dir(&copy).unwrap();
-    for entry in std::fs::read_dir(tiny_bundle()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
-    }
+    let copy = crate::common::copy_of_tiny_bundle(tmp.path());
     std::fs::write(copy.join("unet.onnx"), b"garbage").unwrap();
     let good = tmp.path().join("good.txt");
     std::fs::write(&good, "The tide is out.\n").unwrap();
     let _llm = llm_lock();
-    let out = run(vivid()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("render")
-        .arg(&good)
-        .arg("--bundle")
-        .arg(&copy)
-        .arg("-o")
-        .arg(&wav));
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("unet.onnx"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_naming(&good, &["--bundle".as_ref(), copy.as_os_str()], "unet.onnx");
     assert!(!wav.exists());
 }
 
@@ -227,17 +205,20 @@ fn render_play_sends_the_narration_to_the_sound_device() {
     .unwrap();
     let input = tmp.path().join("short.txt");
     std::fs::write(&input, "The museum opens at nine.\n").unwrap();
-    let cfg = config(tmp.path(), "[playback]\ndevice = \"vividtest\"\n");
+    let render_and_play = |playback: &str, wav: &Path| {
+        let cfg = config(tmp.path(), playback);
+        run(vivid()
+            .env("ALSA_CONFIG_PATH", &conf)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("render")
+            .arg(&input)
+            .arg("-o")
+            .arg(wav)
+            .arg("--play"))
+    };
     let wav = tmp.path().join("short.wav");
-    let out = run(vivid()
-        .env("ALSA_CONFIG_PATH", &conf)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("render")
-        .arg(&input)
-        .arg("-o")
-        .arg(&wav)
-        .arg("--play"));
+    let out = render_and_play("[playback]\ndevice = \"vividtest\"\n", &wav);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let played: Vec<i16> = std::fs::read(&raw)
         .unwrap()
@@ -253,17 +234,8 @@ fn render_play_sends_the_narration_to_the_sound_device() {
     assert!(played.iter().zip(&written).all(|(a, b)| a == b));
 
     // A missing device does not fail the render: the WAV is there.
-    let cfg = config(tmp.path(), "[playback]\ndevice = \"gone\"\nreopen_s = 1\n");
     let wav = tmp.path().join("again.wav");
-    let out = run(vivid()
-        .env("ALSA_CONFIG_PATH", &conf)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("render")
-        .arg(&input)
-        .arg("-o")
-        .arg(&wav)
-        .arg("--play"));
+    let out = render_and_play("[playback]\ndevice = \"gone\"\nreopen_s = 1\n", &wav);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("could not be played"));
     assert!(wav.exists());
