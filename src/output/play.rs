@@ -223,6 +223,7 @@ impl Sink for AlsaSink {
         }
         let mut position = 0;
         let mut failing_since: Option<Instant> = None;
+        let mut retry_wait = Duration::from_millis(100);
         while position < audio.len() {
             let end = (position + PERIOD_FRAMES).min(audio.len());
             let result = match &self.pcm {
@@ -233,6 +234,7 @@ impl Sink for AlsaSink {
                 Ok(frames) => {
                     position += frames;
                     failing_since = None;
+                    retry_wait = Duration::from_millis(100);
                 }
                 Err(e) => {
                     // The device went away: close it and reopen, resuming
@@ -246,7 +248,15 @@ impl Sink for AlsaSink {
                             reason: e.to_string(),
                         });
                     }
-                    tracing::warn!(device = %self.settings.device, "sound device failed ({e}); reopening");
+                    tracing::warn!(
+                        device = %self.settings.device,
+                        "sound device failed ({e}); reopening in {:.1} s",
+                        retry_wait.as_secs_f32()
+                    );
+                    // A device that opens but fails every write must not
+                    // be retried in a tight loop.
+                    std::thread::sleep(retry_wait);
+                    retry_wait = (retry_wait * 2).min(Duration::from_secs(4));
                     self.open_with_backoff(negotiated.rate)?;
                 }
             }

@@ -150,3 +150,42 @@ fn the_play_queue_plays_files_in_order_and_goes_on_after_a_bad_one() {
     assert_eq!(played[..a.len()], a[..]);
     assert!(played[a.len()..].iter().all(|&s| s == 1000));
 }
+
+#[test]
+fn a_device_that_fails_while_playing_is_reopened() {
+    // The file plugin writing to /dev/full fails its writes the way a
+    // device that went away does: vivid closes it, waits, reopens it and
+    // carries on from where it was, or gives up after playback.reopen_s
+    // with an error naming the device.
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(
+        &conf,
+        "pcm.vividfull {\n  type file\n  slave.pcm { type null }\n  file \"/dev/full\"\n  format \"raw\"\n}\n",
+    )
+    .unwrap();
+    let wav = tmp.path().join("tone.wav");
+    write_tone(&wav, 48_000, 0.5);
+    let cfg = write_config(tmp.path(), "[playback]\nreopen_s = 2\n");
+    let started = std::time::Instant::now();
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["play", "--device", "vividfull"])
+        .arg(&wav));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("sound device failed"), "{stderr}");
+    assert!(stderr.contains("reopening"), "{stderr}");
+    assert!(
+        stderr.matches("sound device open").count() >= 2,
+        "reopened: {stderr}"
+    );
+    if !out.status.success() {
+        assert!(
+            stderr.contains("vividfull") && stderr.contains("did not come back"),
+            "{stderr}"
+        );
+    }
+    assert!(started.elapsed().as_secs_f32() < 15.0);
+}
