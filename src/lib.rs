@@ -26,5 +26,6 @@ pub mod mix;
 pub mod models;
 pub mod output;
 pub mod render;
+pub mod serve;
 pub mod speech;
 pub mod text;
