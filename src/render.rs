@@ -53,7 +53,7 @@ pub struct FileRecord {
     pub bytes: u64,
 }
 
-fn file_record(path: &Path) -> Result<FileRecord> {
+pub fn file_record(path: &Path) -> Result<FileRecord> {
     Ok(FileRecord {
         path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
         sha256: crate::models::sha256_file(path)
@@ -150,190 +150,284 @@ pub fn render(
     observer: &mut dyn RenderObserver,
 ) -> Result<RenderReport> {
     let text = crate::text::read_text(input, crate::text::DEFAULT_MAX_TEXT_BYTES)?;
-    let input_record = file_record(input)?;
+    let record = file_record(input)?;
+    let mut renderer = Renderer::new(config)?;
+    renderer.render(
+        &Job {
+            text: &text,
+            input: record,
+            overrides: &crate::serve::job::Overrides::default(),
+        },
+        output,
+        observer,
+    )
+}
 
-    observer.render_stage(RenderStage::Describe);
-    let started = Instant::now();
-    let settings = config.describe_settings();
-    let describer_model = (settings.method == crate::describe::Method::Llm)
-        .then(|| file_record(&settings.model).ok())
-        .flatten();
-    let mut describer = Describer::new(settings);
-    let description: Description = describer
-        .describe(&text)
-        .with_context(|| format!("describing {}", input.display()))?;
-    drop(describer);
-    let describe_s = started.elapsed().as_secs_f64();
+/// One text to render.
+pub struct Job<'a> {
+    pub text: &'a str,
+    /// The input file, for the report.
+    pub input: FileRecord,
+    pub overrides: &'a crate::serve::job::Overrides,
+}
 
-    observer.render_stage(RenderStage::Speak);
-    let started = Instant::now();
-    let voice = Voice::load(&config.voice).context(
-        "loading the voice (hint: `vivid models verify` checks the default voice, \
-         `vivid models fetch` installs it)",
-    )?;
-    let options = SpeakOptions {
-        speaker: Some(config.speech.speaker),
-        rate: Some(config.speech.rate),
-        ..SpeakOptions::default()
-    };
-    let silence =
-        vec![0f32; (config.speech.sentence_silence * voice.sample_rate() as f32) as usize];
-    let mut speech: Vec<f32> = Vec::new();
-    let mut scene_starts = Vec::new();
-    for scene in &description.scenes {
-        scene_starts.push(speech.len() as f64 / f64::from(voice.sample_rate()));
-        let scene_text = text.get(scene.span.clone()).unwrap_or_default();
-        for sentence in voice
-            .speak(scene_text, &options)
-            .with_context(|| format!("speaking {}", input.display()))?
-        {
-            let sentence = sentence.with_context(|| format!("speaking {}", input.display()))?;
-            if !speech.is_empty() {
-                speech.extend_from_slice(&silence);
-            }
-            speech.extend_from_slice(&sentence.samples);
-        }
-    }
-    let speak_s = started.elapsed().as_secs_f64();
-    let speech_s = speech.len() as f64 / f64::from(voice.sample_rate());
+/// The pipeline with its models loaded once, for any number of texts.
+pub struct Renderer {
+    config: Config,
+    describer: Describer,
+    voice: Voice,
+    engine: Option<Engine>,
+    background_missing: Option<String>,
+}
 
-    observer.render_stage(RenderStage::Background);
-    let started = Instant::now();
-    let mix_settings = mix_settings(config);
-    let mut scenes: Vec<SceneRecord> = description
-        .scenes
-        .iter()
-        .zip(&scene_starts)
-        .map(|(scene, start)| SceneRecord {
-            char_span: scene.char_span.clone(),
-            caption: scene.caption.clone(),
-            method: scene.method.as_str(),
-            fallback: scene.fallback.clone(),
-            starts_at_s: mix_settings.pre_roll_s + start,
-            background_seconds: None,
-            background_from_cache: None,
-        })
-        .collect();
-    let bundle = &config.background_bundle;
-    let mut backgrounds = Vec::new();
-    let mut background_record = None;
-    let mut background_missing = None;
-    if !bundle.join("bundle.toml").is_file() {
-        let note = format!(
-            "no AudioLDM2 bundle at {}: the narration is speech only. Make one from real weights with `{MAKE_BUNDLE}`",
-            bundle.display()
-        );
-        tracing::warn!("{note}");
-        background_missing = Some(note);
-    } else {
-        let b = &config.background;
-        let mode = if b.low_memory {
-            MemoryMode::Low
-        } else {
-            MemoryMode::Resident
-        };
-        let mut engine = Engine::open(bundle, mode)
-            .with_context(|| format!("opening the AudioLDM2 bundle {}", bundle.display()))?;
-        engine.set_device(b.device)?;
-        if engine.is_random_weights() {
-            tracing::warn!(
-                bundle = %bundle.display(),
-                "the background bundle holds random weights (a test or benchmark bundle): the background is noise"
-            );
-        }
-        let cache = background::cache::BackgroundCache::new(
-            &config.background_cache_dir,
-            b.cache_max_mb * 1024 * 1024,
-        );
-        let limits = background::long::LengthLimits {
-            max_seconds: b.max_seconds,
-        };
-        for (index, scene) in description.scenes.iter().enumerate() {
-            let (from, to) = mix::scene_span(&mix_settings, &scene_starts, speech_s, index);
-            let request = Request {
-                caption: scene.caption.clone(),
-                negative: b.negative.clone(),
-                steps: b.steps,
-                scheduler: b.scheduler,
-                guidance: b.guidance,
-                seed: b.seed,
-                init_latents: None,
+impl Renderer {
+    /// Loads the voice and opens the background bundle (its graphs load
+    /// on first use, or with [`Renderer::preload`]); the describer's model
+    /// loads on first use too.
+    pub fn new(config: &Config) -> Result<Renderer> {
+        let voice = Voice::load(&config.voice).context(
+            "loading the voice (hint: `vivid models verify` checks the default voice, \
+             `vivid models fetch` installs it)",
+        )?;
+        let bundle = &config.background_bundle;
+        let (engine, background_missing) = if bundle.join("bundle.toml").is_file() {
+            let b = &config.background;
+            let mode = if b.low_memory {
+                MemoryMode::Low
+            } else {
+                MemoryMode::Resident
             };
-            let made = background::make_background(
-                &mut engine,
-                &request,
-                (to - from).max(0.1),
-                b.variations,
-                limits,
-                &cache,
-                observer,
-            )
-            .with_context(|| {
-                format!(
-                    "generating the background of scene {} (\"{}\")",
-                    index + 1,
-                    scene.caption
+            let mut engine = Engine::open(bundle, mode)
+                .with_context(|| format!("opening the AudioLDM2 bundle {}", bundle.display()))?;
+            engine.set_device(b.device)?;
+            if engine.is_random_weights() {
+                tracing::warn!(
+                    bundle = %bundle.display(),
+                    "the background bundle holds random weights (a test or benchmark bundle): the background is noise"
+                );
+            }
+            (Some(engine), None)
+        } else {
+            let note = format!(
+                "no AudioLDM2 bundle at {}: the narration is speech only. Make one from real weights with `{MAKE_BUNDLE}`",
+                bundle.display()
+            );
+            tracing::warn!("{note}");
+            (None, Some(note))
+        };
+        Ok(Renderer {
+            config: config.clone(),
+            describer: Describer::new(config.describe_settings()),
+            voice,
+            engine,
+            background_missing,
+        })
+    }
+
+    /// Loads every model now (a service does, to fail at start rather
+    /// than at the first job).
+    pub fn preload(&mut self) -> Result<()> {
+        if let Err(e) = self.describer.load() {
+            // The describer falls back to the text itself per scene; a
+            // missing model is reported, not fatal.
+            tracing::warn!("describer model: {e}");
+        }
+        if let Some(engine) = &mut self.engine {
+            engine.preload(&mut background::Unobserved)?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Renders one text into `output` and its report beside it.
+    pub fn render(
+        &mut self,
+        job: &Job<'_>,
+        output: &Path,
+        observer: &mut dyn RenderObserver,
+    ) -> Result<RenderReport> {
+        let config = self.config.clone();
+        let overrides = job.overrides;
+        let text = job.text;
+
+        observer.render_stage(RenderStage::Describe);
+        let started = Instant::now();
+        let method = overrides.method.unwrap_or(config.describe.method);
+        let settings = self.describer.settings_mut();
+        let saved = (settings.caption.clone(), settings.seed);
+        if let Some(caption) = &overrides.caption {
+            settings.caption = Some(caption.clone());
+        }
+        if let Some(seed) = overrides.seed {
+            settings.seed = seed;
+        }
+        let described = self.describer.describe_with(text, method);
+        let settings = self.describer.settings_mut();
+        (settings.caption, settings.seed) = saved;
+        let description: Description = described.context("describing the text")?;
+        let describer_model = (method == crate::describe::Method::Llm)
+            .then(|| file_record(&self.describer.settings().model).ok())
+            .flatten();
+        let describe_s = started.elapsed().as_secs_f64();
+
+        observer.render_stage(RenderStage::Speak);
+        let started = Instant::now();
+        let job_voice;
+        let (voice, voice_path) = match &overrides.voice {
+            Some(name) => {
+                let path = config.models_dir.join("voices").join(name);
+                job_voice = Voice::load(&path)
+                    .with_context(|| format!("loading the job's voice {}", path.display()))?;
+                (&job_voice, path)
+            }
+            None => (&self.voice, config.voice.clone()),
+        };
+        let rate = overrides.rate.unwrap_or(config.speech.rate);
+        let options = SpeakOptions {
+            speaker: Some(config.speech.speaker),
+            rate: Some(rate),
+            ..SpeakOptions::default()
+        };
+        let silence =
+            vec![0f32; (config.speech.sentence_silence * voice.sample_rate() as f32) as usize];
+        let mut speech: Vec<f32> = Vec::new();
+        let mut scene_starts = Vec::new();
+        for scene in &description.scenes {
+            scene_starts.push(speech.len() as f64 / f64::from(voice.sample_rate()));
+            let scene_text = text.get(scene.span.clone()).unwrap_or_default();
+            for sentence in voice
+                .speak(scene_text, &options)
+                .context("speaking the text")?
+            {
+                let sentence = sentence.context("speaking the text")?;
+                if !speech.is_empty() {
+                    speech.extend_from_slice(&silence);
+                }
+                speech.extend_from_slice(&sentence.samples);
+            }
+        }
+        let speak_s = started.elapsed().as_secs_f64();
+        let speech_s = speech.len() as f64 / f64::from(voice.sample_rate());
+
+        observer.render_stage(RenderStage::Background);
+        let started = Instant::now();
+        let mix_settings = mix_settings(&config);
+        let mut scenes: Vec<SceneRecord> = description
+            .scenes
+            .iter()
+            .zip(&scene_starts)
+            .map(|(scene, start)| SceneRecord {
+                char_span: scene.char_span.clone(),
+                caption: scene.caption.clone(),
+                method: scene.method.as_str(),
+                fallback: scene.fallback.clone(),
+                starts_at_s: mix_settings.pre_roll_s + start,
+                background_seconds: None,
+                background_from_cache: None,
+            })
+            .collect();
+        let mut backgrounds = Vec::new();
+        let mut background_record = None;
+        if let Some(engine) = &mut self.engine {
+            let b = &config.background;
+            let seed = overrides.seed.map_or(b.seed, u64::from);
+            let cache = background::cache::BackgroundCache::new(
+                &config.background_cache_dir,
+                b.cache_max_mb * 1024 * 1024,
+            );
+            let limits = background::long::LengthLimits {
+                max_seconds: b.max_seconds,
+            };
+            for (index, scene) in description.scenes.iter().enumerate() {
+                let (from, to) = mix::scene_span(&mix_settings, &scene_starts, speech_s, index);
+                let request = Request {
+                    caption: scene.caption.clone(),
+                    negative: b.negative.clone(),
+                    steps: b.steps,
+                    scheduler: b.scheduler,
+                    guidance: b.guidance,
+                    seed,
+                    init_latents: None,
+                };
+                let made = background::make_background(
+                    engine,
+                    &request,
+                    (to - from).max(0.1),
+                    b.variations,
+                    limits,
+                    &cache,
+                    observer,
                 )
-            })?;
-            scenes[index].background_seconds =
-                Some(made.samples.len() as f64 / f64::from(made.sample_rate));
-            scenes[index].background_from_cache = Some(made.cached);
-            backgrounds.push(SceneBackground {
-                speech_start_s: scene_starts[index],
-                samples: made.samples,
-                sample_rate: made.sample_rate,
+                .with_context(|| {
+                    format!(
+                        "generating the background of scene {} (\"{}\")",
+                        index + 1,
+                        scene.caption
+                    )
+                })?;
+                scenes[index].background_seconds =
+                    Some(made.samples.len() as f64 / f64::from(made.sample_rate));
+                scenes[index].background_from_cache = Some(made.cached);
+                backgrounds.push(SceneBackground {
+                    speech_start_s: scene_starts[index],
+                    samples: made.samples,
+                    sample_rate: made.sample_rate,
+                });
+            }
+            background_record = Some(BackgroundRecord {
+                bundle: config.background_bundle.clone(),
+                bundle_id: engine.id().to_owned(),
+                precision: engine.meta().precision.clone(),
+                steps: b.steps,
+                scheduler: b.scheduler.as_str().to_owned(),
+                guidance: b.guidance,
+                negative: b.negative.clone(),
+                seed,
+                variations: b.variations,
             });
         }
-        background_record = Some(BackgroundRecord {
-            bundle: bundle.clone(),
-            bundle_id: engine.id().to_owned(),
-            precision: engine.meta().precision.clone(),
-            steps: b.steps,
-            scheduler: b.scheduler.as_str().to_owned(),
-            guidance: b.guidance,
-            negative: b.negative.clone(),
-            seed: b.seed,
-            variations: b.variations,
-        });
+        let background_s = started.elapsed().as_secs_f64();
+
+        observer.render_stage(RenderStage::Mix);
+        let started = Instant::now();
+        let (samples, mix_report) =
+            mix::mix(&speech, voice.sample_rate(), &backgrounds, &mix_settings)
+                .context("mixing")?;
+        let mix_s = started.elapsed().as_secs_f64();
+
+        observer.render_stage(RenderStage::Write);
+        let started = Instant::now();
+        let mut wav = WavStream::create(output, mix_report.output_rate)?;
+        wav.write(&samples)?;
+        wav.finish()?;
+        let mut report = RenderReport {
+            vivid_version: env!("CARGO_PKG_VERSION"),
+            input: job.input.clone(),
+            output: std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf()),
+            describe_method: description.requested.as_str(),
+            describer_model,
+            describe_seed: description.seed,
+            voice: file_record(&voice_path)?,
+            speaking_rate: rate,
+            scenes,
+            background: background_record,
+            background_missing: self.background_missing.clone(),
+            mix: mix_report,
+            seconds: StageSeconds {
+                describe: describe_s,
+                speak: speak_s,
+                background: background_s,
+                mix: mix_s,
+                write: 0.0,
+            },
+        };
+        report.seconds.write = started.elapsed().as_secs_f64();
+        write_report(&sidecar_path(output), &report)?;
+        Ok(report)
     }
-    let background_s = started.elapsed().as_secs_f64();
-
-    observer.render_stage(RenderStage::Mix);
-    let started = Instant::now();
-    let (samples, mix_report) = mix::mix(&speech, voice.sample_rate(), &backgrounds, &mix_settings)
-        .with_context(|| format!("mixing {}", input.display()))?;
-    let mix_s = started.elapsed().as_secs_f64();
-
-    observer.render_stage(RenderStage::Write);
-    let started = Instant::now();
-    let mut wav = WavStream::create(output, mix_report.output_rate)?;
-    wav.write(&samples)?;
-    wav.finish()?;
-    let report = RenderReport {
-        vivid_version: env!("CARGO_PKG_VERSION"),
-        input: input_record,
-        output: std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf()),
-        describe_method: description.requested.as_str(),
-        describer_model,
-        describe_seed: description.seed,
-        voice: file_record(&config.voice)?,
-        speaking_rate: config.speech.rate,
-        scenes,
-        background: background_record,
-        background_missing,
-        mix: mix_report,
-        seconds: StageSeconds {
-            describe: describe_s,
-            speak: speak_s,
-            background: background_s,
-            mix: mix_s,
-            write: 0.0,
-        },
-    };
-    let mut report = report;
-    report.seconds.write = started.elapsed().as_secs_f64();
-    write_report(&sidecar_path(output), &report)?;
-    Ok(report)
 }
 
 /// `OUT.wav` → `OUT.json`.

@@ -154,6 +154,13 @@ impl Describer {
         &self.settings
     }
 
+    /// The per-call settings (method, caption, seed, temperature, timeout)
+    /// can change between texts; the model and prompt style are fixed once
+    /// loaded.
+    pub fn settings_mut(&mut self) -> &mut DescribeSettings {
+        &mut self.settings
+    }
+
     /// Loads the language model now, if the method needs one, so a service
     /// pays for it at start and reports a missing model before any job.
     pub fn load(&mut self) -> Result<(), LlmError> {

@@ -2,4 +2,5 @@
 //! and every move between them ([`spool`]); the watcher, the job queue
 //! and systemd integration follow.
 
+pub mod job;
 pub mod spool;
