@@ -74,6 +74,7 @@ pub struct ConfigFile {
     pub background: BackgroundSection,
     pub mix: MixSection,
     pub playback: PlaybackSection,
+    pub service: ServiceSection,
     pub system: SystemSection,
     pub log: LogSection,
 }
@@ -307,6 +308,21 @@ impl PlaybackSection {
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Largest input (text or job file) the service takes, in bytes.
+    pub max_input_bytes: u64,
+}
+
+impl Default for ServiceSection {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: crate::text::DEFAULT_MAX_TEXT_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct SystemSection {
     /// Free space (MiB) below which `vivid doctor` fails for the model,
     /// spool and output file systems.
@@ -453,6 +469,7 @@ pub struct Config {
     pub background: BackgroundSection,
     pub mix: MixSection,
     pub playback: PlaybackSection,
+    pub service: ServiceSection,
     pub system: SystemSection,
     pub log: LogSection,
 }
@@ -559,6 +576,7 @@ impl Config {
             spool_dir,
             output_dir,
             playback: file.playback,
+            service: file.service,
             system: file.system,
             log: file.log,
         }
@@ -587,6 +605,7 @@ impl Config {
             },
             mix: self.mix.clone(),
             playback: self.playback.clone(),
+            service: self.service.clone(),
             system: self.system.clone(),
             log: self.log.clone(),
         };

@@ -61,6 +61,13 @@ enum Command {
     /// Caption the background sound scene of a text, scene by scene: the
     /// prompt the background is generated from.
     Describe(DescribeArgs),
+    /// Run the service: narrate every text dropped into the inbox
+    /// (paths.spool_dir/inbox) into done/, or failed/ with the reason.
+    /// Meant to run under systemd (deploy/vivid.service).
+    Serve,
+    /// Show what the service is doing: queue, current job and stage, last
+    /// errors, uptime.
+    Status,
     /// Play a WAV file through the sound card (playback.device).
     Play(PlayArgs),
     /// Narrate a text file: describe its scenes, speak it, generate the
@@ -342,6 +349,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Background(args) => background(&config, args),
         Command::Render(args) => render(config, args),
         Command::Play(args) => play(&config, args),
+        Command::Serve => {
+            vivid::serve::service::serve(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => status(&config),
         Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
         Command::Bench(BenchCommand::Describe(args)) => bench_describe(&config, args),
         Command::Bench(BenchCommand::Background(args)) => bench_background(args),
@@ -567,6 +579,53 @@ impl vivid::render::RenderObserver for RenderProgress {
         );
         self.bar.set_message(stage.label());
     }
+}
+
+fn status(config: &Config) -> Result<ExitCode> {
+    use vivid::serve::service::{ServiceStatus, status_path};
+    let path = status_path(config);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => {
+            println!(
+                "no service status at {} ({e}): the service has not run with this config",
+                path.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let s: ServiceStatus =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    let alive = std::path::Path::new(&format!("/proc/{}", s.pid)).exists() && s.state != "stopped";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if alive {
+        println!(
+            "vivid serve (pid {}) up {} s: {}",
+            s.pid,
+            now.saturating_sub(s.started_unix),
+            s.state
+        );
+    } else {
+        println!(
+            "vivid serve is not running (last seen {} s ago)",
+            now.saturating_sub(s.updated_unix)
+        );
+    }
+    println!("waiting: {}", s.waiting);
+    if let Some(job) = &s.current {
+        println!("current: {job} — {}", s.stage.as_deref().unwrap_or(""));
+    }
+    println!("done: {}, failed: {}", s.done, s.failed);
+    for (job, reason) in &s.last_errors {
+        println!("failed {job}: {reason}");
+    }
+    Ok(if alive {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn play(config: &Config, args: PlayArgs) -> Result<ExitCode> {

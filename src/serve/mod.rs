@@ -3,4 +3,5 @@
 //! and systemd integration follow.
 
 pub mod job;
+pub mod service;
 pub mod spool;

@@ -177,6 +177,14 @@ impl Spool {
         Ok(error)
     }
 
+    /// Moves a claimed file into `folder` (done/ or failed/) under a free
+    /// name.
+    pub fn file_into(&self, claimed: &Claimed, folder: &Path) -> Result<PathBuf, SpoolError> {
+        let target = free_name(folder, &claimed.name);
+        rename(&claimed.path, &target)?;
+        Ok(target)
+    }
+
     /// Puts every job a crash left in `processing/` where it belongs:
     /// finished when `done/` already holds its report (the crash came
     /// between the last two renames), otherwise back in the inbox. Returns
@@ -193,6 +201,11 @@ impl Spool {
             .collect();
         for path in entries {
             let name = file_name(&path);
+            if name.starts_with('.') {
+                // A half-written output of the interrupted job.
+                std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                continue;
+            }
             let stem = Path::new(&name)
                 .file_stem()
                 .map_or_else(String::new, |s| s.to_string_lossy().into_owned());

@@ -135,6 +135,7 @@ fn example_config_is_complete_and_valid() {
         defaults.background
     );
     assert_eq!(file.mix, defaults.mix);
+    assert_eq!(file.service, defaults.service);
     assert_eq!(file.system, defaults.system);
     assert_eq!(file.log, defaults.log);
     let text = fs::read_to_string(example).unwrap();

@@ -10,5 +10,6 @@ mod describe_cli;
 mod foundation;
 mod play_cli;
 mod render_cli;
+mod serve_cli;
 mod speech_cli;
 mod speech_parity;

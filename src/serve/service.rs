@@ -1,0 +1,433 @@
+//! `vivid serve`: watch the inbox, narrate each input in arrival order
+//! with one pipeline whose models are loaded once, and move every job to
+//! `done/` or `failed/` (see [`super::spool`]). systemd hears READY,
+//! STATUS and WATCHDOG through sd-notify; SIGTERM stops after the current
+//! job; SIGHUP reloads the config and keeps the old one when the new one
+//! is bad. `status.json` in the spool folder tells `vivid status` what is
+//! going on.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::job::{JobFile, Overrides};
+use super::spool::{Claimed, InputKind, Outputs, Spool, input_kind};
+use crate::config::{Config, ConfigSource};
+use crate::render::{FileRecord, Job, RenderObserver, RenderStage, Renderer};
+
+/// What `status.json` holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub pid: u32,
+    pub started_unix: u64,
+    pub updated_unix: u64,
+    pub state: String,
+    pub waiting: usize,
+    pub current: Option<String>,
+    pub stage: Option<String>,
+    pub done: u64,
+    pub failed: u64,
+    /// The last few failures: input and reason.
+    pub last_errors: Vec<(String, String)>,
+}
+
+impl ServiceStatus {
+    fn line(&self) -> String {
+        match (&self.current, &self.stage) {
+            (Some(job), Some(stage)) => {
+                format!("{} waiting; {job}: {stage}", self.waiting)
+            }
+            _ => format!("{} waiting; idle", self.waiting),
+        }
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The status file's path for a spool folder.
+pub fn status_path(config: &Config) -> PathBuf {
+    config.spool_dir.join("status.json")
+}
+
+struct StatusWriter {
+    path: PathBuf,
+    status: ServiceStatus,
+    last_write: Option<Instant>,
+    heartbeat: Arc<AtomicU64>,
+}
+
+impl StatusWriter {
+    fn write(&mut self, force: bool) {
+        self.heartbeat.store(now_unix(), Ordering::Relaxed);
+        if !force
+            && self
+                .last_write
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_write = Some(Instant::now());
+        self.status.updated_unix = now_unix();
+        let line = self.status.line();
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
+        use std::io::Write;
+        let json = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
+        let written = crate::fsutil::AtomicFile::create(&self.path).and_then(|mut f| {
+            f.write_all(&json)?;
+            f.commit()
+        });
+        if let Err(e) = written {
+            tracing::warn!("cannot write {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Reports render progress into the status.
+struct JobObserver<'a> {
+    status: &'a mut StatusWriter,
+    progress: crate::background::ProgressLog,
+}
+
+impl crate::background::Observer for JobObserver<'_> {
+    fn stage(&mut self, clip: usize, stage: crate::background::Stage) {
+        self.progress.stage(clip, stage);
+        self.status.status.stage = Some(format!("background {}", self.progress.status()));
+        self.status.write(false);
+    }
+    fn step(&mut self, clip: usize, done: usize, total: usize) {
+        self.progress.step(clip, done, total);
+        self.status.status.stage = Some(format!("background {}", self.progress.status()));
+        self.status.write(false);
+    }
+}
+
+impl RenderObserver for JobObserver<'_> {
+    fn render_stage(&mut self, stage: RenderStage) {
+        self.status.status.stage = Some(stage.label().to_owned());
+        self.status.write(true);
+    }
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub fn serve(config: Config) -> Result<()> {
+    let source = config.source.clone();
+    let mut config = config;
+    let spool = Spool::open(&config.spool)?;
+    let (finished, requeued) = spool
+        .recover(report_names_input)
+        .context("recovering the jobs a previous run left")?;
+    if finished + requeued > 0 {
+        tracing::info!(finished, requeued, "recovered unfinished jobs");
+    }
+    let mut renderer = Renderer::new(&config)?;
+    renderer.preload()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+
+    let (wake, woken) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |_event| {
+        let _ = wake.send(());
+    })
+    .context("starting the inbox watcher (inotify)")?;
+    notify::Watcher::watch(
+        &mut watcher,
+        &config.spool.inbox,
+        notify::RecursiveMode::NonRecursive,
+    )
+    .with_context(|| format!("watching {}", config.spool.inbox.display()))?;
+
+    let heartbeat = Arc::new(AtomicU64::new(now_unix()));
+    start_watchdog(Arc::clone(&heartbeat), Arc::clone(&stop));
+    let mut status = StatusWriter {
+        path: status_path(&config),
+        status: ServiceStatus {
+            pid: std::process::id(),
+            started_unix: now_unix(),
+            state: "idle".into(),
+            ..ServiceStatus::default()
+        },
+        last_write: None,
+        heartbeat,
+    };
+    let player = config.playback.enabled.then(|| {
+        let (done, _ignored) = std::sync::mpsc::channel();
+        crate::output::play::Player::spawn(config.playback.settings(), done)
+    });
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(inbox = %config.spool.inbox.display(), "waiting for texts");
+    status.write(true);
+
+    while !stop.load(Ordering::Relaxed) {
+        if reload.swap(false, Ordering::Relaxed) {
+            match reload_config(&source) {
+                Ok(new) => match Renderer::new(&new).and_then(|mut r| r.preload().map(|()| r)) {
+                    Ok(r) => {
+                        tracing::info!("config reloaded");
+                        renderer = r;
+                        config = new;
+                    }
+                    Err(e) => tracing::error!("new config kept out, the old one runs on: {e:#}"),
+                },
+                Err(e) => tracing::error!("new config kept out, the old one runs on: {e:#}"),
+            }
+        }
+        let waiting = spool.waiting()?;
+        status.status.waiting = waiting.len();
+        let Some(next) = waiting
+            .into_iter()
+            .find(|p| !referenced_by_a_waiting_job(&spool, p))
+        else {
+            status.status.state = "idle".into();
+            status.write(false);
+            // Woken by the watcher, or every second to notice signals.
+            let _ = woken.recv_timeout(Duration::from_secs(1));
+            while woken.try_recv().is_ok() {}
+            continue;
+        };
+        let claimed = match spool.claim(&next) {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // Gone meanwhile (its writer renamed it away): not ours.
+                tracing::debug!("{e}");
+                continue;
+            }
+        };
+        status.status.state = "working".into();
+        status.status.current = Some(claimed.name.clone());
+        status.write(true);
+        tracing::info!(job = %claimed.name, "narrating");
+        let mut companions = Vec::new();
+        let outcome = run_job(
+            &spool,
+            &config,
+            &mut renderer,
+            &claimed,
+            &mut companions,
+            &mut status,
+        );
+        for companion in &companions {
+            // A job's text file goes where its job goes.
+            let folder = if outcome.is_ok() {
+                &spool.dirs().done
+            } else {
+                &spool.dirs().failed
+            };
+            spool.file_into(companion, folder)?;
+        }
+        match outcome {
+            Ok((wav, play)) => {
+                status.status.done += 1;
+                tracing::info!(job = %claimed.name, output = %wav.display(), "done");
+                if play && let Some(player) = &player {
+                    player.enqueue(wav);
+                }
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::error!(job = %claimed.name, "failed: {reason}");
+                spool
+                    .fail(&claimed, &reason)
+                    .with_context(|| format!("moving {} to failed/", claimed.name))?;
+                status.status.failed += 1;
+                status
+                    .status
+                    .last_errors
+                    .push((claimed.name.clone(), reason));
+                let excess = status.status.last_errors.len().saturating_sub(5);
+                status.status.last_errors.drain(..excess);
+            }
+        }
+        status.status.current = None;
+        status.status.stage = None;
+        status.status.state = "idle".into();
+        status.status.waiting = spool.waiting().map_or(0, |w| w.len());
+        status.write(true);
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    status.status.state = "stopped".into();
+    status.write(true);
+    if let Some(player) = player {
+        player.finish();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reload_config(source: &ConfigSource) -> Result<Config> {
+    Ok(Config::load(source.clone())?)
+}
+
+/// Pings systemd's watchdog (when the unit sets WatchdogSec) while the
+/// service shows signs of life: the status heartbeat, which every stage,
+/// background step and idle second refreshes. A job stuck longer than the
+/// watchdog interval stops the pings; systemd restarts vivid and the job
+/// is recovered.
+fn start_watchdog(heartbeat: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("vivid-watchdog".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let age = now_unix().saturating_sub(heartbeat.load(Ordering::Relaxed));
+                if Duration::from_secs(age) < interval {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                std::thread::sleep(interval / 3);
+            }
+        });
+}
+
+/// Whether `path` is the text file of a job file still in the inbox (it
+/// waits for its job instead of being narrated on its own).
+fn referenced_by_a_waiting_job(spool: &Spool, path: &Path) -> bool {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir(&spool.dirs().inbox) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        input_kind(&p) == InputKind::Job
+            && std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| JobFile::parse(&p, &t).ok())
+                .is_some_and(|job| job.file.as_deref() == Some(name.as_str()))
+    })
+}
+
+/// Whether a report in done/ is the one of input `name`.
+fn report_names_input(report: &Path, name: &str) -> bool {
+    std::fs::read_to_string(report)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["input"]["path"].as_str().map(str::to_owned))
+        .is_some_and(|p| Path::new(&p).file_name().is_some_and(|n| n == name))
+}
+
+/// Refuses what must not be read: links, and files over the size limit.
+fn check_input(path: &Path, name: &str, max_bytes: u64) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("reading {name}"))?;
+    if meta.file_type().is_symlink() {
+        bail!(
+            "{name} is a symbolic link; vivid does not follow links out of the inbox. Copy the file itself into the inbox"
+        );
+    }
+    if !meta.is_file() {
+        bail!("{name} is not a regular file");
+    }
+    if meta.nlink() > 1 {
+        bail!(
+            "{name} has other hard links; vivid does not read files linked from outside the inbox. Copy the file itself into the inbox"
+        );
+    }
+    if meta.len() > max_bytes {
+        bail!(
+            "{name} is {} bytes; the limit is {max_bytes} (service.max_input_bytes)",
+            meta.len()
+        );
+    }
+    Ok(())
+}
+
+fn beside_in_processing(companions: &[Claimed]) -> PathBuf {
+    companions
+        .last()
+        .map(|c| c.path.clone())
+        .unwrap_or_default()
+}
+
+/// Narrates one claimed job into done/; returns the WAV and whether to
+/// play it.
+fn run_job(
+    spool: &Spool,
+    config: &Config,
+    renderer: &mut Renderer,
+    claimed: &Claimed,
+    companions: &mut Vec<Claimed>,
+    status: &mut StatusWriter,
+) -> Result<(PathBuf, bool)> {
+    let max_bytes = config.service.max_input_bytes;
+    check_input(&claimed.path, &claimed.name, max_bytes)?;
+    let (text, input_path, overrides) = match input_kind(&claimed.path) {
+        InputKind::Text => (
+            crate::text::read_text(&claimed.path, max_bytes)?,
+            claimed.path.clone(),
+            Overrides::default(),
+        ),
+        InputKind::Job => {
+            let source = crate::text::read_text(&claimed.path, max_bytes)?;
+            let job = JobFile::parse(Path::new(&claimed.name), &source)?;
+            let text = match (&job.text, &job.file) {
+                (Some(text), _) => text.clone(),
+                (None, Some(file)) => {
+                    let beside = spool.dirs().inbox.join(file);
+                    check_input(&beside, file, max_bytes)?;
+                    // The text file is part of this job: it moves with it.
+                    companions.push(spool.claim(&beside)?);
+                    crate::text::read_text(&beside_in_processing(companions), max_bytes)?
+                }
+                (None, None) => bail!("the job file has no text"),
+            };
+            (text, claimed.path.clone(), job.overrides())
+        }
+        InputKind::Other => bail!(
+            "{} is not a .txt text or a .toml job file; vivid narrates UTF-8 .txt files and .toml job files",
+            claimed.name
+        ),
+    };
+    let input: FileRecord = crate::render::file_record(&input_path)?;
+    let stem = overrides.output.clone().unwrap_or_else(|| claimed.stem());
+    let wav = spool.dirs().processing.join(format!(".{stem}.wav.out"));
+    let report = crate::render::sidecar_path(&wav);
+    let mut observer = JobObserver {
+        status,
+        progress: crate::background::ProgressLog::new(1, None),
+    };
+    renderer.render(
+        &Job {
+            text: &text,
+            input,
+            overrides: &overrides,
+        },
+        &wav,
+        &mut observer,
+    )?;
+    let named = Claimed {
+        path: claimed.path.clone(),
+        name: match &overrides.output {
+            Some(output) => format!(
+                "{output}.{}",
+                Path::new(&claimed.name)
+                    .extension()
+                    .map_or("txt".into(), |e| e.to_string_lossy().into_owned())
+            ),
+            None => claimed.name.clone(),
+        },
+    };
+    let final_wav = spool.complete(
+        &named,
+        Outputs {
+            wav: &wav,
+            report: &report,
+        },
+    )?;
+    let play = overrides.play.unwrap_or(config.playback.enabled);
+    Ok((final_wav, play))
+}

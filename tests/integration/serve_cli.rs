@@ -1,0 +1,276 @@
+//! `vivid serve` as a real process on temporary folders, with the real
+//! voice: files dropped into the inbox end in done/ or failed/; bad input
+//! never stops the queue; kill -9 loses nothing; SIGHUP with a bad config
+//! keeps the old one; SIGTERM stops cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{test_models_dir, vivid};
+
+struct Service {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Service {
+    fn start(dir: &Path, extra: &str) -> Service {
+        let config = dir.join("vivid.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[paths]\nmodels_dir = \"{}\"\nspool_dir = \"{}\"\n[describe]\nmethod = \"text\"\n\
+                 [playback]\nenabled = false\n[service]\nmax_input_bytes = 4000\n{extra}",
+                test_models_dir().display(),
+                dir.join("spool").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+        let child = vivid()
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let service = Service {
+            child,
+            dir: dir.to_path_buf(),
+        };
+        service.wait_for("the service to start", || {
+            service.spool("status.json").exists()
+        });
+        service
+    }
+
+    fn spool(&self, rel: &str) -> PathBuf {
+        self.dir.join("spool").join(rel)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str, ready: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !ready() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Writes a file into the inbox the way a careful copier does: under a
+/// temporary name, renamed into place.
+fn drop_in(service: &Service, name: &str, bytes: &[u8]) {
+    let temp = service.spool(&format!("inbox/.{name}.part"));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, service.spool(&format!("inbox/{name}"))).unwrap();
+}
+
+#[test]
+fn jobs_end_in_done_or_failed_with_a_reason_and_the_queue_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let service = Service::start(tmp.path(), "");
+    let outside = tmp.path().join("secret.txt");
+    std::fs::write(&outside, "Not for the inbox.").unwrap();
+    let bad: &[(&str, &[u8], &str)] = &[
+        ("binary.txt", b"\x00\x01\x02\xff\xfe", "UTF-8"),
+        ("latin1.txt", b"caf\xe9 au lait", "UTF-8"),
+        ("empty.txt", b"", "empty"),
+        ("huge.txt", &[b'a'; 5000], "limit"),
+        ("unknown.toml", b"text = \"x\"\nspeed = 2\n", "speed"),
+        (
+            "escape.toml",
+            b"text = \"x\"\noutput = \"../../../tmp/x\"\n",
+            "plain name",
+        ),
+        ("notes.pdf", b"%PDF", ".txt"),
+    ];
+    for (name, bytes, _) in bad {
+        drop_in(&service, name, bytes);
+    }
+    std::os::unix::fs::symlink(&outside, service.spool("inbox/link.txt")).unwrap();
+    drop_in(
+        &service,
+        "tour.toml",
+        b"file = \"tour-text.md\"\nrate = 1.2\noutput = \"tour\"\n",
+    );
+    drop_in(
+        &service,
+        "tour-text.md",
+        "Welcome to the lighthouse.\r\n".as_bytes(),
+    );
+    drop_in(
+        &service,
+        "hall.txt",
+        "\u{feff}The great hall was built in 1820.\r\n".as_bytes(),
+    );
+
+    service.wait_for("every job to finish", || {
+        files(&service.spool("inbox")).is_empty()
+            && files(&service.spool("processing")).is_empty()
+            && service.spool("done/hall.wav").exists()
+            && service.spool("done/tour.wav").exists()
+    });
+    for (name, _, reason) in bad {
+        let error = std::fs::read_to_string(service.spool(&format!("failed/{name}.error.txt")))
+            .unwrap_or_else(|e| panic!("{name}: {e}; log:\n{}", service.log()));
+        assert!(error.contains(reason), "{name}: {error}");
+        assert!(
+            service.spool(&format!("failed/{name}")).exists(),
+            "{name} kept"
+        );
+    }
+    let link_error = std::fs::read_to_string(service.spool("failed/link.txt.error.txt")).unwrap();
+    assert!(link_error.contains("symbolic link"), "{link_error}");
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "Not for the inbox."
+    );
+    assert!(!Path::new("/tmp/x.wav").exists());
+    // Good jobs: WAV, report and input in done/; the job's text file too.
+    for name in [
+        "hall.wav",
+        "hall.json",
+        "hall.txt",
+        "tour.wav",
+        "tour.json",
+        "tour.toml",
+        "tour-text.md",
+    ] {
+        assert!(
+            service.spool(&format!("done/{name}")).exists(),
+            "done/{name}: {:?}",
+            files(&service.spool("done"))
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(service.spool("done/tour.json")).unwrap())
+            .unwrap();
+    assert!(
+        (report["speaking_rate"].as_f64().unwrap() - 1.2).abs() < 1e-6,
+        "the job's rate"
+    );
+    // Status, once the last job's outcome is recorded.
+    let status = || {
+        let out = vivid()
+            .arg("--config")
+            .arg(tmp.path().join("vivid.toml"))
+            .arg("status")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    service.wait_for("the status to show every job", || {
+        status().contains("failed: 8")
+    });
+    let shown = status();
+    assert!(
+        shown.contains("done: 2") && shown.contains("idle"),
+        "{shown}"
+    );
+    assert!(shown.contains("failed link.txt"), "{shown}");
+    // The same name again is not overwritten.
+    drop_in(&service, "hall.txt", b"The hall again.");
+    service.wait_for("the second hall", || {
+        service.spool("done/hall-2.wav").exists()
+    });
+    assert!(service.spool("done/hall.wav").exists());
+
+    // SIGTERM: a clean stop.
+    service.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut service = service;
+    let exit = service.child.wait().unwrap();
+    assert!(exit.success(), "{}", service.log());
+}
+
+#[test]
+fn kill_9_loses_nothing_and_a_restart_finishes_the_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "The harbour was quiet that morning. ".repeat(12);
+    for round in 0..3 {
+        let service = Service::start(tmp.path(), "");
+        let name = format!("story{round}.txt");
+        drop_in(&service, &name, long.as_bytes());
+        // Kill it at a different moment each round: while it waits, just
+        // after it claimed the file, in the middle of speaking.
+        let delay = [0, 300, 1500][round];
+        std::thread::sleep(Duration::from_millis(delay));
+        service.signal(nix::sys::signal::Signal::SIGKILL);
+        let mut service = service;
+        let _ = service.child.wait();
+        // Nothing half-written under a final name, the input somewhere.
+        for done in files(&service.spool("done")) {
+            if let Some(stem) = done.strip_suffix(".wav") {
+                assert!(
+                    files(&service.spool("done")).contains(&format!("{stem}.json")),
+                    "a WAV without its report: {done}"
+                );
+            }
+        }
+        let everywhere: Vec<String> = ["inbox", "processing", "done"]
+            .iter()
+            .flat_map(|d| files(&service.spool(d)))
+            .collect();
+        assert!(everywhere.contains(&name), "{name} lost: {everywhere:?}");
+    }
+    // A restart finishes every job.
+    let service = Service::start(tmp.path(), "");
+    service.wait_for("all three stories", || {
+        (0..3).all(|r| service.spool(&format!("done/story{r}.wav")).exists())
+            && files(&service.spool("processing")).is_empty()
+    });
+    for r in 0..3 {
+        assert!(service.spool(&format!("done/story{r}.json")).exists());
+        assert!(service.spool(&format!("done/story{r}.txt")).exists());
+    }
+}
+
+#[test]
+fn a_bad_config_on_reload_keeps_the_old_one_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let service = Service::start(tmp.path(), "");
+    let config = tmp.path().join("vivid.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{good}\n[speech]\nrate = 99\n")).unwrap();
+    service.signal(nix::sys::signal::Signal::SIGHUP);
+    service.wait_for("the reload to be refused", || {
+        service.log().contains("old one runs on")
+    });
+    assert!(service.log().contains("speech.rate"), "{}", service.log());
+    drop_in(&service, "after.txt", b"Still here.");
+    service.wait_for("a job after the bad reload", || {
+        service.spool("done/after.wav").exists()
+    });
+}
