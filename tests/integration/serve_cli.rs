@@ -274,3 +274,43 @@ fn a_bad_config_on_reload_keeps_the_old_one_running() {
         service.spool("done/after.wav").exists()
     });
 }
+
+#[test]
+fn the_unit_is_hardened_and_the_installer_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(root.join("deploy/vivid.service"))
+        .output()
+        .expect("systemd-analyze (package systemd, installed by deploy/deps.sh)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let level: f64 = report
+        .lines()
+        .find_map(|l| l.split("exposure level for vivid.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(level <= 2.0, "exposure {level}:\n{report}");
+    let unit = std::fs::read_to_string(root.join("deploy/vivid.service")).unwrap();
+    for key in [
+        "Type=notify",
+        "WatchdogSec=",
+        "SupplementaryGroups=audio",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/spool/vivid",
+        "ProtectHome=true",
+        "PrivateTmp=true",
+        "NoNewPrivileges=true",
+        "RestrictAddressFamilies=AF_UNIX",
+        "CapabilityBoundingSet=\n",
+        "SystemCallFilter=",
+    ] {
+        assert!(unit.contains(key), "{key}");
+    }
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(root.join("deploy/install.sh"))
+        .status()
+        .unwrap();
+    assert!(syntax.success());
+}
