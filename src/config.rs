@@ -311,12 +311,18 @@ impl PlaybackSection {
 pub struct ServiceSection {
     /// Largest input (text or job file) the service takes, in bytes.
     pub max_input_bytes: u64,
+    /// Kiosk mode: play the finished narrations in a loop while no new
+    /// text is waiting. 0 turns it off; otherwise the seconds from the
+    /// start of one round to the start of the next (a round plays every
+    /// WAV in done/, oldest first; 1 plays them back to back).
+    pub kiosk_interval_s: u64,
 }
 
 impl Default for ServiceSection {
     fn default() -> Self {
         Self {
             max_input_bytes: crate::text::DEFAULT_MAX_TEXT_BYTES,
+            kiosk_interval_s: 0,
         }
     }
 }

@@ -163,10 +163,12 @@ pub fn serve(config: Config) -> Result<()> {
         last_write: None,
         heartbeat,
     };
-    let player = config.playback.enabled.then(|| {
-        let (done, _ignored) = std::sync::mpsc::channel();
-        crate::output::play::Player::spawn(config.playback.settings(), done)
-    });
+    let (played_tx, played) = std::sync::mpsc::channel();
+    let player = config
+        .playback
+        .enabled
+        .then(|| crate::output::play::Player::spawn(config.playback.settings(), played_tx));
+    let mut kiosk = Kiosk::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(inbox = %config.spool.inbox.display(), "waiting for texts");
     status.write(true);
@@ -187,12 +189,16 @@ pub fn serve(config: Config) -> Result<()> {
         }
         let waiting = spool.waiting()?;
         status.status.waiting = waiting.len();
+        kiosk.settle(&played);
         let Some(next) = waiting
             .into_iter()
             .find(|p| !referenced_by_a_waiting_job(&spool, p))
         else {
             status.status.state = "idle".into();
             status.write(false);
+            if let Some(player) = &player {
+                kiosk.maybe_play(&config, &spool, player);
+            }
             // Woken by the watcher, or every second to notice signals.
             let _ = woken.recv_timeout(Duration::from_secs(1));
             while woken.try_recv().is_ok() {}
@@ -233,7 +239,7 @@ pub fn serve(config: Config) -> Result<()> {
                 status.status.done += 1;
                 tracing::info!(job = %claimed.name, output = %wav.display(), "done");
                 if play && let Some(player) = &player {
-                    player.enqueue(wav);
+                    kiosk.queued += usize::from(player.enqueue(wav));
                 }
             }
             Err(e) => {
@@ -265,6 +271,52 @@ pub fn serve(config: Config) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Kiosk mode: rounds of every finished narration while the inbox is
+/// empty. Playback failures are logged by the player and never touch the
+/// jobs.
+#[derive(Default)]
+struct Kiosk {
+    /// Items sent to the player and not yet reported played.
+    queued: usize,
+    last_round: Option<Instant>,
+}
+
+impl Kiosk {
+    fn settle(&mut self, played: &std::sync::mpsc::Receiver<crate::output::play::Played>) {
+        self.queued = self.queued.saturating_sub(played.try_iter().count());
+    }
+
+    fn maybe_play(&mut self, config: &Config, spool: &Spool, player: &crate::output::play::Player) {
+        let interval = config.service.kiosk_interval_s;
+        if interval == 0 || self.queued > 0 {
+            return;
+        }
+        if self
+            .last_round
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(interval))
+        {
+            return;
+        }
+        let mut wavs: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&spool.dirs().done)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+                    .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if wavs.is_empty() {
+            return;
+        }
+        wavs.sort();
+        self.last_round = Some(Instant::now());
+        for (_, wav) in wavs {
+            self.queued += usize::from(player.enqueue(wav));
+        }
+    }
 }
 
 fn reload_config(source: &ConfigSource) -> Result<Config> {

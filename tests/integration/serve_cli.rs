@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{test_models_dir, vivid};
 
+const NO_PLAYBACK: &str = "[playback]\nenabled = false\n";
+
 struct Service {
     child: Child,
     dir: PathBuf,
@@ -16,19 +18,27 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, extra: &str) -> Service {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    fn start_with_env(dir: &Path, extra: &str, env: &[(&str, &Path)]) -> Service {
         let config = dir.join("vivid.toml");
         std::fs::write(
             &config,
             format!(
                 "[paths]\nmodels_dir = \"{}\"\nspool_dir = \"{}\"\n[describe]\nmethod = \"text\"\n\
-                 [playback]\nenabled = false\n[service]\nmax_input_bytes = 4000\n{extra}",
+                 [service]\nmax_input_bytes = 4000\n{extra}",
                 test_models_dir().display(),
                 dir.join("spool").display()
             ),
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-        let child = vivid()
+        let mut cmd = vivid();
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .arg("serve")
@@ -101,7 +111,7 @@ fn drop_in(service: &Service, name: &str, bytes: &[u8]) {
 #[test]
 fn jobs_end_in_done_or_failed_with_a_reason_and_the_queue_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let service = Service::start(tmp.path(), "");
+    let service = Service::start(tmp.path(), NO_PLAYBACK);
     let outside = tmp.path().join("secret.txt");
     std::fs::write(&outside, "Not for the inbox.").unwrap();
     let bad: &[(&str, &[u8], &str)] = &[
@@ -220,7 +230,7 @@ fn kill_9_loses_nothing_and_a_restart_finishes_the_work() {
     let tmp = tempfile::tempdir().unwrap();
     let long = "The harbour was quiet that morning. ".repeat(12);
     for round in 0..3 {
-        let service = Service::start(tmp.path(), "");
+        let service = Service::start(tmp.path(), NO_PLAYBACK);
         let name = format!("story{round}.txt");
         drop_in(&service, &name, long.as_bytes());
         // Kill it at a different moment each round: while it waits, just
@@ -246,7 +256,7 @@ fn kill_9_loses_nothing_and_a_restart_finishes_the_work() {
         assert!(everywhere.contains(&name), "{name} lost: {everywhere:?}");
     }
     // A restart finishes every job.
-    let service = Service::start(tmp.path(), "");
+    let service = Service::start(tmp.path(), NO_PLAYBACK);
     service.wait_for("all three stories", || {
         (0..3).all(|r| service.spool(&format!("done/story{r}.wav")).exists())
             && files(&service.spool("processing")).is_empty()
@@ -260,7 +270,7 @@ fn kill_9_loses_nothing_and_a_restart_finishes_the_work() {
 #[test]
 fn a_bad_config_on_reload_keeps_the_old_one_running() {
     let tmp = tempfile::tempdir().unwrap();
-    let service = Service::start(tmp.path(), "");
+    let service = Service::start(tmp.path(), NO_PLAYBACK);
     let config = tmp.path().join("vivid.toml");
     let good = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{good}\n[speech]\nrate = 99\n")).unwrap();
@@ -313,4 +323,73 @@ fn the_unit_is_hardened_and_the_installer_parses() {
         .status()
         .unwrap();
     assert!(syntax.success());
+}
+
+#[test]
+fn a_flood_of_files_and_odd_names_are_all_handled() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let service = Service::start(tmp.path(), NO_PLAYBACK);
+    // 1000 files at once (not narratable: each fails fast with a reason).
+    for i in 0..1000 {
+        std::fs::write(service.spool(&format!("inbox/flood{i:04}.dat")), b"x").unwrap();
+    }
+    // A name that is not UTF-8, and one with spaces and quotes.
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9 \"menu\".txt");
+    std::fs::write(service.spool("inbox").join(odd), b"Coffee and cake.").unwrap();
+    service.wait_for("the flood to drain", || {
+        files(&service.spool("inbox")).is_empty() && files(&service.spool("processing")).is_empty()
+    });
+    let failed = files(&service.spool("failed"));
+    assert_eq!(
+        failed
+            .iter()
+            .filter(|n| n.ends_with(".dat.error.txt"))
+            .count(),
+        1000
+    );
+    let done = files(&service.spool("done"));
+    assert!(
+        done.iter()
+            .any(|n| n.starts_with("caf") && n.ends_with(".wav")),
+        "{done:?}"
+    );
+    // Memory stayed bounded (no per-file buildup).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", service.child.id())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(peak_kb < 1_500_000, "peak {peak_kb} kB");
+}
+
+#[test]
+fn kiosk_mode_plays_the_finished_narrations_in_a_loop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("played.raw");
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcm.vividtest {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    let service = Service::start_with_env(
+        tmp.path(),
+        "kiosk_interval_s = 1\n[playback]\ndevice = \"vividtest\"\n",
+        &[("ALSA_CONFIG_PATH", &conf)],
+    );
+    drop_in(&service, "hello.txt", b"Hello.");
+    service.wait_for("the narration", || service.spool("done/hello.wav").exists());
+    let wav_bytes = std::fs::metadata(service.spool("done/hello.wav"))
+        .unwrap()
+        .len();
+    // Played once for the job, then again and again by the kiosk loop.
+    service.wait_for("three plays", || {
+        std::fs::metadata(&raw).is_ok_and(|m| m.len() >= 3 * (wav_bytes - 44))
+    });
 }
