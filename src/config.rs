@@ -316,6 +316,9 @@ pub struct ServiceSection {
     /// start of one round to the start of the next (a round plays every
     /// WAV in done/, oldest first; 1 plays them back to back).
     pub kiosk_interval_s: u64,
+    /// A job still running after this many seconds is failed at its next
+    /// step (0: no bound; systemd's watchdog still restarts a stuck one).
+    pub job_timeout_s: u64,
 }
 
 impl Default for ServiceSection {
@@ -323,6 +326,7 @@ impl Default for ServiceSection {
         Self {
             max_input_bytes: crate::text::DEFAULT_MAX_TEXT_BYTES,
             kiosk_interval_s: 0,
+            job_timeout_s: 3600,
         }
     }
 }

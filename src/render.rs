@@ -273,6 +273,7 @@ impl Renderer {
             .flatten();
         let describe_s = started.elapsed().as_secs_f64();
 
+        stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Speak);
         let started = Instant::now();
         let job_voice;
@@ -312,6 +313,7 @@ impl Renderer {
         let speak_s = started.elapsed().as_secs_f64();
         let speech_s = speech.len() as f64 / f64::from(voice.sample_rate());
 
+        stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Background);
         let started = Instant::now();
         let mix_settings = mix_settings(&config);
@@ -391,6 +393,7 @@ impl Renderer {
         }
         let background_s = started.elapsed().as_secs_f64();
 
+        stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Mix);
         let started = Instant::now();
         let (samples, mix_report) =
@@ -398,6 +401,7 @@ impl Renderer {
                 .context("mixing")?;
         let mix_s = started.elapsed().as_secs_f64();
 
+        stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Write);
         let started = Instant::now();
         let mut wav = WavStream::create(output, mix_report.output_rate)?;
@@ -427,6 +431,13 @@ impl Renderer {
         report.seconds.write = started.elapsed().as_secs_f64();
         write_report(&sidecar_path(output), &report)?;
         Ok(report)
+    }
+}
+
+fn stop_if_cancelled(observer: &dyn RenderObserver) -> Result<()> {
+    match observer.cancelled() {
+        Some(reason) => anyhow::bail!("{reason}"),
+        None => Ok(()),
     }
 }
 

@@ -489,6 +489,9 @@ impl Engine {
             };
             *latents = scheduler.step(index, &eps, latents);
             observer.step(clip, index + 1, total);
+            if let Some(reason) = observer.cancelled() {
+                return Err(BackgroundError::Request(reason));
+            }
         }
         Ok(())
     }

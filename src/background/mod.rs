@@ -97,6 +97,11 @@ pub trait Observer {
     fn wants_records(&self) -> bool {
         false
     }
+    /// Why the work should stop now (a job past its time bound), checked
+    /// after every denoising step.
+    fn cancelled(&self) -> Option<String> {
+        None
+    }
     fn record(&mut self, _name: &str, _value: Record<'_>) {}
 }
 

@@ -91,10 +91,13 @@ impl StatusWriter {
     }
 }
 
-/// Reports render progress into the status.
+/// Reports render progress into the status, and stops a job past its
+/// time bound.
 struct JobObserver<'a> {
     status: &'a mut StatusWriter,
     progress: crate::background::ProgressLog,
+    started: Instant,
+    bound: Option<Duration>,
 }
 
 impl crate::background::Observer for JobObserver<'_> {
@@ -107,6 +110,15 @@ impl crate::background::Observer for JobObserver<'_> {
         self.progress.step(clip, done, total);
         self.status.status.stage = Some(format!("background {}", self.progress.status()));
         self.status.write(false);
+    }
+    fn cancelled(&self) -> Option<String> {
+        let bound = self.bound?;
+        (self.started.elapsed() > bound).then(|| {
+            format!(
+                "the job ran longer than service.job_timeout_s ({} s) and was stopped; a long text may need a larger bound, or split it into several files",
+                bound.as_secs()
+            )
+        })
     }
 }
 
@@ -451,6 +463,9 @@ fn run_job(
     let mut observer = JobObserver {
         status,
         progress: crate::background::ProgressLog::new(1, None),
+        started: Instant::now(),
+        bound: (config.service.job_timeout_s > 0)
+            .then(|| Duration::from_secs(config.service.job_timeout_s)),
     };
     renderer.render(
         &Job {

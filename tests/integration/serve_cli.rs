@@ -393,3 +393,19 @@ fn kiosk_mode_plays_the_finished_narrations_in_a_loop() {
         std::fs::metadata(&raw).is_ok_and(|m| m.len() >= 3 * (wav_bytes - 44))
     });
 }
+
+#[test]
+fn a_job_past_its_time_bound_is_failed_and_the_next_one_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let service = Service::start(tmp.path(), &format!("job_timeout_s = 1\n{NO_PLAYBACK}"));
+    let long = "The keeper climbed the stairs of the lighthouse and trimmed the wick. ".repeat(15);
+    drop_in(&service, "long.txt", long.as_bytes());
+    service.wait_for("the long job to fail", || {
+        service.spool("failed/long.txt.error.txt").exists()
+    });
+    let error = std::fs::read_to_string(service.spool("failed/long.txt.error.txt")).unwrap();
+    assert!(error.contains("job_timeout_s"), "{error}");
+    assert!(service.spool("failed/long.txt").exists());
+    drop_in(&service, "short.txt", b"Hello.");
+    service.wait_for("the next job", || service.spool("done/short.wav").exists());
+}
