@@ -150,9 +150,11 @@ pub fn serve(config: Config) -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
 
-    let (wake, woken) = std::sync::mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |_event| {
-        let _ = wake.send(());
+    // Files being written: created or modified, not yet closed. They are
+    // left alone until their writer closes them (or renames them in).
+    let (wake, woken) = std::sync::mpsc::channel::<Option<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let _ = wake.send(event.ok());
     })
     .context("starting the inbox watcher (inotify)")?;
     notify::Watcher::watch(
@@ -181,6 +183,7 @@ pub fn serve(config: Config) -> Result<()> {
         .enabled
         .then(|| crate::output::play::Player::spawn(config.playback.settings(), played_tx));
     let mut kiosk = Kiosk::default();
+    let mut writing = Writing::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(inbox = %config.spool.inbox.display(), "waiting for texts");
     status.write(true);
@@ -202,9 +205,12 @@ pub fn serve(config: Config) -> Result<()> {
         let waiting = spool.waiting()?;
         status.status.waiting = waiting.len();
         kiosk.settle(&played);
+        while let Ok(event) = woken.try_recv() {
+            writing.note(event);
+        }
         let Some(next) = waiting
             .into_iter()
-            .find(|p| !referenced_by_a_waiting_job(&spool, p))
+            .find(|p| !writing.is_open(p) && !referenced_by_a_waiting_job(&spool, p))
         else {
             status.status.state = "idle".into();
             status.write(false);
@@ -212,8 +218,12 @@ pub fn serve(config: Config) -> Result<()> {
                 kiosk.maybe_play(&config, &spool, player);
             }
             // Woken by the watcher, or every second to notice signals.
-            let _ = woken.recv_timeout(Duration::from_secs(1));
-            while woken.try_recv().is_ok() {}
+            if let Ok(event) = woken.recv_timeout(Duration::from_secs(1)) {
+                writing.note(event);
+            }
+            while let Ok(event) = woken.try_recv() {
+                writing.note(event);
+            }
             continue;
         };
         let claimed = match spool.claim(&next) {
@@ -283,6 +293,48 @@ pub fn serve(config: Config) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Inbox files someone is still writing, from inotify's events.
+#[derive(Default)]
+struct Writing {
+    open: std::collections::HashMap<PathBuf, Instant>,
+}
+
+/// A file created or written to without a close event since is left alone
+/// until this long after the last write: a hard link or a copy whose close
+/// was missed must not hold a job forever, and a writer that pauses longer
+/// than this should write under a temporary name.
+const WRITING_GIVE_UP: Duration = Duration::from_secs(10);
+
+impl Writing {
+    fn note(&mut self, event: Option<notify::Event>) {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+        let Some(event) = event else { return };
+        match event.kind {
+            EventKind::Create(CreateKind::File | CreateKind::Any)
+            | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+                for path in event.paths {
+                    self.open.insert(path, Instant::now());
+                }
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+            | EventKind::Remove(_) => {
+                for path in event.paths {
+                    self.open.remove(&path);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn is_open(&self, path: &Path) -> bool {
+        self.open
+            .get(path)
+            .is_some_and(|since| since.elapsed() < WRITING_GIVE_UP)
+    }
 }
 
 /// Kiosk mode: rounds of every finished narration while the inbox is

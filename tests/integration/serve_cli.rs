@@ -397,8 +397,8 @@ fn kiosk_mode_plays_the_finished_narrations_in_a_loop() {
 #[test]
 fn a_job_past_its_time_bound_is_failed_and_the_next_one_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let service = Service::start(tmp.path(), &format!("job_timeout_s = 1\n{NO_PLAYBACK}"));
-    let long = "The keeper climbed the stairs of the lighthouse and trimmed the wick. ".repeat(15);
+    let service = Service::start(tmp.path(), &format!("job_timeout_s = 3\n{NO_PLAYBACK}"));
+    let long = "The keeper climbed the stairs of the lighthouse and trimmed the wick. ".repeat(40);
     drop_in(&service, "long.txt", long.as_bytes());
     service.wait_for("the long job to fail", || {
         service.spool("failed/long.txt.error.txt").exists()
@@ -406,6 +406,37 @@ fn a_job_past_its_time_bound_is_failed_and_the_next_one_runs() {
     let error = std::fs::read_to_string(service.spool("failed/long.txt.error.txt")).unwrap();
     assert!(error.contains("job_timeout_s"), "{error}");
     assert!(service.spool("failed/long.txt").exists());
-    drop_in(&service, "short.txt", b"Hello.");
+    drop_in(&service, "short.txt", b"Hi.");
     service.wait_for("the next job", || service.spool("done/short.wav").exists());
+}
+
+#[test]
+fn a_file_still_being_written_waits_until_it_is_closed() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let service = Service::start(tmp.path(), NO_PLAYBACK);
+    let path = service.spool("inbox/slow.txt");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(b"The first half of the text, ").unwrap();
+    file.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(path.exists(), "taken while still open for writing");
+    file.write_all(b"and the second half.").unwrap();
+    drop(file);
+    service.wait_for("the closed file", || {
+        service.spool("done/slow.json").exists()
+    });
+    assert_eq!(
+        std::fs::read_to_string(service.spool("done/slow.txt")).unwrap(),
+        "The first half of the text, and the second half."
+    );
+    // A hard link to a file outside the inbox is refused.
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, "Elsewhere.").unwrap();
+    std::fs::hard_link(&outside, service.spool("inbox/hard.txt")).unwrap();
+    service.wait_for("the hard link to fail", || {
+        service.spool("failed/hard.txt.error.txt").exists()
+    });
+    let error = std::fs::read_to_string(service.spool("failed/hard.txt.error.txt")).unwrap();
+    assert!(error.contains("hard links"), "{error}");
 }
