@@ -62,6 +62,23 @@ pub fn llm_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// An ALSA config (for `ALSA_CONFIG_PATH`) in `dir` with one PCM, `pcm`,
+/// writing the raw samples it is given to `file` through ALSA's `file`
+/// plugin over the `null` device: the real ALSA library, and the samples
+/// that came out to check.
+pub fn asound_conf(dir: &Path, pcm: &str, file: &Path) -> PathBuf {
+    let path = dir.join("asound.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "pcm.{pcm} {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            file.display()
+        ),
+    )
+    .expect("write asound.conf");
+    path
+}
+
 /// The tiny random-weight AudioLDM2 bundle (a test fixture; never a
 /// default).
 pub fn tiny_bundle() -> PathBuf {

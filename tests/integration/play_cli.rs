@@ -6,18 +6,8 @@ use std::path::Path;
 
 use crate::common::{run, text, vivid, write_config};
 
-/// An ALSA config with one PCM, `vividtest`, writing raw samples to `raw`.
 fn asound_conf(dir: &Path, raw: &Path) -> std::path::PathBuf {
-    let path = dir.join("asound.conf");
-    std::fs::write(
-        &path,
-        format!(
-            "pcm.vividtest {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
-            raw.display()
-        ),
-    )
-    .unwrap();
-    path
+    crate::common::asound_conf(dir, "vividtest", raw)
 }
 
 fn write_tone(path: &Path, rate: u32, seconds: f32) -> Vec<i16> {
@@ -158,12 +148,7 @@ fn a_device_that_fails_while_playing_is_reopened() {
     // carries on from where it was, or gives up after playback.reopen_s
     // with an error naming the device.
     let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("asound.conf");
-    std::fs::write(
-        &conf,
-        "pcm.vividfull {\n  type file\n  slave.pcm { type null }\n  file \"/dev/full\"\n  format \"raw\"\n}\n",
-    )
-    .unwrap();
+    let conf = crate::common::asound_conf(tmp.path(), "vividfull", Path::new("/dev/full"));
     let wav = tmp.path().join("tone.wav");
     write_tone(&wav, 48_000, 0.5);
     let cfg = write_config(tmp.path(), "[playback]\nreopen_s = 2\n");

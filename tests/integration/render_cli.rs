@@ -194,15 +194,7 @@ fn render_play_sends_the_narration_to_the_sound_device() {
     let _llm = llm_lock();
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("played.raw");
-    let conf = tmp.path().join("asound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "pcm.vividtest {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
-            raw.display()
-        ),
-    )
-    .unwrap();
+    let conf = crate::common::asound_conf(tmp.path(), "vividtest", &raw);
     let input = tmp.path().join("short.txt");
     std::fs::write(&input, "The museum opens at nine.\n").unwrap();
     let render_and_play = |playback: &str, wav: &Path| {

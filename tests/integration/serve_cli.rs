@@ -369,15 +369,7 @@ fn a_flood_of_files_and_odd_names_are_all_handled() {
 fn kiosk_mode_plays_the_finished_narrations_in_a_loop() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("played.raw");
-    let conf = tmp.path().join("asound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "pcm.vividtest {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
-            raw.display()
-        ),
-    )
-    .unwrap();
+    let conf = crate::common::asound_conf(tmp.path(), "vividtest", &raw);
     let service = Service::start_with_env(
         tmp.path(),
         "kiosk_interval_s = 1\n[playback]\ndevice = \"vividtest\"\n",
