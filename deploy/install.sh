@@ -63,9 +63,15 @@ fi
 # Default models, as the service user (verified; quick when present).
 runuser -u vivid -- /usr/local/bin/vivid --config /etc/vivid/vivid.toml models fetch "${fetch_args[@]}"
 
+install -d -m 0755 /etc/systemd/system
 install -m 0644 deploy/vivid.service /etc/systemd/system/vivid.service
-systemctl daemon-reload
-systemctl enable vivid.service
-systemctl restart vivid.service
-echo "install.sh: vivid is running. Drop .txt files into /var/spool/vivid/inbox;"
-echo "            vivid status shows the queue, journalctl -u vivid the log."
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  systemctl enable vivid.service
+  systemctl restart vivid.service
+  echo "install.sh: vivid is running. Drop .txt files into /var/spool/vivid/inbox;"
+  echo "            vivid status shows the queue, journalctl -u vivid the log."
+else
+  echo "install.sh: installed; systemd is not running here (a container or chroot),"
+  echo "            so start it on the device with: systemctl enable --now vivid"
+fi

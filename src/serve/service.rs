@@ -288,9 +288,9 @@ pub fn serve(config: Config) -> Result<()> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     status.status.state = "stopped".into();
     status.write(true);
-    if let Some(player) = player {
-        player.finish();
-    }
+    // Playback still queued is not waited for: a stop must not hang on a
+    // sound card that is gone.
+    drop(player);
     tracing::info!("stopped");
     Ok(())
 }

@@ -432,3 +432,38 @@ fn a_file_still_being_written_waits_until_it_is_closed() {
     let error = std::fs::read_to_string(service.spool("failed/hard.txt.error.txt")).unwrap();
     assert!(error.contains("hard links"), "{error}");
 }
+
+#[test]
+fn systemd_hears_ready_status_and_watchdog() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket_path = tmp.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let service = Service::start_with_env(
+        tmp.path(),
+        NO_PLAYBACK,
+        &[
+            ("NOTIFY_SOCKET", &socket_path),
+            ("WATCHDOG_USEC", Path::new("600000")),
+        ],
+    );
+    drop_in(&service, "one.txt", b"One.");
+    let mut heard = String::new();
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(60)
+        && !(heard.contains("READY=1")
+            && heard.contains("WATCHDOG=1")
+            && heard.contains("waiting; one.txt: "))
+    {
+        if let Ok(n) = socket.recv(&mut buf) {
+            heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+            heard.push('\n');
+        }
+    }
+    assert!(heard.contains("READY=1"), "{heard}");
+    assert!(heard.contains("WATCHDOG=1"), "{heard}");
+    assert!(heard.contains("waiting; one.txt: "), "{heard}");
+}
