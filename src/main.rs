@@ -562,6 +562,9 @@ struct RenderProgress {
 }
 
 impl vivid::background::Observer for RenderProgress {
+    fn clips(&mut self, count: usize) {
+        self.background.clips(count);
+    }
     fn stage(&mut self, clip: usize, stage: vivid::background::Stage) {
         self.background.stage(clip, stage);
     }
@@ -686,7 +689,7 @@ fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
     );
     let mut progress = RenderProgress {
         bar: bar.clone(),
-        background: vivid::background::ProgressLog::new(1, Some(bar.clone())),
+        background: vivid::background::ProgressLog::new(Some(bar.clone())),
         started: std::time::Instant::now(),
     };
     let report = vivid::render::render(&config, &args.input, &output, &mut progress)?;
@@ -754,8 +757,6 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
     let limits = LengthLimits {
         max_seconds: settings.max_seconds,
     };
-    // Refuse a bad length before minutes of loading.
-    vivid::background::long::checked_samples(args.seconds, 16_000, limits)?;
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed_precise} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -786,9 +787,7 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
         seed: args.seed.unwrap_or(settings.seed),
         init_latents,
     };
-    let samples = (args.seconds * f64::from(engine.sample_rate())).round() as usize;
-    let clips = samples.div_ceil(2 * engine.clip_samples().max(1));
-    let mut progress = ProgressLog::new(clips.min(settings.variations), Some(bar.clone()));
+    let mut progress = ProgressLog::new(Some(bar.clone()));
     let cache = BackgroundCache::new(
         &config.background_cache_dir,
         if args.no_cache {

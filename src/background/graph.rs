@@ -334,22 +334,20 @@ pub fn i64_tensor(shape: &[usize], data: &[i64]) -> Result<Tensor, BackgroundErr
 
 /// A graph output's values as f32, in row-major order.
 pub fn f32_values(component: &str, tensor: &Tensor) -> Result<Vec<f32>, BackgroundError> {
-    let fail = |e: TractError| BackgroundError::Inference {
-        component: component.to_owned(),
-        reason: format!("unexpected output: {e}"),
-    };
-    let cast = tensor.cast_to::<f32>().map_err(fail)?;
-    let view = cast.to_plain_array_view::<f32>().map_err(fail)?;
-    Ok(view.iter().copied().collect())
+    values(component, tensor)
 }
 
 /// A graph output's values as i64.
 pub fn i64_values(component: &str, tensor: &Tensor) -> Result<Vec<i64>, BackgroundError> {
+    values(component, tensor)
+}
+
+fn values<T: Datum + Copy>(component: &str, tensor: &Tensor) -> Result<Vec<T>, BackgroundError> {
     let fail = |e: TractError| BackgroundError::Inference {
         component: component.to_owned(),
         reason: format!("unexpected output: {e}"),
     };
-    let cast = tensor.cast_to::<i64>().map_err(fail)?;
-    let view = cast.to_plain_array_view::<i64>().map_err(fail)?;
+    let cast = tensor.cast_to::<T>().map_err(fail)?;
+    let view = cast.to_plain_array_view::<T>().map_err(fail)?;
     Ok(view.iter().copied().collect())
 }

@@ -153,6 +153,7 @@ pub fn generate(
     let clip_samples = engine.clip_samples();
     let needed = samples.div_ceil(2 * clip_samples.max(1));
     let count = needed.clamp(1, variations.max(1));
+    observer.clips(count);
     let mut clips = Vec::with_capacity(count);
     for index in 0..count {
         let mut clip_request = request.clone();

@@ -91,6 +91,9 @@ pub enum Record<'a> {
 /// every intermediate (named as in diffusers' reference recordings).
 /// Every method does nothing by default.
 pub trait Observer {
+    /// A background will be made from `count` clips (said before the
+    /// first).
+    fn clips(&mut self, _count: usize) {}
     fn stage(&mut self, _clip: usize, _stage: Stage) {}
     /// `done` of `total` denoising steps of clip `clip` are finished.
     fn step(&mut self, _clip: usize, _done: usize, _total: usize) {}
@@ -186,10 +189,11 @@ pub struct ProgressLog {
 const PROGRESS_LOG_EVERY_S: f32 = 10.0;
 
 impl ProgressLog {
-    /// Progress over `clips` clips, drawn on `bar` when given.
-    pub fn new(clips: usize, bar: Option<indicatif::ProgressBar>) -> Self {
+    /// Progress, drawn on `bar` when given; the clip count comes from the
+    /// engine ([`Observer::clips`]).
+    pub fn new(bar: Option<indicatif::ProgressBar>) -> Self {
         Self {
-            clips: clips.max(1),
+            clips: 1,
             bar,
             started: std::time::Instant::now(),
             last_log: None,
@@ -204,6 +208,10 @@ impl ProgressLog {
 }
 
 impl Observer for ProgressLog {
+    fn clips(&mut self, count: usize) {
+        self.clips = count.max(1);
+    }
+
     fn stage(&mut self, clip: usize, stage: Stage) {
         self.status = format!("clip {}/{}: {}", clip + 1, self.clips, stage.label());
         tracing::info!("background {}", self.status);

@@ -101,6 +101,9 @@ struct JobObserver<'a> {
 }
 
 impl crate::background::Observer for JobObserver<'_> {
+    fn clips(&mut self, count: usize) {
+        self.progress.clips(count);
+    }
     fn stage(&mut self, clip: usize, stage: crate::background::Stage) {
         self.progress.stage(clip, stage);
         self.status.status.stage = Some(format!("background {}", self.progress.status()));
@@ -514,7 +517,7 @@ fn run_job(
     let report = crate::render::sidecar_path(&wav);
     let mut observer = JobObserver {
         status,
-        progress: crate::background::ProgressLog::new(1, None),
+        progress: crate::background::ProgressLog::new(None),
         started: Instant::now(),
         bound: (config.service.job_timeout_s > 0)
             .then(|| Duration::from_secs(config.service.job_timeout_s)),
