@@ -122,7 +122,8 @@ fn jobs_end_in_done_or_failed_with_a_reason_and_the_queue_goes_on() {
         ("unknown.toml", b"text = \"x\"\nspeed = 2\n", "speed"),
         (
             "escape.toml",
-            b"text = \"x\"\noutput = \"../../../tmp/x\"\n",
+            // From done/, this would land in the test's own folder.
+            b"text = \"x\"\noutput = \"../../escaped\"\n",
             "plain name",
         ),
         ("notes.pdf", b"%PDF", ".txt"),
@@ -168,7 +169,8 @@ fn jobs_end_in_done_or_failed_with_a_reason_and_the_queue_goes_on() {
         std::fs::read_to_string(&outside).unwrap(),
         "Not for the inbox."
     );
-    assert!(!Path::new("/tmp/x.wav").exists());
+    assert!(!tmp.path().join("escaped.wav").exists());
+    assert!(!tmp.path().join("escaped.json").exists());
     // Good jobs: WAV, report and input in done/; the job's text file too.
     for name in [
         "hall.wav",
