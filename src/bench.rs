@@ -439,12 +439,14 @@ pub fn run_vivid_background(
     steps: usize,
     threads: &[usize],
     mode: crate::background::MemoryMode,
+    device: crate::background::graph::ComputeDevice,
 ) -> Result<BackgroundBench> {
     use crate::background::{Engine, MemoryMode, Request, SchedulerKind, Stage};
     let all = *threads.last().unwrap_or(&1);
     set_compute_threads(all);
     let t0 = Instant::now();
     let mut engine = Engine::open(bundle, mode)?;
+    engine.set_device(device)?;
     if mode == MemoryMode::Resident {
         engine.preload(&mut crate::background::Unobserved)?;
     }
@@ -462,7 +464,6 @@ pub fn run_vivid_background(
         }
     }
     set_compute_threads(all);
-    engine.reset_timings();
     let request = Request {
         caption: BACKGROUND_CAPTION.to_owned(),
         negative: "Low quality.".to_owned(),
@@ -472,6 +473,16 @@ pub fn run_vivid_background(
         seed: 0,
         init_latents: None,
     };
+    if device == crate::background::graph::ComputeDevice::Cuda {
+        // One untimed short clip first: tract-cuda compiles and caches its
+        // kernels on first use (diffusers' side is warmed up likewise).
+        let warm_up = Request {
+            steps: 2,
+            ..request.clone()
+        };
+        engine.clip(&warm_up, 0, &mut crate::background::Unobserved)?;
+    }
+    engine.reset_timings();
     let mut clock = StageClock::default();
     let t0 = Instant::now();
     let audio = engine.clip(&request, 0, &mut clock)?;

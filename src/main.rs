@@ -133,6 +133,17 @@ struct BenchBackgroundArgs {
     /// diffusers reference).
     #[arg(long, value_name = "DIR")]
     pipeline: Option<PathBuf>,
+    /// Where vivid and the diffusers reference run: cpu, or cuda (a build
+    /// with `--features cuda-background`; the onnxruntime reference is
+    /// then left out, it runs on the CPU only).
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: BenchDevice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchDevice {
+    Cpu,
+    Cuda,
 }
 
 #[derive(Debug, Args)]
@@ -912,34 +923,54 @@ fn bench_render(mut config: Config, args: BenchRenderArgs) -> Result<ExitCode> {
 
 fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
     use vivid::background::MemoryMode;
+    use vivid::background::graph::ComputeDevice;
     use vivid::bench::{self, ReferenceBackgroundRun};
     let cores = vivid::compute::available_cores();
-    let threads: Vec<usize> = if cores > 1 { vec![1, cores] } else { vec![1] };
+    let on_gpu = args.device == BenchDevice::Cuda;
+    // On the GPU the thread count only matters for the few CPU nodes.
+    let threads: Vec<usize> = if cores > 1 && !on_gpu {
+        vec![1, cores]
+    } else {
+        vec![cores]
+    };
+    let device = if on_gpu {
+        ComputeDevice::Cuda
+    } else {
+        ComputeDevice::Cpu
+    };
     let mode = if args.low_memory {
         MemoryMode::Low
     } else {
         MemoryMode::Resident
     };
-    let ours = bench::run_vivid_background(&args.bundle, args.steps, &threads, mode)?;
+    let ours = bench::run_vivid_background(&args.bundle, args.steps, &threads, mode, device)?;
     let mut references: Vec<(&str, ReferenceBackgroundRun)> = Vec::new();
     if let Some(python) = &args.python {
         if let Some(pipeline) = &args.pipeline {
+            let kind = if on_gpu {
+                "diffusers-cuda"
+            } else {
+                "diffusers"
+            };
             references.push((
                 "diffusers",
-                bench::run_reference_background(python, "diffusers", pipeline, cores, args.steps)?,
+                bench::run_reference_background(python, kind, pipeline, cores, args.steps)?,
             ));
         }
-        references.push((
-            "onnxruntime",
-            bench::run_reference_background(python, "ort", &args.bundle, cores, args.steps)?,
-        ));
+        if !on_gpu {
+            references.push((
+                "onnxruntime",
+                bench::run_reference_background(python, "ort", &args.bundle, cores, args.steps)?,
+            ));
+        }
     }
     let meta = vivid::background::bundle::BundleMeta::load(&args.bundle)?;
     println!(
-        "background benchmark: {} ({}, {:.2} s clips), {cores} cores, {} mode",
+        "background benchmark: {} ({}, {:.2} s clips), {}, {cores} cores, {} mode",
         args.bundle.display(),
         meta.precision,
         ours.seconds,
+        if on_gpu { "CUDA" } else { "CPU" },
         if args.low_memory {
             "low-memory"
         } else {

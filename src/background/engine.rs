@@ -523,9 +523,11 @@ impl Engine {
     /// thread. tract's kernels scale sublinearly with threads (1.47x from
     /// 1 to 2 on the real-size UNet); two independent runs side by side
     /// scale nearly linearly.
+    /// On the GPU the halves run one after the other: the GPU is busy
+    /// with each alone, and tract-cuda's streams are per thread.
     fn guidance_executors(&self) -> Option<(Executor, Executor)> {
         let threads = crate::compute::compute_threads();
-        (threads >= 2).then(|| {
+        (threads >= 2 && self.device == super::graph::ComputeDevice::Cpu).then(|| {
             (
                 crate::compute::executor(threads / 2),
                 crate::compute::executor(threads - threads / 2),

@@ -103,6 +103,12 @@ impl Graph {
                 .with_input_fact(index, fact)
                 .map_err(|e| bad(e.to_string()))?;
         }
+        let device = if device == ComputeDevice::Cuda && kept_on_cpu(component) {
+            tracing::info!(component, "kept on the CPU (VIVID_CPU_GRAPHS)");
+            ComputeDevice::Cpu
+        } else {
+            device
+        };
         let plan: Box<dyn tract_onnx::tract_core::runtime::Runnable> = match device {
             ComputeDevice::Cpu => Box::new(
                 model
@@ -208,7 +214,26 @@ impl Graph {
             runs.1 += started.elapsed().as_secs_f64();
         }
         match outcome {
-            Ok(Ok(outputs)) => Ok(outputs.into_iter().map(|v| v.into_tensor()).collect()),
+            Ok(Ok(outputs)) => {
+                let outputs: TVec<Tensor> = outputs.into_iter().map(|v| v.into_tensor()).collect();
+                // A NaN here would only surface stages later (as a silent
+                // or broken clip); name the graph that made it.
+                for output in &outputs {
+                    if output.datum_type() != f32::datum_type() {
+                        continue;
+                    }
+                    if let Ok(values) = output.to_plain_array_view::<f32>() {
+                        let bad = values.iter().filter(|v| !v.is_finite()).count();
+                        if bad > 0 {
+                            return Err(fail(format!(
+                                "{bad} of its {} output values are not finite numbers (NaN or infinity)",
+                                values.len()
+                            )));
+                        }
+                    }
+                }
+                Ok(outputs)
+            }
             Ok(Err(e)) => Err(fail(format!("{e:#}"))),
             Err(panic) => Err(fail(format!(
                 "tract panicked: {}",
@@ -220,6 +245,16 @@ impl Graph {
             ))),
         }
     }
+}
+
+/// Whether `component` is named in `VIVID_CPU_GRAPHS` (a comma-separated
+/// list of bundle components, e.g. `t5_encoder,gpt2`): a diagnostic that
+/// keeps those graphs on the CPU when the others run on the GPU, to find
+/// or work around a graph the GPU runtime gets wrong.
+fn kept_on_cpu(component: &str) -> bool {
+    std::env::var("VIVID_CPU_GRAPHS")
+        .map(|list| list.split(',').any(|name| name.trim() == component))
+        .unwrap_or(false)
 }
 
 /// Rewrites every fused exact GELU (`GeluExact`, which tract's declutter
@@ -278,7 +313,7 @@ fn prepare_cuda(
     // Linking tract-cuda registers its runtime.
     use tract_cuda as _;
     let runtime = tract_onnx::tract_core::runtime::runtime_for_name("cuda")
-        .map_err(|e| format!("tract's CUDA runtime is not available: {e}"))?
+        .map_err(|e| format!("tract's CUDA runtime is not available: {e:#}"))?
         .ok_or("tract's CUDA runtime is not registered in this build")?;
     let mut typed = model
         .into_typed()

@@ -77,38 +77,53 @@ pub fn normalize(
     // Inside the loop the limiter holds sample peaks 0.3 dB under the
     // ceiling (cheap); the true peak (4x oversampled) is checked once after.
     let sample_ceiling = db_to_gain(ceiling_dbtp - 0.3);
+    // The loudness of `samples` as they are.
+    let mut loudness = measured;
     for _ in 0..10 {
         let gain = db_to_gain(gain_db);
         for (out, x) in samples.iter_mut().zip(&original) {
             *out = x * gain;
         }
         let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
-        limiter_db = if peak > sample_ceiling {
-            apply_limiter(samples, rate, sample_ceiling)
+        if peak > sample_ceiling {
+            limiter_db = apply_limiter(samples, rate, sample_ceiling);
+            loudness = integrated(samples, rate)?;
         } else {
-            0.0
-        };
-        let now = integrated(samples, rate)?;
-        tracing::debug!(gain_db, limiter_db, lufs = now, "normalizing");
-        if (now - target_lufs).abs() <= 0.1 {
+            // A plain gain moves integrated loudness by exactly that gain
+            // (the relative gate moves with it): nothing to measure.
+            limiter_db = 0.0;
+            loudness = measured + gain_db;
+        }
+        tracing::debug!(gain_db, limiter_db, lufs = loudness, "normalizing");
+        if (loudness - target_lufs).abs() <= 0.1 {
             break;
         }
         let slope = match previous {
             Some((g, l)) if (gain_db - g).abs() > 1e-6 => {
-                ((now - l) / (gain_db - g)).clamp(0.2, 1.0)
+                ((loudness - l) / (gain_db - g)).clamp(0.2, 1.0)
             }
             _ => 1.0,
         };
-        previous = Some((gain_db, now));
-        gain_db += (target_lufs - now) / slope;
+        previous = Some((gain_db, loudness));
+        gain_db += (target_lufs - loudness) / slope;
     }
-    if true_peak_db(samples, rate)? > ceiling_dbtp {
-        limiter_db = limiter_db.max(limit(samples, rate, ceiling_dbtp)?);
-    }
+    let peak = true_peak_db(samples, rate)?;
+    let (reduction, true_peak_dbtp) = limit_from(samples, rate, ceiling_dbtp, peak)?;
+    // The loudness reported is that of the final samples: measured, or,
+    // when only a gain separates them from the measured input, the input's
+    // plus the gain (exact: BS.1770's relative gate moves with the gain,
+    // and what the absolute gate at -70 LUFS might let in or out changes
+    // the result by far less than 0.001 LU).
+    let integrated_lufs = if reduction > 0.0 {
+        limiter_db = f64::max(limiter_db, reduction);
+        integrated(samples, rate)?
+    } else {
+        loudness
+    };
     Ok(Normalized {
         gain_db,
-        integrated_lufs: integrated(samples, rate)?,
-        true_peak_dbtp: true_peak_db(samples, rate)?,
+        integrated_lufs,
+        true_peak_dbtp,
         limiter_db,
     })
 }
@@ -120,18 +135,34 @@ pub fn normalize(
 /// still exceeds it, the ceiling is lowered and the limiter runs again.
 /// Returns the largest reduction in dB.
 pub fn limit(samples: &mut [f32], rate: u32, ceiling_dbtp: f64) -> Result<f64, MixError> {
+    let peak = true_peak_db(samples, rate)?;
+    Ok(limit_from(samples, rate, ceiling_dbtp, peak)?.0)
+}
+
+/// [`limit`] for samples whose true peak is known to be `peak_dbtp`;
+/// returns the reduction and the true peak after it.
+fn limit_from(
+    samples: &mut [f32],
+    rate: u32,
+    ceiling_dbtp: f64,
+    mut peak_dbtp: f64,
+) -> Result<(f64, f64), MixError> {
+    if peak_dbtp <= ceiling_dbtp {
+        return Ok((0.0, peak_dbtp));
+    }
     let mut ceiling_db = ceiling_dbtp - 0.3;
     let original = samples.to_vec();
     let mut reduction = 0.0;
     for _ in 0..6 {
-        if true_peak_db(samples, rate)? <= ceiling_dbtp {
-            return Ok(reduction);
-        }
         samples.copy_from_slice(&original);
         reduction = apply_limiter(samples, rate, db_to_gain(ceiling_db));
+        peak_dbtp = true_peak_db(samples, rate)?;
+        if peak_dbtp <= ceiling_dbtp {
+            break;
+        }
         ceiling_db -= 0.3;
     }
-    Ok(reduction)
+    Ok((reduction, peak_dbtp))
 }
 
 /// The limiter's look-ahead (also its attack ramp) and release. Speech
@@ -174,11 +205,13 @@ fn apply_limiter(samples: &mut [f32], rate: u32, ceiling: f32) -> f64 {
     let first = minimum.first().copied().unwrap_or(1.0);
     let mut smoothed = vec![1.0f32; n];
     let mut sum = f64::from(first) * lookahead as f64;
-    let mut window: std::collections::VecDeque<f32> =
-        std::iter::repeat_n(first, lookahead).collect();
     for i in 0..n {
-        sum += f64::from(minimum[i]) - f64::from(window.pop_front().unwrap_or(first));
-        window.push_back(minimum[i]);
+        let leaving = if i >= lookahead {
+            minimum[i - lookahead]
+        } else {
+            first
+        };
+        sum += f64::from(minimum[i]) - f64::from(leaving);
         smoothed[i] = (sum / lookahead as f64) as f32;
     }
     let mut gain = 1.0f32;

@@ -148,14 +148,7 @@ pub fn mix(
             .map(|b| scope.spawn(move || resample::resample(&b.samples, b.sample_rate, rate)))
             .collect();
         let speech = resample::resample(speech, speech_rate, rate);
-        let resampled: Vec<Result<Vec<f32>, MixError>> = handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(MixError::Loudness("a resampling thread panicked".into()))
-                })
-            })
-            .collect();
+        let resampled: Vec<Result<Vec<f32>, MixError>> = handles.into_iter().map(joined).collect();
         (speech, resampled)
     });
     let speech = speech?;
@@ -168,12 +161,13 @@ pub fn mix(
     // The speech is brought to the target and its peaks limited on their
     // own first: the final limiter then has little left to do, and its
     // gain reduction does not pump the background under every plosive.
-    loudness::normalize(
+    let speech_loudness = loudness::normalize(
         &mut speech_track,
         rate,
         settings.target_lufs,
         settings.true_peak_dbtp - 0.5,
-    )?;
+    )?
+    .integrated_lufs;
 
     let mut out = speech_track.clone();
     let mut measured_difference = None;
@@ -204,15 +198,20 @@ pub fn mix(
             }
         }
         let envelope = ducking::speech_envelope(&speech_track, rate, &settings.ducking);
-        let speech_short_term = loudness::short_term(&speech_track, rate, short_term_hop(rate))?;
-        let speech_loudness = loudness::integrated(&speech_track, rate)?;
-        let in_speech: Vec<f32> = track
-            .iter()
-            .zip(&envelope)
-            .filter(|(_, e)| **e > 0.5)
-            .map(|(b, _)| *b)
-            .collect();
-        let background_loudness = loudness::integrated(&in_speech, rate)?;
+        // Two independent measurements: side by side.
+        let (speech_short_term, background_loudness) = std::thread::scope(|scope| {
+            let short_term =
+                scope.spawn(|| loudness::short_term(&speech_track, rate, short_term_hop(rate)));
+            let in_speech: Vec<f32> = track
+                .iter()
+                .zip(&envelope)
+                .filter(|(_, e)| **e > 0.5)
+                .map(|(b, _)| *b)
+                .collect();
+            let background_loudness = loudness::integrated(&in_speech, rate);
+            (joined(short_term), background_loudness)
+        });
+        let (speech_short_term, background_loudness) = (speech_short_term?, background_loudness?);
         let mut base_db = if background_loudness.is_finite() && speech_loudness.is_finite() {
             speech_loudness - settings.ducking.speech_over_background_lu - background_loudness
         } else {
@@ -306,10 +305,20 @@ pub fn mix(
     Ok((out, report))
 }
 
-/// Short-term loudness is compared every quarter second (each value covers
-/// 3 s, so a finer hop only repeats itself).
+/// A resampling or measuring thread's result; its panic becomes an error.
+fn joined<T>(
+    handle: std::thread::ScopedJoinHandle<'_, Result<T, MixError>>,
+) -> Result<T, MixError> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(MixError::Loudness("a mixing thread panicked".into())))
+}
+
+/// Short-term loudness is compared every half second: each value covers
+/// 3 s, so a finer hop mostly repeats itself, and every reading of the
+/// meter sums its whole 3 s window again.
 fn short_term_hop(rate: u32) -> usize {
-    (rate / 4).max(1) as usize
+    (rate / 2).max(1) as usize
 }
 
 /// Median of speech minus background short-term loudness over the 3 s

@@ -3,6 +3,7 @@ in diffusers (PyTorch fp32) or in onnxruntime (quantize/runner.py on the
 bundle), on this CPU, in the same run. Prints one JSON object.
 
 Usage: python audioldm2_reference.py diffusers PIPELINE_DIR THREADS STEPS
+       python audioldm2_reference.py diffusers-cuda PIPELINE_DIR THREADS STEPS
        python audioldm2_reference.py ort BUNDLE_DIR THREADS STEPS
 
 Figures: load_s; unet_step_s (one classifier-free-guidance step: the UNet
@@ -41,15 +42,19 @@ def median_time(fn, repeats=3) -> float:
     return statistics.median(times)
 
 
-def bench_diffusers(pipeline: Path, threads: int, steps: int) -> dict:
+def bench_diffusers(pipeline: Path, threads: int, steps: int, device: str = "cpu") -> dict:
     import torch
     from diffusers import AudioLDM2Pipeline, DPMSolverMultistepScheduler
 
     torch.set_num_threads(threads)
+    # GPU work is asynchronous: a timer must wait for it.
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     pipe = AudioLDM2Pipeline.from_pretrained(str(pipeline), torch_dtype=torch.float32)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(
         pipe.scheduler.config, algorithm_type="dpmsolver++")
+    pipe = pipe.to(device)
+    sync()
     load_s = time.perf_counter() - t0
     seconds = 10.24
     hop = 160  # AudioLDM2's mel hop at 16 kHz
@@ -58,21 +63,29 @@ def bench_diffusers(pipeline: Path, threads: int, steps: int) -> dict:
     shape = (2, pipe.unet.config.in_channels, frames // scale,
              pipe.vocoder.config.model_in_dim // scale)
     with torch.no_grad():
-        sample = torch.randn(*shape)
+        sample = torch.randn(*shape, device=device)
         # The UNet's first cross-attention takes GPT-2's states, the second T5's.
-        gpt = torch.randn(2, 8, pipe.language_model.config.n_embd)
+        gpt = torch.randn(2, 8, pipe.language_model.config.n_embd, device=device)
         t5_dim = pipe.text_encoder_2.config.d_model
-        t5 = torch.randn(2, 20, t5_dim)
-        t5_mask = torch.ones(2, 20, dtype=torch.long)
-        step = lambda: pipe.unet(sample, torch.tensor(500), encoder_hidden_states=gpt,
-                                 encoder_hidden_states_1=t5,
-                                 encoder_attention_mask_1=t5_mask)
+        t5 = torch.randn(2, 20, t5_dim, device=device)
+        t5_mask = torch.ones(2, 20, dtype=torch.long, device=device)
+
+        def step():
+            pipe.unet(sample, torch.tensor(500, device=device), encoder_hidden_states=gpt,
+                      encoder_hidden_states_1=t5, encoder_attention_mask_1=t5_mask)
+            sync()
+
         step()  # warm-up
         unet_step_s = median_time(step)
+        clip = lambda: pipe(CAPTION, negative_prompt=NEGATIVE, num_inference_steps=steps,
+                            audio_length_in_s=seconds, guidance_scale=3.5,
+                            generator=torch.Generator().manual_seed(0),
+                            output_type="np").audios[0]
+        if device == "cuda":
+            clip()  # warm-up: cuBLAS and cuDNN choose their kernels on first use
         t0 = time.perf_counter()
-        audio = pipe(CAPTION, negative_prompt=NEGATIVE, num_inference_steps=steps,
-                     audio_length_in_s=seconds, guidance_scale=3.5,
-                     generator=torch.Generator().manual_seed(0), output_type="np").audios[0]
+        audio = clip()
+        sync()
         clip_s = time.perf_counter() - t0
     return {"load_s": load_s, "unet_step_s": unet_step_s, "clip_s": clip_s,
             "seconds": len(audio) / pipe.vocoder.config.sampling_rate,
@@ -134,7 +147,10 @@ def bench_ort(bundle_dir: Path, threads: int, steps: int) -> dict:
 
 def main() -> None:
     kind, path, threads, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    result = (bench_diffusers if kind == "diffusers" else bench_ort)(path, threads, steps)
+    if kind == "ort":
+        result = bench_ort(path, threads, steps)
+    else:
+        result = bench_diffusers(path, threads, steps, "cuda" if kind == "diffusers-cuda" else "cpu")
     print(json.dumps(result))
 
 

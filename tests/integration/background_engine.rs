@@ -370,3 +370,36 @@ fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
         c.relative_diff()
     );
 }
+
+#[test]
+fn a_graph_that_returns_nan_fails_with_its_name() {
+    // NaN states fed to the projection come out as NaN: the graph run must
+    // fail and name the graph (on the GPU this is how a wrong kernel
+    // shows), not hand NaN on to the next stage. The same graph on finite
+    // input runs. (The VAE and vocoder are no test of this: tract's
+    // activations there turn NaN into numbers.)
+    use tract_onnx::prelude::*;
+    use vivid::background::graph::{ComputeDevice, Graph};
+    let bundle = fixtures().join("tiny-fp32");
+    let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
+    let projection = Graph::load(&bundle, &meta, "projection", ComputeDevice::Cpu).unwrap();
+    let inputs = |fill: f32| -> Vec<Tensor> {
+        meta.component["projection"]
+            .inputs
+            .iter()
+            .map(|input| {
+                let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
+                let count: usize = shape.iter().product();
+                if input.dtype == "i64" {
+                    Tensor::from_shape(&shape, &vec![1i64; count]).unwrap()
+                } else {
+                    Tensor::from_shape(&shape, &vec![fill; count]).unwrap()
+                }
+            })
+            .collect()
+    };
+    assert!(projection.run(inputs(0.5)).is_ok());
+    let error = projection.run(inputs(f32::NAN)).unwrap_err().to_string();
+    assert!(error.contains("projection"), "{error}");
+    assert!(error.contains("not finite"), "{error}");
+}

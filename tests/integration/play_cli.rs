@@ -174,3 +174,59 @@ fn a_device_that_fails_while_playing_is_reopened() {
     }
     assert!(started.elapsed().as_secs_f32() < 15.0);
 }
+
+#[test]
+fn a_device_that_takes_only_float_stereo_gets_float_stereo() {
+    // `narrow` accepts exactly two channels (the `multi` plugin's
+    // bindings) of float samples only (`lfloat` turns them into S32 for
+    // the file plugin), like a USB DAC with a fixed layout. vivid must
+    // choose FLOAT over its preferred S16 and copy the mono narration to
+    // both channels. (The null device takes any rate, so a device with a
+    // fixed rate cannot be modelled here; that path resamples, as the
+    // queue test's second file does.)
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("out.raw");
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcm.narrow {{\n  type multi\n  slaves.a {{ pcm \"floatonly\" channels 2 }}\n  \
+             bindings.0 {{ slave a channel 0 }}\n  bindings.1 {{ slave a channel 1 }}\n}}\n\
+             pcm.floatonly {{\n  type lfloat\n  slave {{ pcm \"tap\" format S32_LE }}\n}}\n\
+             pcm.tap {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    let wav = tmp.path().join("tone.wav");
+    let samples = write_tone(&wav, 48_000, 0.5);
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["play", "--device", "narrow"])
+        .arg(&wav));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("channels=2") && stderr.contains("F32"),
+        "negotiated: {stderr}"
+    );
+    let frames: Vec<[i32; 2]> = std::fs::read(&raw)
+        .unwrap()
+        .chunks_exact(8)
+        .map(|b| {
+            [
+                i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            ]
+        })
+        .collect();
+    assert_eq!(frames.len(), samples.len());
+    for (frame, &sample) in frames.iter().zip(&samples) {
+        assert_eq!(frame[0], frame[1], "both channels carry the narration");
+        let value = f64::from(frame[0]) / 2_147_483_648.0;
+        assert!(
+            (value - f64::from(sample) / 32_768.0).abs() < 1e-6,
+            "{value} for {sample}"
+        );
+    }
+}
