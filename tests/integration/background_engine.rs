@@ -403,3 +403,50 @@ fn a_graph_that_returns_nan_fails_with_its_name() {
     assert!(error.contains("projection"), "{error}");
     assert!(error.contains("not finite"), "{error}");
 }
+
+#[test]
+fn cubes_for_the_gpu_compute_the_same_on_the_cpu() {
+    // T5's gated GELU (tanh form) cubes with Pow(x, 3): tract-cuda has
+    // Square and Mul kernels but no PowConst one. x·x·x instead of powf(x,
+    // 3) may differ in the last bit; the T5 states must stay within 1e-5.
+    use tract_onnx::prelude::*;
+    use vivid::background::graph::expand_cubes;
+    let bundle = fixtures().join("tiny-fp32");
+    let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
+    let entry = &meta.component["t5_encoder"];
+    let mut model = tract_onnx::onnx()
+        .model_for_path(bundle.join(&entry.file))
+        .unwrap();
+    let mut inputs: TVec<TValue> = tvec![];
+    for (index, input) in entry.inputs.iter().enumerate() {
+        let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
+        let count: usize = shape.iter().product();
+        model = model
+            .with_input_fact(index, i64::fact(&shape).into())
+            .unwrap();
+        let values: Vec<i64> = if input.name.contains("mask") {
+            vec![1; count]
+        } else {
+            (0..count as i64).map(|i| (i * 7 + 3) % 50).collect()
+        };
+        inputs.push(Tensor::from_shape(&shape, &values).unwrap().into());
+    }
+    let decluttered = model.into_typed().unwrap().into_decluttered().unwrap();
+    let original = decluttered.clone().into_runnable().unwrap();
+    let mut cubed = decluttered;
+    let replaced = expand_cubes(&mut cubed).unwrap();
+    assert!(replaced > 0, "T5's GELU cubes with Pow");
+    assert_eq!(expand_cubes(&mut cubed).unwrap(), 0, "none left");
+    let cubed = cubed.into_runnable().unwrap();
+    let a = original.run(inputs.clone()).unwrap();
+    let b = cubed.run(inputs).unwrap();
+    let a = a[0].to_plain_array_view::<f32>().unwrap().to_owned();
+    let b = b[0].to_plain_array_view::<f32>().unwrap().to_owned();
+    assert_eq!(a.shape(), b.shape());
+    let peak = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff <= 1e-5 * peak, "{diff} of {peak}");
+}
