@@ -257,49 +257,65 @@ fn kept_on_cpu(component: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Replaces every element-wise node whose op `matches` by what `wire`
+/// builds from its input (the patch, the node's name, the input outlet and
+/// its fact); returns how many were replaced. The shared mechanism of the
+/// rewrites tract-cuda needs.
+fn rewrite_element_wise(
+    model: &mut TypedModel,
+    matches: impl Fn(&dyn tract_onnx::tract_core::ops::element_wise::ElementWiseMiniOp) -> bool,
+    wire: impl Fn(&mut TypedModelPatch, &str, OutletId, &TypedFact) -> TractResult<OutletId>,
+) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+    let found: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_as::<ElementWiseOp>().is_some_and(|e| matches(&*e.0)))
+        .map(|n| n.id)
+        .collect();
+    for &id in &found {
+        let node = &model.nodes()[id];
+        let name = node.name.clone();
+        let input = node.inputs[0];
+        let fact = model.outlet_fact(input)?.clone();
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, input)?;
+        let out = wire(&mut patch, &name, x, &fact)?;
+        patch.shunt_outside(model, OutletId::new(id, 0), out)?;
+        patch.apply(model)?;
+    }
+    Ok(found.len())
+}
+
 /// Rewrites every fused exact GELU (`GeluExact`, which tract's declutter
 /// makes from the exported `x * 0.5 * (1 + erf(x / sqrt 2))`) back into
 /// its Mul/Erf/Add form. tract-cuda 0.23.9 has no kernel for `GeluExact`:
 /// each one would run on the CPU with copies both ways (107 ms per UNet
 /// step on an H200 instead of 37 ms). Returns how many were rewritten.
 pub fn unfuse_exact_gelu(model: &mut TypedModel) -> TractResult<usize> {
-    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
     use tract_onnx::tract_core::ops::math::{add, erf, mul};
     use tract_onnx::tract_core::ops::nn::GeluExact;
-    let fused: Vec<usize> = model
-        .nodes()
-        .iter()
-        .filter(|n| {
-            n.op_as::<ElementWiseOp>()
-                .is_some_and(|e| e.0.is::<GeluExact>())
-        })
-        .map(|n| n.id)
-        .collect();
-    for &id in &fused {
-        let node = &model.nodes()[id];
-        let name = node.name.clone();
-        let input = node.inputs[0];
-        let fact = model.outlet_fact(input)?.clone();
-        let constant = |value: f32| -> TractResult<Tensor> {
-            tensor0(value)
-                .cast_to_dt(fact.datum_type)?
-                .into_owned()
-                .broadcast_into_rank(fact.rank())
-        };
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, input)?;
-        let inv_sqrt2 = patch.add_const(format!("{name}.inv_sqrt2"), constant(0.5f32.sqrt())?)?;
-        let one = patch.add_const(format!("{name}.one"), constant(1.0)?)?;
-        let half = patch.add_const(format!("{name}.half"), constant(0.5)?)?;
-        let scaled = patch.wire_node(format!("{name}.scale"), mul(), &[x, inv_sqrt2])?[0];
-        let erfed = patch.wire_node(format!("{name}.erf"), erf(), &[scaled])?[0];
-        let one_plus = patch.wire_node(format!("{name}.one_plus"), add(), &[erfed, one])?[0];
-        let half_x = patch.wire_node(format!("{name}.half_x"), mul(), &[x, half])?[0];
-        let out = patch.wire_node(format!("{name}.gelu"), mul(), &[half_x, one_plus])?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), out)?;
-        patch.apply(model)?;
-    }
-    Ok(fused.len())
+    rewrite_element_wise(
+        model,
+        |op| op.is::<GeluExact>(),
+        |patch, name, x, fact| {
+            let constant = |value: f32| -> TractResult<Tensor> {
+                tensor0(value)
+                    .cast_to_dt(fact.datum_type)?
+                    .into_owned()
+                    .broadcast_into_rank(fact.rank())
+            };
+            let inv_sqrt2 =
+                patch.add_const(format!("{name}.inv_sqrt2"), constant(0.5f32.sqrt())?)?;
+            let one = patch.add_const(format!("{name}.one"), constant(1.0)?)?;
+            let half = patch.add_const(format!("{name}.half"), constant(0.5)?)?;
+            let scaled = patch.wire_node(format!("{name}.scale"), mul(), &[x, inv_sqrt2])?[0];
+            let erfed = patch.wire_node(format!("{name}.erf"), erf(), &[scaled])?[0];
+            let one_plus = patch.wire_node(format!("{name}.one_plus"), add(), &[erfed, one])?[0];
+            let half_x = patch.wire_node(format!("{name}.half_x"), mul(), &[x, half])?[0];
+            Ok(patch.wire_node(format!("{name}.gelu"), mul(), &[half_x, one_plus])?[0])
+        },
+    )
 }
 
 /// Rewrites every cube (`PowConst` with exponent 3, which tract makes of
@@ -309,30 +325,18 @@ pub fn unfuse_exact_gelu(model: &mut TypedModel) -> TractResult<usize> {
 /// 24 in T5 and 12 in GPT-2 ran on the CPU with copies both ways. (`x ^ 2`
 /// is already `Square` after declutter.) Returns how many were rewritten.
 pub fn expand_cubes(model: &mut TypedModel) -> TractResult<usize> {
-    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
     use tract_onnx::tract_core::ops::math::{PowConst, mul, square};
-    let cubes: Vec<usize> = model
-        .nodes()
-        .iter()
-        .filter(|n| {
-            n.op_as::<ElementWiseOp>()
-                .and_then(|e| e.0.downcast_ref::<PowConst>())
+    rewrite_element_wise(
+        model,
+        |op| {
+            op.downcast_ref::<PowConst>()
                 .is_some_and(|p| p.exponent == 3.0)
-        })
-        .map(|n| n.id)
-        .collect();
-    for &id in &cubes {
-        let node = &model.nodes()[id];
-        let name = node.name.clone();
-        let input = node.inputs[0];
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, input)?;
-        let squared = patch.wire_node(format!("{name}.square"), square(), &[x])?[0];
-        let cubed = patch.wire_node(format!("{name}.cube"), mul(), &[squared, x])?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), cubed)?;
-        patch.apply(model)?;
-    }
-    Ok(cubes.len())
+        },
+        |patch, name, x, _| {
+            let squared = patch.wire_node(format!("{name}.square"), square(), &[x])?[0];
+            Ok(patch.wire_node(format!("{name}.cube"), mul(), &[squared, x])?[0])
+        },
+    )
 }
 
 /// Prepares a graph for tract's CUDA runtime: declutter, undo the GELU

@@ -311,15 +311,25 @@ fn bad_requests_are_refused() {
     assert!(err.to_string().contains("guidance"), "{err}");
 }
 
-#[test]
-fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
-    // The rewrite the CUDA runtime needs (tract-cuda has no GeluExact
-    // kernel), checked where it can be: on the CPU, against the fused plan.
+/// A tiny-bundle graph decluttered as for the GPU, run before and after
+/// `rewrite` on the same inputs (token ids from a fixed pattern, masks 1,
+/// timestep 500, float inputs seeded noise).
+struct Rewritten {
+    /// Nodes the rewrite replaced, and how many a second pass found.
+    replaced: usize,
+    left: usize,
+    before: tract_onnx::prelude::Tensor,
+    after: tract_onnx::prelude::Tensor,
+}
+
+fn rewrite_tiny_graph(
+    component: &str,
+    rewrite: fn(&mut tract_onnx::prelude::TypedModel) -> tract_onnx::prelude::TractResult<usize>,
+) -> Rewritten {
     use tract_onnx::prelude::*;
-    use vivid::background::graph::unfuse_exact_gelu;
     let bundle = fixtures().join("tiny-fp32");
     let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
-    let entry = &meta.component["unet"];
+    let entry = &meta.component[component];
     let mut model = tract_onnx::onnx()
         .model_for_path(bundle.join(&entry.file))
         .unwrap();
@@ -328,11 +338,17 @@ fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
         let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
         let count: usize = shape.iter().product();
         let value: Tensor = if input.dtype == "i64" {
-            let fill = if input.name == "timestep" { 500 } else { 1 };
             model = model
                 .with_input_fact(index, i64::fact(&shape).into())
                 .unwrap();
-            Tensor::from_shape(&shape, &vec![fill as i64; count]).unwrap()
+            let values: Vec<i64> = if input.name == "timestep" {
+                vec![500; count]
+            } else if input.name.contains("mask") {
+                vec![1; count]
+            } else {
+                (0..count as i64).map(|i| (i * 7 + 3) % 50).collect()
+            };
+            Tensor::from_shape(&shape, &values).unwrap()
         } else {
             model = model
                 .with_input_fact(index, f32::fact(&shape).into())
@@ -343,30 +359,46 @@ fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
         inputs.push(value.into());
     }
     let decluttered = model.into_typed().unwrap().into_decluttered().unwrap();
-    let fused = decluttered.clone().into_runnable().unwrap();
-    let mut unfused = decluttered;
-    let rewritten = unfuse_exact_gelu(&mut unfused).unwrap();
-    assert!(rewritten > 0, "the UNet's GEGLU blocks use exact GELU");
-    assert_eq!(unfuse_exact_gelu(&mut unfused).unwrap(), 0, "none left");
-    let unfused = unfused.into_runnable().unwrap();
-    let a = fused.run(inputs.clone()).unwrap();
-    let b = unfused.run(inputs).unwrap();
-    let a: Vec<f32> = a[0]
+    let original = decluttered.clone().into_runnable().unwrap();
+    let mut changed = decluttered;
+    let replaced = rewrite(&mut changed).unwrap();
+    let left = rewrite(&mut changed).unwrap();
+    let changed = changed.into_runnable().unwrap();
+    let before = original
+        .run(inputs.clone())
+        .unwrap()
+        .remove(0)
+        .into_tensor();
+    let after = changed.run(inputs).unwrap().remove(0).into_tensor();
+    Rewritten {
+        replaced,
+        left,
+        before,
+        after,
+    }
+}
+
+fn f32_vec(tensor: &tract_onnx::prelude::Tensor) -> Vec<f32> {
+    tensor
         .to_plain_array_view::<f32>()
         .unwrap()
         .iter()
         .copied()
-        .collect();
-    let b: Vec<f32> = b[0]
-        .to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect();
-    let c = crate::common::compare(&b, &a);
+        .collect()
+}
+
+#[test]
+fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
+    // The rewrite the CUDA runtime needs (tract-cuda has no GeluExact
+    // kernel), checked where it can be: on the CPU, against the fused plan.
+    let r = rewrite_tiny_graph("unet", vivid::background::graph::unfuse_exact_gelu);
+    assert!(r.replaced > 0, "the UNet's GEGLU blocks use exact GELU");
+    assert_eq!(r.left, 0, "none left");
+    let c = crate::common::compare(&f32_vec(&r.after), &f32_vec(&r.before));
     assert!(c.relative_diff() < 1e-5, "{} of peak", c.relative_diff());
     eprintln!(
-        "{rewritten} GELUs unfused; output within {:.1e} of peak",
+        "{} GELUs unfused; output within {:.1e} of peak",
+        r.replaced,
         c.relative_diff()
     );
 }
@@ -409,44 +441,15 @@ fn cubes_for_the_gpu_compute_the_same_on_the_cpu() {
     // T5's gated GELU (tanh form) cubes with Pow(x, 3): tract-cuda has
     // Square and Mul kernels but no PowConst one. x·x·x instead of powf(x,
     // 3) may differ in the last bit; the T5 states must stay within 1e-5.
-    use tract_onnx::prelude::*;
-    use vivid::background::graph::expand_cubes;
-    let bundle = fixtures().join("tiny-fp32");
-    let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
-    let entry = &meta.component["t5_encoder"];
-    let mut model = tract_onnx::onnx()
-        .model_for_path(bundle.join(&entry.file))
-        .unwrap();
-    let mut inputs: TVec<TValue> = tvec![];
-    for (index, input) in entry.inputs.iter().enumerate() {
-        let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
-        let count: usize = shape.iter().product();
-        model = model
-            .with_input_fact(index, i64::fact(&shape).into())
-            .unwrap();
-        let values: Vec<i64> = if input.name.contains("mask") {
-            vec![1; count]
-        } else {
-            (0..count as i64).map(|i| (i * 7 + 3) % 50).collect()
-        };
-        inputs.push(Tensor::from_shape(&shape, &values).unwrap().into());
-    }
-    let decluttered = model.into_typed().unwrap().into_decluttered().unwrap();
-    let original = decluttered.clone().into_runnable().unwrap();
-    let mut cubed = decluttered;
-    let replaced = expand_cubes(&mut cubed).unwrap();
-    assert!(replaced > 0, "T5's GELU cubes with Pow");
-    assert_eq!(expand_cubes(&mut cubed).unwrap(), 0, "none left");
-    let cubed = cubed.into_runnable().unwrap();
-    let a = original.run(inputs.clone()).unwrap();
-    let b = cubed.run(inputs).unwrap();
-    let a = a[0].to_plain_array_view::<f32>().unwrap().to_owned();
-    let b = b[0].to_plain_array_view::<f32>().unwrap().to_owned();
-    assert_eq!(a.shape(), b.shape());
+    let r = rewrite_tiny_graph("t5_encoder", vivid::background::graph::expand_cubes);
+    assert!(r.replaced > 0, "T5's GELU cubes with Pow");
+    assert_eq!(r.left, 0, "none left");
+    assert_eq!(r.before.shape(), r.after.shape());
+    let (a, b) = (f32_vec(&r.before), f32_vec(&r.after));
     let peak = a.iter().fold(0f32, |m, v| m.max(v.abs()));
     let diff = a
         .iter()
-        .zip(b.iter())
+        .zip(&b)
         .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(diff <= 1e-5 * peak, "{diff} of {peak}");
 }
