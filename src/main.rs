@@ -136,14 +136,8 @@ struct BenchBackgroundArgs {
     /// Where vivid and the diffusers reference run: cpu, or cuda (a build
     /// with `--features cuda-background`; the onnxruntime reference is
     /// then left out, it runs on the CPU only).
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: BenchDevice,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum BenchDevice {
-    Cpu,
-    Cuda,
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    device: vivid::background::graph::ComputeDevice,
 }
 
 #[derive(Debug, Args)]
@@ -926,17 +920,13 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
     use vivid::background::graph::ComputeDevice;
     use vivid::bench::{self, ReferenceBackgroundRun};
     let cores = vivid::compute::available_cores();
-    let on_gpu = args.device == BenchDevice::Cuda;
+    let device = args.device;
+    let on_gpu = device == ComputeDevice::Cuda;
     // On the GPU the thread count only matters for the few CPU nodes.
     let threads: Vec<usize> = if cores > 1 && !on_gpu {
         vec![1, cores]
     } else {
         vec![cores]
-    };
-    let device = if on_gpu {
-        ComputeDevice::Cuda
-    } else {
-        ComputeDevice::Cpu
     };
     let mode = if args.low_memory {
         MemoryMode::Low

@@ -51,6 +51,17 @@ pub enum ComputeDevice {
     Cuda,
 }
 
+impl std::str::FromStr for ComputeDevice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(ComputeDevice::Cpu),
+            "cuda" => Ok(ComputeDevice::Cuda),
+            other => Err(format!("unknown device \"{other}\" (cpu or cuda)")),
+        }
+    }
+}
+
 impl ComputeDevice {
     /// Whether this build can run on the device.
     pub fn built_in(self) -> bool {
