@@ -323,6 +323,7 @@ struct FetchArgs {
 }
 
 fn main() -> ExitCode {
+    vivid::compute::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

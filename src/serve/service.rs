@@ -287,6 +287,10 @@ pub fn serve(config: Config) -> Result<()> {
         status.status.state = "idle".into();
         status.status.waiting = spool.waiting().map_or(0, |w| w.len());
         status.write(true);
+        if status.status.waiting == 0 {
+            // Idle until the next file: the memory the job freed goes back.
+            crate::compute::release_freed_memory();
+        }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     status.status.state = "stopped".into();
