@@ -115,9 +115,12 @@ impl TapSumConv1d {
         ]
     }
 
-    /// Output length for an input of `len` samples, if there is any.
-    pub fn output_len(&self, len: usize) -> Option<usize> {
-        (len + self.pad_before + self.pad_after).checked_sub(self.dilation * (self.taps - 1))
+    /// Output length for an input of `len` samples; an error when the
+    /// padded input is shorter than the kernel.
+    pub fn output_len(&self, len: usize) -> TractResult<usize> {
+        (len + self.pad_before + self.pad_after)
+            .checked_sub(self.dilation * (self.taps - 1))
+            .with_context(|| format!("{len} samples are shorter than the kernel"))
     }
 
     /// Convolves one `[input_channels, len]` signal into
@@ -128,9 +131,7 @@ impl TapSumConv1d {
         mut output: ArrayViewMut2<f32>,
     ) -> TractResult<()> {
         let len = input.ncols();
-        let out_len = self
-            .output_len(len)
-            .with_context(|| format!("{len} samples are shorter than the kernel"))?;
+        let out_len = self.output_len(len)?;
         ensure!(input.nrows() == self.input_channels);
         ensure!(output.dim() == (self.output_channels, out_len));
         let threads = match tract_linalg::multithread::current_tract_executor() {
@@ -253,9 +254,7 @@ impl EvalOp for TapSumConv1d {
             bail!("TapSumConv1d takes [N, C, T], got {:?}", input.shape());
         };
         ensure!(channels == self.input_channels);
-        let out_len = self
-            .output_len(len)
-            .with_context(|| format!("{len} samples are shorter than the kernel"))?;
+        let out_len = self.output_len(len)?;
         let mut output = Tensor::zero::<f32>(&[batch, self.output_channels, out_len])?;
         let x = input
             .to_plain_array_view::<f32>()?
@@ -277,9 +276,7 @@ impl TypedOp for TapSumConv1d {
         let len = input.shape[2]
             .to_usize()
             .context("TapSumConv1d needs a concrete length")?;
-        let out_len = self
-            .output_len(len)
-            .with_context(|| format!("{len} samples are shorter than the kernel"))?;
+        let out_len = self.output_len(len)?;
         Ok(tvec!(f32::fact([
             input.shape[0].clone(),
             self.output_channels.into(),
@@ -321,18 +318,8 @@ pub fn use_tap_sum_convolutions(
         .collect();
     for id in candidates {
         let node = model.node(id);
-        let Some(built) = tap_sum_for(model, node)? else {
+        let Some(op) = tap_sum_for(model, node, shared)? else {
             continue;
-        };
-        let op = {
-            let mut kernels = shared.0.lock().unwrap_or_else(|p| p.into_inner());
-            match kernels.get(&node.name) {
-                Some(known) if known.geometry() == built.geometry() => known.clone(),
-                _ => {
-                    kernels.insert(node.name.clone(), built.clone());
-                    built
-                }
-            }
         };
         let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
         patch.apply(model)?;
@@ -341,8 +328,13 @@ pub fn use_tap_sum_convolutions(
     Ok(replaced)
 }
 
-/// The [`TapSumConv1d`] for a `Conv` node, or None where tract's stays.
-fn tap_sum_for(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TapSumConv1d>> {
+/// The [`TapSumConv1d`] for a `Conv` node, or None where tract's stays;
+/// the one in `shared` when an earlier plan built it already.
+fn tap_sum_for(
+    model: &TypedModel,
+    node: &TypedNode,
+    shared: &SharedKernels,
+) -> TractResult<Option<TapSumConv1d>> {
     let Some(conv) = node.op_as::<Conv>() else {
         return Ok(None);
     };
@@ -382,15 +374,28 @@ fn tap_sum_for(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TapSu
     let &[o, i, k] = kernel.shape() else {
         return Ok(None);
     };
-    let op = TapSumConv1d::new(
-        kernel.try_as_plain_ram()?.as_slice::<f32>()?,
-        [o, i, k],
-        bias.try_as_plain_ram()?.as_slice::<f32>()?,
-        spec.dilations()[0],
-        padding.pad_before,
-        padding.pad_after,
-    )?;
-    if op.output_len(shape[2]) != Some(padding.convoluted) {
+    let dilation = spec.dilations()[0];
+    let mut kernels = shared.0.lock().unwrap_or_else(|p| p.into_inner());
+    let op = match kernels.get(&node.name) {
+        Some(known)
+            if known.geometry() == [i, o, k, dilation, padding.pad_before, padding.pad_after] =>
+        {
+            known.clone()
+        }
+        _ => {
+            let built = TapSumConv1d::new(
+                kernel.try_as_plain_ram()?.as_slice::<f32>()?,
+                [o, i, k],
+                bias.try_as_plain_ram()?.as_slice::<f32>()?,
+                dilation,
+                padding.pad_before,
+                padding.pad_after,
+            )?;
+            kernels.insert(node.name.clone(), built.clone());
+            built
+        }
+    };
+    if op.output_len(shape[2]).ok() != Some(padding.convoluted) {
         return Ok(None);
     }
     Ok(Some(op))
