@@ -1023,7 +1023,7 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
             t.component, t.load_s, t.runs, t.run_s
         );
     }
-    println!("matmul kernels tract chose (kernel: matmul nodes):");
+    println!("matmul kernels tract chose, and vivid's own ops (name: nodes):");
     for (component, kernels) in &ours.kernels {
         let list: Vec<String> = kernels.iter().map(|(k, n)| format!("{k}: {n}")).collect();
         println!("  {component:<12} {}", list.join(", "));

@@ -2,6 +2,7 @@
 //! its fixed shapes, optimized once, and run with its inputs checked.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,26 @@ impl ComputeDevice {
     }
 }
 
+/// Optimizes a graph for tract's CPU runtime, with vivid's own ops in place
+/// of the chains tract runs slowly: the HiFi-GAN's and any other 1-D
+/// convolutions ([`crate::compute::conv1d`]) and the UNet's multi-head
+/// attention ([`crate::compute::attention`]).
+fn prepare_cpu(model: InferenceModel, component: &str) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut model = model.into_typed()?.into_decluttered()?;
+    let convolutions = crate::compute::conv1d::use_tap_sum_convolutions(
+        &mut model,
+        &crate::compute::conv1d::SharedKernels::default(),
+    )?;
+    let attentions = crate::compute::attention::use_fused_attention(&mut model)?;
+    tracing::debug!(
+        component,
+        convolutions,
+        attentions,
+        "vivid's CPU ops swapped in"
+    );
+    model.into_optimized()?.into_runnable()
+}
+
 impl Graph {
     /// Verifies, loads and optimizes `component` of the bundle in `dir`
     /// for `device`.
@@ -122,9 +143,7 @@ impl Graph {
         };
         let plan: Box<dyn tract_onnx::tract_core::runtime::Runnable> = match device {
             ComputeDevice::Cpu => Box::new(
-                model
-                    .into_optimized()
-                    .and_then(|m| m.into_runnable())
+                prepare_cpu(model, component)
                     .map_err(|e| bad(format!("tract cannot prepare it: {e:#}")))?,
             ),
             ComputeDevice::Cuda => {
@@ -166,7 +185,8 @@ impl Graph {
 
     /// The matrix-multiplication kernels tract chose for this graph, with
     /// how many matmul nodes use each (benchmarks report them: int8 is fast
-    /// only where a dot-product kernel exists).
+    /// only where a dot-product kernel exists), and how many of vivid's own
+    /// CPU ops run in it.
     pub fn kernels(&self) -> std::collections::BTreeMap<String, usize> {
         use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
         let mut kernels = std::collections::BTreeMap::new();
@@ -178,6 +198,10 @@ impl Graph {
                 for mmm in &op.mmm {
                     *kernels.entry(mmm.name().to_owned()).or_insert(0) += 1;
                 }
+            } else if node.op_is::<crate::compute::attention::FusedAttention>() {
+                *kernels.entry("vivid_fused_attention".into()).or_insert(0) += 1;
+            } else if node.op_is::<crate::compute::conv1d::TapSumConv1d>() {
+                *kernels.entry("vivid_tap_sum_conv1d".into()).or_insert(0) += 1;
             }
         }
         kernels

@@ -1,5 +1,6 @@
 //! Process-wide compute settings and measurements shared by the stages.
 
+pub mod attention;
 pub mod conv1d;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

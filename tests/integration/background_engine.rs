@@ -322,6 +322,42 @@ struct Rewritten {
     after: tract_onnx::prelude::Tensor,
 }
 
+#[test]
+fn fused_attention_computes_the_same_on_the_cpu() {
+    // The UNet's self-attention (scores, softmax, product) as one op a
+    // block of queries at a time: the noise prediction within 1e-5 of the
+    // peak of tract's own three ops.
+    let r = rewrite_tiny_graph("unet", vivid::compute::attention::use_fused_attention);
+    assert!(r.replaced > 0, "the UNet's attention chains");
+    assert_eq!(r.left, 0, "none left");
+    assert_within_of_peak(&r, 1e-5);
+}
+
+#[test]
+fn tap_sum_convolutions_compute_the_same_on_the_cpu() {
+    // The HiFi-GAN vocoder's 1-D convolutions as sums over taps: the
+    // waveform within 1e-5 of the peak of tract's convolutions.
+    let r = rewrite_tiny_graph("vocoder", |model| {
+        vivid::compute::conv1d::use_tap_sum_convolutions(model, &Default::default())
+    });
+    assert!(r.replaced > 0, "the vocoder's convolutions");
+    assert_eq!(r.left, 0, "none left");
+    assert_within_of_peak(&r, 1e-5);
+}
+
+/// The rewritten graph's output is within `share` of the original's peak.
+fn assert_within_of_peak(r: &Rewritten, share: f32) {
+    assert_eq!(r.before.shape(), r.after.shape());
+    let c = crate::common::compare(&f32_vec(&r.after), &f32_vec(&r.before));
+    assert!(c.reference_peak > 0.0, "the graph computes something");
+    assert!(c.relative_diff() <= share, "{} of peak", c.relative_diff());
+    eprintln!(
+        "{} nodes rewritten; output within {:.1e} of peak",
+        r.replaced,
+        c.relative_diff()
+    );
+}
+
 fn rewrite_tiny_graph(
     component: &str,
     rewrite: fn(&mut tract_onnx::prelude::TypedModel) -> tract_onnx::prelude::TractResult<usize>,
@@ -394,13 +430,7 @@ fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
     let r = rewrite_tiny_graph("unet", vivid::background::graph::unfuse_exact_gelu);
     assert!(r.replaced > 0, "the UNet's GEGLU blocks use exact GELU");
     assert_eq!(r.left, 0, "none left");
-    let c = crate::common::compare(&f32_vec(&r.after), &f32_vec(&r.before));
-    assert!(c.relative_diff() < 1e-5, "{} of peak", c.relative_diff());
-    eprintln!(
-        "{} GELUs unfused; output within {:.1e} of peak",
-        r.replaced,
-        c.relative_diff()
-    );
+    assert_within_of_peak(&r, 1e-5);
 }
 
 #[test]
@@ -444,12 +474,5 @@ fn cubes_for_the_gpu_compute_the_same_on_the_cpu() {
     let r = rewrite_tiny_graph("t5_encoder", vivid::background::graph::expand_cubes);
     assert!(r.replaced > 0, "T5's GELU cubes with Pow");
     assert_eq!(r.left, 0, "none left");
-    assert_eq!(r.before.shape(), r.after.shape());
-    let (a, b) = (f32_vec(&r.before), f32_vec(&r.after));
-    let peak = a.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = a
-        .iter()
-        .zip(&b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    assert!(diff <= 1e-5 * peak, "{diff} of {peak}");
+    assert_within_of_peak(&r, 1e-5);
 }
