@@ -15,7 +15,7 @@ use super::graph::{Graph, f32_tensor, f32_values, i64_tensor};
 use super::noise::gaussian_latents;
 use super::scheduler::{Ddim, DpmSolverPlusPlus, Scheduler, SchedulerConfig};
 use super::tokens::PromptTokenizer;
-use super::{BackgroundError, Observer, Record, Stage};
+use super::{BackgroundError, Observer, Record, Stage, Unobserved};
 
 /// The denoising schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -424,21 +424,61 @@ impl Engine {
         };
         observer.stage(clip, Stage::Conditioning);
         let (meta, tokenizer) = (&self.meta, &self.tokenizer);
-        // diffusers encodes the prompt first (tag 0), then the negative (1).
-        let positive = text.encode(meta, tokenizer, &request.caption, None, "0", observer)?;
-        let negative = if guided {
-            Some(text.encode(
-                meta,
-                tokenizer,
-                &request.negative,
-                Some(positive.t5_length),
-                "1",
-                observer,
-            )?)
-        } else {
-            None
-        };
-        Ok((positive, negative))
+        let halves = self.guidance_executors();
+        match halves {
+            // The two prompts side by side, each on half the threads, as
+            // the UNet's guidance halves run (GPT-2's 8 passes per prompt
+            // are most of the time). A parity check records intermediates
+            // in diffusers' order instead.
+            Some((first_half, second_half)) if guided && !observer.wants_records() => {
+                use tract_linalg::multithread::multithread_tract_scope;
+                let prompt_length = tokenizer.t5_prompt(&request.caption).ids.len();
+                std::thread::scope(|scope| {
+                    let negative = scope.spawn(|| {
+                        multithread_tract_scope(second_half, || {
+                            let negative = &request.negative;
+                            let length = Some(prompt_length);
+                            text.encode(meta, tokenizer, negative, length, "1", &mut Unobserved)
+                        })
+                    });
+                    let positive = multithread_tract_scope(first_half, || {
+                        text.encode(
+                            meta,
+                            tokenizer,
+                            &request.caption,
+                            None,
+                            "0",
+                            &mut Unobserved,
+                        )
+                    });
+                    let negative = negative.join().unwrap_or_else(|_| {
+                        Err(BackgroundError::Internal(
+                            "conditioning on the negative prompt panicked".into(),
+                        ))
+                    });
+                    Ok((positive?, Some(negative?)))
+                })
+            }
+            _ => {
+                // diffusers encodes the prompt first (tag 0), then the
+                // negative (1).
+                let positive =
+                    text.encode(meta, tokenizer, &request.caption, None, "0", observer)?;
+                let negative = if guided {
+                    Some(text.encode(
+                        meta,
+                        tokenizer,
+                        &request.negative,
+                        Some(positive.t5_length),
+                        "1",
+                        observer,
+                    )?)
+                } else {
+                    None
+                };
+                Ok((positive, negative))
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

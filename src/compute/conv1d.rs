@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tract_onnx::prelude::tract_ndarray::linalg::general_mat_mul;
-use tract_onnx::prelude::tract_ndarray::{ArrayView2, ArrayViewMut2, Axis, Ix3, s};
+use tract_onnx::prelude::tract_ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, Ix3, Ix4, s};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
@@ -40,8 +40,10 @@ const MIN_PRODUCT_CHANNELS: usize = 4;
 pub struct TapSumConv1d {
     input_channels: usize,
     output_channels: usize,
-    taps: usize,
-    dilation: usize,
+    /// Where each tap reads, relative to the output sample (before
+    /// padding): `j · dilation` for a 1-D kernel, `dy · row + dx` for a 2-D
+    /// one over a padded, flattened plane (see [`TapSumConv2d`]).
+    offsets: Arc<Vec<usize>>,
     pad_before: usize,
     pad_after: usize,
     /// `[taps][output_channels][input_channels]`: tap `j`'s matrix is
@@ -72,7 +74,26 @@ impl TapSumConv1d {
         pad_before: usize,
         pad_after: usize,
     ) -> TractResult<TapSumConv1d> {
+        let offsets = (0..kernel_shape[2]).map(|j| j * dilation.max(1)).collect();
+        Self::with_offsets(kernel, kernel_shape, bias, offsets, pad_before, pad_after)
+    }
+
+    /// A convolution whose taps read at `offsets` (one per tap, in the
+    /// kernel's order).
+    pub fn with_offsets(
+        kernel: &[f32],
+        kernel_shape: [usize; 3],
+        bias: &[f32],
+        offsets: Vec<usize>,
+        pad_before: usize,
+        pad_after: usize,
+    ) -> TractResult<TapSumConv1d> {
         let [output_channels, input_channels, taps] = kernel_shape;
+        ensure!(
+            offsets.len() == taps,
+            "{} offsets for {taps} taps",
+            offsets.len()
+        );
         ensure!(
             kernel.len() == output_channels * input_channels * taps && taps > 0,
             "kernel of {} values is not {kernel_shape:?}",
@@ -95,8 +116,7 @@ impl TapSumConv1d {
         Ok(TapSumConv1d {
             input_channels,
             output_channels,
-            taps,
-            dilation: dilation.max(1),
+            offsets: Arc::new(offsets),
             pad_before,
             pad_after,
             weights: Arc::new(weights),
@@ -104,22 +124,21 @@ impl TapSumConv1d {
         })
     }
 
-    fn geometry(&self) -> [usize; 6] {
-        [
+    fn geometry(&self) -> ([usize; 4], &[usize]) {
+        let sizes = [
             self.input_channels,
             self.output_channels,
-            self.taps,
-            self.dilation,
             self.pad_before,
             self.pad_after,
-        ]
+        ];
+        (sizes, &self.offsets)
     }
 
     /// Output length for an input of `len` samples; an error when the
     /// padded input is shorter than the kernel.
     pub fn output_len(&self, len: usize) -> TractResult<usize> {
         (len + self.pad_before + self.pad_after)
-            .checked_sub(self.dilation * (self.taps - 1))
+            .checked_sub(self.offsets.iter().copied().max().unwrap_or(0))
             .with_context(|| format!("{len} samples are shorter than the kernel"))
     }
 
@@ -191,11 +210,11 @@ impl TapSumConv1d {
         for (mut row, bias) in out.rows_mut().into_iter().zip(&self.bias[rows.clone()]) {
             row.fill(*bias);
         }
-        for j in 0..self.taps {
+        for (j, &offset) in self.offsets.iter().enumerate() {
             // Output column t reads input column t + shift; outside the
             // input the (zero) padding adds nothing, so the tap's columns
             // are only those that land inside it.
-            let shift = (j * self.dilation) as isize - self.pad_before as isize;
+            let shift = offset as isize - self.pad_before as isize;
             let first = start.max((-shift).max(0) as usize);
             let last = end.min((len as isize - shift).max(0) as usize);
             if first >= last {
@@ -228,11 +247,10 @@ impl Op for TapSumConv1d {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} -> {} channels, {} taps, dilation {}, padding {}+{}",
+            "{} -> {} channels, taps at {:?}, padding {}+{}",
             self.input_channels,
             self.output_channels,
-            self.taps,
-            self.dilation,
+            self.offsets,
             self.pad_before,
             self.pad_after
         )])
@@ -289,7 +307,7 @@ impl TypedOp for TapSumConv1d {
         let points: TDim = out[0].shape.iter().product();
         Ok(tvec!((
             Cost::FMA(f32::datum_type()),
-            points * (self.input_channels * self.taps)
+            points * (self.input_channels * self.offsets.len())
         )))
     }
 
@@ -301,9 +319,10 @@ impl TypedOp for TapSumConv1d {
 #[derive(Debug, Default)]
 pub struct SharedKernels(std::sync::Mutex<HashMap<String, TapSumConv1d>>);
 
-/// Replaces every convolution of `model` that [`TapSumConv1d`] runs (f32,
-/// one spatial axis of concrete length, stride 1, one group, constant
-/// kernel and bias); returns how many.
+/// Replaces every convolution of `model` that [`TapSumConv1d`] or
+/// [`TapSumConv2d`] runs (f32, concrete sizes, stride 1, one group,
+/// constant kernel and bias; in 2-D, kernels wider than 1x1 without
+/// dilation over planes at least 16 wide); returns how many.
 /// Run it on a typed, decluttered model, before `into_optimized`.
 pub fn use_tap_sum_convolutions(
     model: &mut TypedModel,
@@ -328,26 +347,28 @@ pub fn use_tap_sum_convolutions(
     Ok(replaced)
 }
 
-/// The [`TapSumConv1d`] for a `Conv` node, or None where tract's stays;
-/// the one in `shared` when an earlier plan built it already.
+/// The tap-sum op for a `Conv` node ([`TapSumConv1d`] or [`TapSumConv2d`]),
+/// or None where tract's stays; the kernel in `shared` when an earlier plan
+/// built it already.
 fn tap_sum_for(
     model: &TypedModel,
     node: &TypedNode,
     shared: &SharedKernels,
-) -> TractResult<Option<TapSumConv1d>> {
+) -> TractResult<Option<Box<dyn TypedOp>>> {
     let Some(conv) = node.op_as::<Conv>() else {
         return Ok(None);
     };
     let spec = &conv.pool_spec;
+    let spatial = spec.kernel_shape.len();
     let input = model.outlet_fact(node.inputs[0])?;
     if conv.q_params.is_some()
         || conv.group != 1
         || conv.kernel_fmt != KernelFormat::OIHW
         || spec.data_format != DataFormat::NCHW
-        || spec.kernel_shape.len() != 1
+        || !(1..=2).contains(&spatial)
         || spec.strides().iter().any(|s| *s != 1)
         || input.datum_type != f32::datum_type()
-        || input.rank() != 3
+        || input.rank() != 2 + spatial
         || node.inputs.len() != 3
     {
         return Ok(None);
@@ -361,7 +382,10 @@ fn tap_sum_for(
     ) else {
         return Ok(None);
     };
-    if kernel.datum_type() != f32::datum_type() || bias.datum_type() != f32::datum_type() {
+    if kernel.datum_type() != f32::datum_type()
+        || bias.datum_type() != f32::datum_type()
+        || kernel.rank() != 2 + spatial
+    {
         return Ok(None);
     }
     let padding = match &spec.padding {
@@ -370,35 +394,186 @@ fn tap_sum_for(
         | PaddingSpec::ExplicitOnnxPool(_, _, false) => spec.computed_padding(&shape[2..]),
         _ => return Ok(None),
     };
-    let padding = &padding[0];
-    let &[o, i, k] = kernel.shape() else {
-        return Ok(None);
+    let dilations = spec.dilations();
+    let (o, i) = (kernel.shape()[0], kernel.shape()[1]);
+    let taps: usize = kernel.shape()[2..].iter().product();
+    let (offsets, pad_before, pad_after): (Vec<usize>, usize, usize) = if spatial == 1 {
+        let offsets = (0..taps).map(|j| j * dilations[0]).collect();
+        (offsets, padding[0].pad_before, padding[0].pad_after)
+    } else {
+        // A 1x1 kernel is already a plain product in tract; a narrow plane
+        // would spend too much on its padding columns.
+        if taps == 1 || dilations.iter().any(|d| *d != 1) || shape[3] < MIN_PLANE_WIDTH {
+            return Ok(None);
+        }
+        let row = shape[3] + padding[1].pad_before + padding[1].pad_after;
+        let kw = kernel.shape()[3];
+        let offsets = (0..taps).map(|j| (j / kw) * row + j % kw).collect();
+        (offsets, 0, 0)
     };
-    let dilation = spec.dilations()[0];
     let mut kernels = shared.0.lock().unwrap_or_else(|p| p.into_inner());
-    let op = match kernels.get(&node.name) {
-        Some(known)
-            if known.geometry() == [i, o, k, dilation, padding.pad_before, padding.pad_after] =>
-        {
+    let core = match kernels.get(&node.name) {
+        Some(known) if known.geometry() == ([i, o, pad_before, pad_after], &offsets[..]) => {
             known.clone()
         }
         _ => {
-            let built = TapSumConv1d::new(
+            let built = TapSumConv1d::with_offsets(
                 kernel.try_as_plain_ram()?.as_slice::<f32>()?,
-                [o, i, k],
+                [o, i, taps],
                 bias.try_as_plain_ram()?.as_slice::<f32>()?,
-                dilation,
-                padding.pad_before,
-                padding.pad_after,
+                offsets,
+                pad_before,
+                pad_after,
             )?;
             kernels.insert(node.name.clone(), built.clone());
             built
         }
     };
-    if op.output_len(shape[2]).ok() != Some(padding.convoluted) {
+    if spatial == 1 {
+        if core.output_len(shape[2]).ok() != Some(padding[0].convoluted) {
+            return Ok(None);
+        }
+        return Ok(Some(Box::new(core)));
+    }
+    let op = TapSumConv2d {
+        core,
+        kernel_hw: [kernel.shape()[2], kernel.shape()[3]],
+        pads: [
+            padding[0].pad_before,
+            padding[0].pad_after,
+            padding[1].pad_before,
+            padding[1].pad_after,
+        ],
+    };
+    if op.output_hw(shape[2], shape[3]) != Some((padding[0].convoluted, padding[1].convoluted)) {
         return Ok(None);
     }
-    Ok(Some(op))
+    Ok(Some(Box::new(op)))
+}
+
+/// Planes narrower than this stay with tract's convolution: the 2-D op
+/// computes `kernel width - 1` padding columns per row for nothing.
+const MIN_PLANE_WIDTH: usize = 16;
+
+/// A stride-1, group-1 f32 2-D convolution of `[N, C, H, W]`, as a
+/// [`TapSumConv1d`] over each zero-padded plane laid out flat: tap
+/// `(dy, dx)` reads `dy · padded_width + dx` samples further on, so each
+/// tap is again one strided product over the whole plane. The output rows
+/// come out `padded_width` apart, and the `kernel width - 1` columns
+/// between them, which straddle two rows, are dropped. For the AudioLDM2
+/// VAE decoder's 3x3 convolutions over planes 16 to 64 wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapSumConv2d {
+    /// Taps at `dy · padded_width + dx`, no padding of its own.
+    core: TapSumConv1d,
+    kernel_hw: [usize; 2],
+    /// Zero padding: top, bottom, left, right.
+    pads: [usize; 4],
+}
+
+impl TapSumConv2d {
+    /// Output height and width for an `h × w` plane, None when the padded
+    /// plane is smaller than the kernel.
+    fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let [top, bottom, left, right] = self.pads;
+        let [kh, kw] = self.kernel_hw;
+        Some((
+            (h + top + bottom + 1).checked_sub(kh)?,
+            (w + left + right + 1).checked_sub(kw)?,
+        ))
+    }
+}
+
+impl Op for TapSumConv2d {
+    fn name(&self) -> StaticName {
+        "TapSumConv2d".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} -> {} channels, {:?} kernel, padding {:?}",
+            self.core.input_channels, self.core.output_channels, self.kernel_hw, self.pads
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for TapSumConv2d {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let &[batch, channels, h, w] = input.shape() else {
+            bail!("TapSumConv2d takes [N, C, H, W], got {:?}", input.shape());
+        };
+        ensure!(channels == self.core.input_channels);
+        let (oh, ow) = self
+            .output_hw(h, w)
+            .with_context(|| format!("a {h}x{w} plane is smaller than the kernel"))?;
+        let [top, bottom, left, right] = self.pads;
+        let width = w + left + right;
+        let flat_len = self.core.output_len((h + top + bottom) * width)?;
+        let mut output = Tensor::zero::<f32>(&[batch, self.core.output_channels, oh, ow])?;
+        let x = input
+            .to_plain_array_view::<f32>()?
+            .into_dimensionality::<Ix4>()?;
+        let mut y = output
+            .to_plain_array_view_mut::<f32>()?
+            .into_dimensionality::<Ix4>()?;
+        // The padding stays zero: only the interior is written, per item.
+        let mut padded = Array2::<f32>::zeros((channels, (h + top + bottom) * width));
+        let mut flat = Array2::<f32>::zeros((self.core.output_channels, flat_len));
+        for (x, mut y) in x.outer_iter().zip(y.outer_iter_mut()) {
+            for (plane, mut row) in x.outer_iter().zip(padded.rows_mut()) {
+                for (r, line) in plane.outer_iter().enumerate() {
+                    let start = (r + top) * width + left;
+                    row.slice_mut(s![start..start + w]).assign(&line);
+                }
+            }
+            self.core.convolve(padded.view(), flat.view_mut())?;
+            for (mut plane, flat) in y.outer_iter_mut().zip(flat.rows()) {
+                for (r, mut line) in plane.outer_iter_mut().enumerate() {
+                    line.assign(&flat.slice(s![r * width..r * width + ow]));
+                }
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for TapSumConv2d {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let input = inputs[0];
+        ensure!(input.datum_type == f32::datum_type() && input.rank() == 4);
+        let (Some(h), Some(w)) = (input.shape[2].as_i64(), input.shape[3].as_i64()) else {
+            bail!("TapSumConv2d needs a concrete plane size");
+        };
+        let (oh, ow) = self
+            .output_hw(h as usize, w as usize)
+            .context("the plane is smaller than the kernel")?;
+        Ok(tvec!(f32::fact([
+            input.shape[0].clone(),
+            self.core.output_channels.into(),
+            oh.into(),
+            ow.into()
+        ])))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let out = self.output_facts(inputs)?;
+        let points: TDim = out[0].shape.iter().product();
+        Ok(tvec!((
+            Cost::FMA(f32::datum_type()),
+            points * (self.core.input_channels * self.core.offsets.len())
+        )))
+    }
+
+    as_op!();
 }
 
 #[cfg(test)]
@@ -535,5 +710,75 @@ mod tests {
             .convolve(view(&input, 2), view_mut(&mut out, 0))
             .unwrap_err();
         assert!(err.to_string().contains("shorter than the kernel"), "{err}");
+    }
+    #[test]
+    fn plane_tap_sums_equal_the_definition() -> TractResult<()> {
+        // (out, in, kernel h, kernel w, pads top/bottom/left/right, h, w):
+        // the VAE's 3x3 with one pixel of padding, an uneven padding with a
+        // wide kernel, and no padding at all; two items in the batch.
+        let cases = [
+            (5, 3, 3, 3, [1, 1, 1, 1], 9, 16),
+            (4, 2, 2, 5, [0, 1, 2, 1], 7, 17),
+            (3, 3, 3, 3, [0, 0, 0, 0], 6, 16),
+        ];
+        for (seed, &(cout, cin, kh, kw, pads, h, w)) in cases.iter().enumerate() {
+            let kernel = values(cout * cin * kh * kw, seed as u32 + 11);
+            let bias = values(cout, seed as u32 + 21);
+            let input = values(2 * cin * h * w, seed as u32 + 31);
+            let row = w + pads[2] + pads[3];
+            let offsets = (0..kh * kw).map(|j| (j / kw) * row + j % kw).collect();
+            let core =
+                TapSumConv1d::with_offsets(&kernel, [cout, cin, kh * kw], &bias, offsets, 0, 0)?;
+            let op = TapSumConv2d {
+                core,
+                kernel_hw: [kh, kw],
+                pads,
+            };
+            let (oh, ow) = op.output_hw(h, w).context("output size")?;
+            let tensor = Tensor::from_shape(&[2, cin, h, w], &input)?;
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact([2, cin, h, w]))?;
+            let y = model.wire_node("conv", op, &[x])?;
+            model.select_output_outlets(&y)?;
+            let got = model.into_runnable()?.run(tvec!(tensor.into_tvalue()))?;
+            let got = got[0].try_as_plain_ram()?;
+            let got = got.as_slice::<f32>()?;
+            assert_eq!(got.len(), 2 * cout * oh * ow);
+            for n in 0..2 {
+                for o in 0..cout {
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            let mut sum = f64::from(bias[o]);
+                            for c in 0..cin {
+                                for dy in 0..kh {
+                                    for dx in 0..kw {
+                                        let (iy, ix) = (
+                                            (y + dy) as isize - pads[0] as isize,
+                                            (x + dx) as isize - pads[2] as isize,
+                                        );
+                                        if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w
+                                        {
+                                            continue;
+                                        }
+                                        let value = input
+                                            [((n * cin + c) * h + iy as usize) * w + ix as usize];
+                                        sum +=
+                                            f64::from(kernel[((o * cin + c) * kh + dy) * kw + dx])
+                                                * f64::from(value);
+                                    }
+                                }
+                            }
+                            let at = ((n * cout + o) * oh + y) * ow + x;
+                            assert!(
+                                (got[at] - sum as f32).abs() < 1e-5,
+                                "case {seed}: {} vs {sum} at {n},{o},{y},{x}",
+                                got[at]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -335,14 +335,17 @@ fn fused_attention_computes_the_same_on_the_cpu() {
 
 #[test]
 fn tap_sum_convolutions_compute_the_same_on_the_cpu() {
-    // The HiFi-GAN vocoder's 1-D convolutions as sums over taps: the
-    // waveform within 1e-5 of the peak of tract's convolutions.
-    let r = rewrite_tiny_graph("vocoder", |model| {
-        vivid::compute::conv1d::use_tap_sum_convolutions(model, &Default::default())
-    });
-    assert!(r.replaced > 0, "the vocoder's convolutions");
-    assert_eq!(r.left, 0, "none left");
-    assert_within_of_peak(&r, 1e-5);
+    // The HiFi-GAN vocoder's 1-D convolutions and the VAE decoder's 3x3
+    // ones as sums over taps: the waveform and the mel within 1e-5 of the
+    // peak of tract's convolutions.
+    for component in ["vocoder", "vae_decoder"] {
+        let r = rewrite_tiny_graph(component, |model| {
+            vivid::compute::conv1d::use_tap_sum_convolutions(model, &Default::default())
+        });
+        assert!(r.replaced > 0, "the {component}'s convolutions");
+        assert_eq!(r.left, 0, "none left");
+        assert_within_of_peak(&r, 1e-5);
+    }
 }
 
 /// The rewritten graph's output is within `share` of the original's peak.
