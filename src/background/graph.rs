@@ -202,6 +202,8 @@ impl Graph {
                 *kernels.entry("vivid_fused_attention".into()).or_insert(0) += 1;
             } else if node.op_is::<crate::compute::conv1d::TapSumConv1d>() {
                 *kernels.entry("vivid_tap_sum_conv1d".into()).or_insert(0) += 1;
+            } else if node.op_is::<crate::compute::conv1d::TapSumConv2d>() {
+                *kernels.entry("vivid_tap_sum_conv2d".into()).or_insert(0) += 1;
             }
         }
         kernels
