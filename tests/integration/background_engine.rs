@@ -222,6 +222,51 @@ fn low_memory_mode_gives_the_same_audio() {
     );
 }
 
+/// Sees the stages only, as the CLI's progress display does (no records).
+#[derive(Default)]
+struct StageLog(Vec<Stage>);
+
+impl Observer for StageLog {
+    fn stage(&mut self, _clip: usize, stage: Stage) {
+        self.0.push(stage);
+    }
+}
+
+#[test]
+fn a_second_clip_of_the_same_caption_reuses_its_conditioning() {
+    // A long background is several clips of one caption with other seeds:
+    // the second must not load and run the text graphs again, and must
+    // sound exactly as if it had.
+    use Stage::{Conditioning, Decoding, Denoising, Loading};
+    let bundle = fixtures().join("tiny-fp32");
+    let mut request = case("dpm_negative").request;
+    request.init_latents = None;
+    let mut low = Engine::open(&bundle, MemoryMode::Low).unwrap();
+    let mut first = StageLog::default();
+    let a = low.clip(&request, 0, &mut first).unwrap();
+    request.seed += 1;
+    let mut second = StageLog::default();
+    let b = low.clip(&request, 1, &mut second).unwrap();
+    assert_eq!(
+        first.0,
+        [Loading, Conditioning, Loading, Denoising, Loading, Decoding]
+    );
+    assert_eq!(second.0, [Loading, Denoising, Loading, Decoding]);
+    let mut fresh = Engine::open(&bundle, MemoryMode::Low).unwrap();
+    let c = fresh.clip(&request, 1, &mut StageLog::default()).unwrap();
+    assert_eq!(b, c, "the same as conditioned afresh");
+    assert_ne!(a, b);
+    // Another caption, or another negative, is conditioned anew.
+    request.caption.push_str(" and wind");
+    let mut third = StageLog::default();
+    low.clip(&request, 2, &mut third).unwrap();
+    assert!(third.0.contains(&Conditioning));
+    request.negative = "Noise.".into();
+    let mut fourth = StageLog::default();
+    low.clip(&request, 3, &mut fourth).unwrap();
+    assert!(fourth.0.contains(&Conditioning));
+}
+
 #[test]
 fn a_seed_gives_the_same_audio_and_seeds_differ() {
     let bundle = fixtures().join("tiny-fp32");
