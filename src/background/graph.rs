@@ -74,14 +74,14 @@ impl ComputeDevice {
 }
 
 /// Optimizes a graph for tract's CPU runtime, with vivid's own ops in place
-/// of the chains tract runs slowly: the HiFi-GAN's and any other 1-D
-/// convolutions ([`crate::compute::conv1d`]) and the UNet's multi-head
+/// of the chains tract runs slowly: the vocoder's 1-D and the VAE's 3x3
+/// convolutions ([`crate::compute::tap_sum`]) and the UNet's multi-head
 /// attention ([`crate::compute::attention`]).
 fn prepare_cpu(model: InferenceModel, component: &str) -> TractResult<Arc<TypedRunnableModel>> {
     let mut model = model.into_typed()?.into_decluttered()?;
-    let convolutions = crate::compute::conv1d::use_tap_sum_convolutions(
+    let convolutions = crate::compute::tap_sum::use_tap_sum_convolutions(
         &mut model,
-        &crate::compute::conv1d::SharedKernels::default(),
+        &crate::compute::tap_sum::SharedKernels::default(),
     )?;
     let attentions = crate::compute::attention::use_fused_attention(&mut model)?;
     tracing::debug!(
@@ -200,9 +200,9 @@ impl Graph {
                 }
             } else if node.op_is::<crate::compute::attention::FusedAttention>() {
                 *kernels.entry("vivid_fused_attention".into()).or_insert(0) += 1;
-            } else if node.op_is::<crate::compute::conv1d::TapSumConv1d>() {
+            } else if node.op_is::<crate::compute::tap_sum::TapSumConv1d>() {
                 *kernels.entry("vivid_tap_sum_conv1d".into()).or_insert(0) += 1;
-            } else if node.op_is::<crate::compute::conv1d::TapSumConv2d>() {
+            } else if node.op_is::<crate::compute::tap_sum::TapSumConv2d>() {
                 *kernels.entry("vivid_tap_sum_conv2d".into()).or_insert(0) += 1;
             }
         }

@@ -64,7 +64,7 @@ pub struct VitsModel {
     decoder_plans: Mutex<HashMap<usize, (Plan, u64)>>,
     decoder_runs: std::sync::atomic::AtomicU64,
     /// The decoder's convolution kernels, shared by its plans.
-    shared_kernels: crate::compute::conv1d::SharedKernels,
+    shared_kernels: crate::compute::tap_sum::SharedKernels,
     has_speaker_input: bool,
     buckets: Vec<usize>,
     plans: Mutex<HashMap<usize, Plan>>,
@@ -232,12 +232,14 @@ impl VitsModel {
                 model = model.with_input_fact(index, f32::fact(shape).into())?;
             }
             // The decoder's convolutions (HiFi-GAN's long, narrow ones and
-            // the flows') run as tap sums (see `compute::conv1d`): with the
+            // the flows') run as tap sums (see `compute::tap_sum`): with the
             // allocator change in `compute::keep_freed_memory`, 2.20x ->
             // 1.42x of onnxruntime's time on one thread.
             let mut model = model.into_typed()?.into_decluttered()?;
-            let swapped =
-                crate::compute::conv1d::use_tap_sum_convolutions(&mut model, &self.shared_kernels)?;
+            let swapped = crate::compute::tap_sum::use_tap_sum_convolutions(
+                &mut model,
+                &self.shared_kernels,
+            )?;
             tracing::debug!(frames, swapped, "decoder convolutions run as tap sums");
             model.into_optimized()?.into_runnable()
         };

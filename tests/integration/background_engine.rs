@@ -385,7 +385,7 @@ fn tap_sum_convolutions_compute_the_same_on_the_cpu() {
     // peak of tract's convolutions.
     for component in ["vocoder", "vae_decoder"] {
         let r = rewrite_tiny_graph(component, |model| {
-            vivid::compute::conv1d::use_tap_sum_convolutions(model, &Default::default())
+            vivid::compute::tap_sum::use_tap_sum_convolutions(model, &Default::default())
         });
         assert!(r.replaced > 0, "the {component}'s convolutions");
         assert_eq!(r.left, 0, "none left");

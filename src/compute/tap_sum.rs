@@ -1,6 +1,7 @@
-//! One-dimensional convolutions as a sum of matrix products over the
-//! kernel's taps, for the convolutions of the Piper voice's decoder half
-//! (its HiFi-GAN's long, narrow ones and its flows' short, wide ones).
+//! Convolutions as a sum of matrix products over the kernel's taps: the 1-D
+//! ones of the Piper voice's decoder half (its HiFi-GAN's long, narrow ones
+//! and its flows' short, wide ones) and of AudioLDM2's HiFi-GAN vocoder,
+//! and, through [`TapSumConv2d`], AudioLDM2's VAE decoder's 3x3 ones.
 //!
 //! tract runs a convolution as im2col and one matrix product with
 //! `k = channels × taps`. For a HiFi-GAN's last stages (32 or 64 channels,
@@ -13,8 +14,8 @@
 //! is no im2col at all, zero padding is a narrower column range instead of
 //! a padded copy, and the chunk stays in cache while its taps add up.
 //!
-//! [`use_tap_sum_convolutions`] swaps the op in for tract's `Conv` in a typed
-//! model before tract optimizes it; tract still runs everything else.
+//! [`use_tap_sum_convolutions`] swaps the ops in for tract's `Conv` in a
+//! typed model before tract optimizes it; tract still runs everything else.
 
 use std::collections::HashMap;
 use std::sync::Arc;
