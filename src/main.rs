@@ -138,6 +138,10 @@ struct BenchBackgroundArgs {
     /// then left out, it runs on the CPU only).
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
     device: vivid::background::graph::ComputeDevice,
+    /// Instead: time every op of one UNet pass, the VAE and the vocoder on
+    /// one CPU thread and print the seconds per kind of op.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Debug, Args)]
@@ -920,6 +924,9 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
     use vivid::background::MemoryMode;
     use vivid::background::graph::ComputeDevice;
     use vivid::bench::{self, ReferenceBackgroundRun};
+    if args.profile {
+        return profile_background(&args.bundle);
+    }
     let cores = vivid::compute::available_cores();
     let device = args.device;
     let on_gpu = device == ComputeDevice::Cuda;
@@ -1027,6 +1034,34 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
     for (component, kernels) in &ours.kernels {
         let list: Vec<String> = kernels.iter().map(|(k, n)| format!("{k}: {n}")).collect();
         println!("  {component:<12} {}", list.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vivid bench background --profile`: where the time of the CPU's heavy
+/// graphs goes, op by op, on one thread.
+fn profile_background(bundle: &std::path::Path) -> Result<ExitCode> {
+    use vivid::background::graph::{ComputeDevice, Graph};
+    let meta = vivid::background::bundle::BundleMeta::load(bundle)?;
+    vivid::compute::set_compute_threads(1);
+    println!(
+        "background profile: {}, one thread, second run of each graph",
+        bundle.display()
+    );
+    for component in ["unet", "vae_decoder", "vocoder"] {
+        let graph = Graph::load(bundle, &meta, component, ComputeDevice::Cpu)?;
+        graph.run(graph.sample_inputs()?)?;
+        let Some(times) = graph.profile(graph.sample_inputs()?)? else {
+            continue;
+        };
+        let total: f64 = times.iter().map(|(_, s)| s).sum();
+        println!("{component}: {total:.3} s");
+        for (op, seconds) in times.iter().take(10) {
+            println!(
+                "  {op:<32} {seconds:>8.3} s {:>5.1} %",
+                100.0 * seconds / total
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,9 @@ pub struct Graph {
     component: String,
     path: PathBuf,
     plan: Box<dyn tract_onnx::tract_core::runtime::Runnable>,
+    /// The same plan when it runs on tract's CPU runtime, where it can be
+    /// run node by node ([`Graph::profile`]).
+    cpu_plan: Option<Arc<TypedRunnableModel>>,
     inputs: Vec<TensorMeta>,
     load_s: f64,
     /// Runs and their total seconds, for benchmarks.
@@ -141,16 +144,20 @@ impl Graph {
         } else {
             device
         };
-        let plan: Box<dyn tract_onnx::tract_core::runtime::Runnable> = match device {
-            ComputeDevice::Cpu => Box::new(
-                prepare_cpu(model, component)
-                    .map_err(|e| bad(format!("tract cannot prepare it: {e:#}")))?,
-            ),
+        let (plan, cpu_plan): (Box<dyn tract_onnx::tract_core::runtime::Runnable>, _) = match device
+        {
+            ComputeDevice::Cpu => {
+                let plan = prepare_cpu(model, component)
+                    .map_err(|e| bad(format!("tract cannot prepare it: {e:#}")))?;
+                (Box::new(plan.clone()), Some(plan))
+            }
             ComputeDevice::Cuda => {
-                prepare_cuda(model, component).map_err(|reason| BackgroundError::Device {
-                    path: path.clone(),
-                    reason,
-                })?
+                let plan =
+                    prepare_cuda(model, component).map_err(|reason| BackgroundError::Device {
+                        path: path.clone(),
+                        reason,
+                    })?;
+                (plan, None)
             }
         };
         tracing::info!(
@@ -163,6 +170,7 @@ impl Graph {
             component: component.to_owned(),
             path,
             plan,
+            cpu_plan,
             inputs: entry.inputs.clone(),
             load_s: started.elapsed().as_secs_f64(),
             runs: std::sync::Mutex::new((0, 0.0)),
@@ -211,6 +219,60 @@ impl Graph {
 
     pub fn component(&self) -> &str {
         &self.component
+    }
+
+    /// Inputs of the declared shapes for timing runs: seeded noise for
+    /// the float inputs, timestep 500, masks of ones, token ids.
+    pub fn sample_inputs(&self) -> Result<Vec<Tensor>, BackgroundError> {
+        self.inputs
+            .iter()
+            .enumerate()
+            .map(|(index, input)| {
+                let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(0) as usize).collect();
+                let count: usize = shape.iter().product();
+                if input.dtype == "i64" {
+                    let values: Vec<i64> = match input.name.as_str() {
+                        "timestep" => vec![500; count],
+                        name if name.contains("mask") => vec![1; count],
+                        _ => (0..count as i64).map(|i| (i * 7 + 3) % 50).collect(),
+                    };
+                    i64_tensor(&shape, &values)
+                } else {
+                    f32_tensor(&shape, &super::noise::gaussian_latents(index as u64, count))
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the graph once with every node timed and returns the seconds
+    /// spent in each kind of op, most first (`vivid bench background
+    /// --profile`); None where it does not run on tract's CPU runtime.
+    pub fn profile(
+        &self,
+        inputs: Vec<Tensor>,
+    ) -> Result<Option<Vec<(String, f64)>>, BackgroundError> {
+        let Some(plan) = &self.cpu_plan else {
+            return Ok(None);
+        };
+        let fail = |e: TractError| BackgroundError::Inference {
+            component: self.component.clone(),
+            reason: format!("{e:#}"),
+        };
+        let mut times: std::collections::HashMap<String, f64> = Default::default();
+        let mut state = plan.spawn().map_err(fail)?;
+        let inputs = inputs.into_iter().map(TValue::from).collect();
+        state
+            .run_plan_with_eval(inputs, |session, op_state, node, input| {
+                let started = Instant::now();
+                let result = tract_onnx::tract_core::plan::eval(session, op_state, node, input);
+                *times.entry(node.op.name().to_string()).or_default() +=
+                    started.elapsed().as_secs_f64();
+                result
+            })
+            .map_err(fail)?;
+        let mut times: Vec<(String, f64)> = times.into_iter().collect();
+        times.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(Some(times))
     }
 
     /// Runs the graph on inputs in bundle.toml's order and returns its

@@ -222,6 +222,26 @@ fn low_memory_mode_gives_the_same_audio() {
     );
 }
 
+#[test]
+fn a_profile_names_the_ops_that_ran() {
+    // `vivid bench background --profile`: the tiny UNet timed op by op on
+    // the CPU shows vivid's fused attention next to tract's products.
+    use vivid::background::graph::{ComputeDevice, Graph};
+    let bundle = fixtures().join("tiny-fp32");
+    let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
+    let graph = Graph::load(&bundle, &meta, "unet", ComputeDevice::Cpu).unwrap();
+    let times = graph
+        .profile(graph.sample_inputs().unwrap())
+        .unwrap()
+        .expect("a CPU plan can be profiled");
+    assert!(
+        times.iter().any(|(op, _)| op == "FusedAttention"),
+        "{times:?}"
+    );
+    assert!(times.iter().any(|(op, _)| op == "OptMatMul"), "{times:?}");
+    assert!(times.windows(2).all(|w| w[0].1 >= w[1].1), "most first");
+}
+
 /// Sees the stages only, as the CLI's progress display does (no records).
 #[derive(Default)]
 struct StageLog(Vec<Stage>);
