@@ -259,17 +259,8 @@ impl Graph {
             reason: format!("{e:#}"),
         };
         let mut times: std::collections::HashMap<String, f64> = Default::default();
-        let mut state = plan.spawn().map_err(fail)?;
         let inputs = inputs.into_iter().map(TValue::from).collect();
-        state
-            .run_plan_with_eval(inputs, |session, op_state, node, input| {
-                let started = Instant::now();
-                let result = tract_onnx::tract_core::plan::eval(session, op_state, node, input);
-                *times.entry(node.op.name().to_string()).or_default() +=
-                    started.elapsed().as_secs_f64();
-                result
-            })
-            .map_err(fail)?;
+        crate::compute::run_timed(plan, inputs, &mut times).map_err(fail)?;
         let mut times: Vec<(String, f64)> = times.into_iter().collect();
         times.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(Some(times))

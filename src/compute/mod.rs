@@ -74,6 +74,22 @@ pub fn release_freed_memory() {
     }
 }
 
+/// Runs `plan` node by node and adds each node's time to `times` under
+/// its op's name (the `--profile` of `vivid bench tts` and `background`).
+pub fn run_timed(
+    plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
+    inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
+    times: &mut std::collections::HashMap<String, f64>,
+) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
+    let mut state = plan.spawn()?;
+    state.run_plan_with_eval(inputs, |session, op_state, node, input| {
+        let started = std::time::Instant::now();
+        let result = tract_onnx::tract_core::plan::eval(session, op_state, node, input);
+        *times.entry(node.op.name().to_string()).or_default() += started.elapsed().as_secs_f64();
+        result
+    })
+}
+
 /// Cores this process may run on.
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

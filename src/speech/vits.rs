@@ -433,16 +433,7 @@ fn run_plan(
     let Some(times) = times else {
         return plan.run(inputs).map_err(inference_error);
     };
-    let mut state = plan.spawn().map_err(inference_error)?;
-    state
-        .run_plan_with_eval(inputs, |session, op_state, node, input| {
-            let started = Instant::now();
-            let result = tract_onnx::tract_core::plan::eval(session, op_state, node, input);
-            *times.entry(node.op.name().to_string()).or_default() +=
-                started.elapsed().as_secs_f64();
-            result
-        })
-        .map_err(inference_error)
+    crate::compute::run_timed(plan, inputs, times).map_err(inference_error)
 }
 
 /// The first output as plain f32 samples.
