@@ -16,9 +16,6 @@ pub struct Graph {
     component: String,
     path: PathBuf,
     plan: Box<dyn tract_onnx::tract_core::runtime::Runnable>,
-    /// The same plan when it runs on tract's CPU runtime, where it can be
-    /// run node by node ([`Graph::profile`]).
-    cpu_plan: Option<Arc<TypedRunnableModel>>,
     inputs: Vec<TensorMeta>,
     load_s: f64,
     /// Runs and their total seconds, for benchmarks.
@@ -96,6 +93,30 @@ fn prepare_cpu(model: InferenceModel, component: &str) -> TractResult<Arc<TypedR
     model.into_optimized()?.into_runnable()
 }
 
+/// Tensors of the shapes and types `inputs` declare, for timing runs and
+/// tests: seeded noise for float inputs, timestep 500, masks of ones, and
+/// token ids from a fixed pattern.
+pub fn sample_tensors(inputs: &[TensorMeta]) -> Result<Vec<Tensor>, BackgroundError> {
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| {
+            let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(0) as usize).collect();
+            let count: usize = shape.iter().product();
+            if input.dtype == "i64" {
+                let values: Vec<i64> = match input.name.as_str() {
+                    "timestep" => vec![500; count],
+                    name if name.contains("mask") => vec![1; count],
+                    _ => (0..count as i64).map(|i| (i * 7 + 3) % 50).collect(),
+                };
+                i64_tensor(&shape, &values)
+            } else {
+                f32_tensor(&shape, &super::noise::gaussian_latents(index as u64, count))
+            }
+        })
+        .collect()
+}
+
 impl Graph {
     /// Verifies, loads and optimizes `component` of the bundle in `dir`
     /// for `device`.
@@ -144,20 +165,16 @@ impl Graph {
         } else {
             device
         };
-        let (plan, cpu_plan): (Box<dyn tract_onnx::tract_core::runtime::Runnable>, _) = match device
-        {
-            ComputeDevice::Cpu => {
-                let plan = prepare_cpu(model, component)
-                    .map_err(|e| bad(format!("tract cannot prepare it: {e:#}")))?;
-                (Box::new(plan.clone()), Some(plan))
-            }
+        let plan: Box<dyn tract_onnx::tract_core::runtime::Runnable> = match device {
+            ComputeDevice::Cpu => Box::new(
+                prepare_cpu(model, component)
+                    .map_err(|e| bad(format!("tract cannot prepare it: {e:#}")))?,
+            ),
             ComputeDevice::Cuda => {
-                let plan =
-                    prepare_cuda(model, component).map_err(|reason| BackgroundError::Device {
-                        path: path.clone(),
-                        reason,
-                    })?;
-                (plan, None)
+                prepare_cuda(model, component).map_err(|reason| BackgroundError::Device {
+                    path: path.clone(),
+                    reason,
+                })?
             }
         };
         tracing::info!(
@@ -170,7 +187,6 @@ impl Graph {
             component: component.to_owned(),
             path,
             plan,
-            cpu_plan,
             inputs: entry.inputs.clone(),
             load_s: started.elapsed().as_secs_f64(),
             runs: std::sync::Mutex::new((0, 0.0)),
@@ -221,27 +237,10 @@ impl Graph {
         &self.component
     }
 
-    /// Inputs of the declared shapes for timing runs: seeded noise for
-    /// the float inputs, timestep 500, masks of ones, token ids.
+    /// Inputs of the declared shapes for timing runs (see
+    /// [`sample_tensors`]).
     pub fn sample_inputs(&self) -> Result<Vec<Tensor>, BackgroundError> {
-        self.inputs
-            .iter()
-            .enumerate()
-            .map(|(index, input)| {
-                let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(0) as usize).collect();
-                let count: usize = shape.iter().product();
-                if input.dtype == "i64" {
-                    let values: Vec<i64> = match input.name.as_str() {
-                        "timestep" => vec![500; count],
-                        name if name.contains("mask") => vec![1; count],
-                        _ => (0..count as i64).map(|i| (i * 7 + 3) % 50).collect(),
-                    };
-                    i64_tensor(&shape, &values)
-                } else {
-                    f32_tensor(&shape, &super::noise::gaussian_latents(index as u64, count))
-                }
-            })
-            .collect()
+        sample_tensors(&self.inputs)
     }
 
     /// Runs the graph once with every node timed and returns the seconds
@@ -251,7 +250,8 @@ impl Graph {
         &self,
         inputs: Vec<Tensor>,
     ) -> Result<Option<Vec<(String, f64)>>, BackgroundError> {
-        let Some(plan) = &self.cpu_plan else {
+        // A CPU plan is the optimized model itself; the GPU's is not.
+        let Some(plan) = self.plan.downcast_ref::<Arc<TypedRunnableModel>>() else {
             return Ok(None);
         };
         let fail = |e: TractError| BackgroundError::Inference {

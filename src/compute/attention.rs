@@ -17,6 +17,7 @@
 //! [`use_fused_attention`] swaps the op in for the three nodes in a typed,
 //! decluttered model, before tract optimizes it.
 
+use tract_linalg::element_wise::ElementWise;
 use tract_linalg::routines::Func;
 use tract_onnx::prelude::tract_ndarray::linalg::general_mat_mul;
 use tract_onnx::prelude::tract_ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, Ix3};
@@ -59,16 +60,12 @@ impl FusedAttention {
         ensure!(n > 0, "attention over no keys");
         let block = (BLOCK_SCORES / n).clamp(8, 256);
         let mut items: Vec<(usize, usize, ArrayViewMut2<f32>)> = Vec::new();
-        for (head, mut rest) in output.axis_iter_mut(Axis(1)).enumerate() {
-            let mut first = 0;
-            while rest.nrows() > 0 {
-                let take = block.min(rest.nrows());
-                let (rows, tail) = rest.split_at(Axis(0), take);
-                items.push((head, first, rows));
-                first += take;
-                rest = tail;
+        for (head, rows) in output.axis_iter_mut(Axis(1)).enumerate() {
+            for (first, block) in super::row_blocks(rows, block) {
+                items.push((head, first, block));
             }
         }
+        let exp = Func::Exp.ew_f32()?;
         let run = |(head, first, out): (usize, usize, ArrayViewMut2<f32>)| -> TractResult<()> {
             let q = q.index_axis(Axis(1), head);
             let q = q.slice(tract_ndarray::s![first..first + out.nrows(), ..]);
@@ -77,17 +74,10 @@ impl FusedAttention {
                 k.index_axis(Axis(1), head),
                 v.index_axis(Axis(1), head),
                 out,
+                exp.as_ref(),
             )
         };
-        match tract_linalg::multithread::current_tract_executor() {
-            tract_linalg::multithread::Executor::MultiThread(pool)
-                if pool.current_num_threads() > 1 && items.len() > 1 =>
-            {
-                use rayon::prelude::*;
-                pool.install(|| items.into_par_iter().try_for_each(run))
-            }
-            _ => items.into_iter().try_for_each(run),
-        }
+        super::run_items(super::tract_thread_pool().as_deref(), items, run)
     }
 }
 
@@ -104,6 +94,7 @@ fn attend_block(
     k: ArrayView2<f32>,
     v: ArrayView2<f32>,
     mut out: ArrayViewMut2<f32>,
+    exp: &dyn ElementWise<f32>,
 ) -> TractResult<()> {
     let queries = q.nrows();
     let mut scores = Array2::<f32>::zeros((k.nrows(), queries));
@@ -122,7 +113,7 @@ fn attend_block(
             *score -= top;
         }
     }
-    Func::Exp.ew_f32()?.run(flat)?;
+    exp.run(flat)?;
     let mut sums = vec![0f32; queries];
     for row in flat.chunks_exact(queries) {
         for (sum, weight) in sums.iter_mut().zip(row) {

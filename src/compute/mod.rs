@@ -90,6 +90,56 @@ pub fn run_timed(
     })
 }
 
+/// tract's thread pool for the current run (see [`set_compute_threads`]
+/// and [`executor`]), when it has more than one thread: vivid's own ops
+/// spread their work over it as tract's kernels do.
+pub(crate) fn tract_thread_pool() -> Option<std::sync::Arc<rayon::ThreadPool>> {
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool) => {
+            Some(pool).filter(|pool| pool.current_num_threads() > 1)
+        }
+        _ => None,
+    }
+}
+
+/// Runs `work` on every item: on `pool`'s threads when there is one and
+/// more than one item, else here, in order.
+pub(crate) fn run_items<T: Send>(
+    pool: Option<&rayon::ThreadPool>,
+    items: Vec<T>,
+    work: impl Fn(T) -> tract_onnx::prelude::TractResult<()> + Sync + Send,
+) -> tract_onnx::prelude::TractResult<()> {
+    match pool {
+        Some(pool) if items.len() > 1 => {
+            use rayon::prelude::*;
+            pool.install(|| items.into_par_iter().try_for_each(work))
+        }
+        _ => items.into_iter().try_for_each(work),
+    }
+}
+
+/// `view` cut into blocks of `rows` rows (the last may have fewer), each
+/// with the index of its first row: disjoint work items for [`run_items`].
+pub(crate) fn row_blocks<'a>(
+    mut view: tract_onnx::prelude::tract_ndarray::ArrayViewMut2<'a, f32>,
+    rows: usize,
+) -> Vec<(
+    usize,
+    tract_onnx::prelude::tract_ndarray::ArrayViewMut2<'a, f32>,
+)> {
+    use tract_onnx::prelude::tract_ndarray::Axis;
+    let mut blocks = Vec::new();
+    let mut first = 0;
+    while view.nrows() > 0 {
+        let take = rows.max(1).min(view.nrows());
+        let (block, rest) = view.split_at(Axis(0), take);
+        blocks.push((first, block));
+        first += take;
+        view = rest;
+    }
+    blocks
+}
+
 /// Cores this process may run on.
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

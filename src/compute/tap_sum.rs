@@ -154,12 +154,7 @@ impl TapSumConv1d {
         let out_len = self.output_len(len)?;
         ensure!(input.nrows() == self.input_channels);
         ensure!(output.dim() == (self.output_channels, out_len));
-        let threads = match tract_linalg::multithread::current_tract_executor() {
-            tract_linalg::multithread::Executor::MultiThread(pool) => {
-                Some(pool).filter(|pool| pool.current_num_threads() > 1)
-            }
-            _ => None,
-        };
+        let threads = super::tract_thread_pool();
         // Work items: chunks of time, and when there are too few of those
         // to keep every thread busy (the flows' short, wide convolutions),
         // blocks of output channels as well.
@@ -176,29 +171,14 @@ impl TapSumConv1d {
             .next_multiple_of(8);
         let mut items: Vec<(usize, usize, ArrayViewMut2<f32>)> = Vec::new();
         for (i, columns) in output.axis_chunks_iter_mut(Axis(1), CHUNK).enumerate() {
-            let (mut rest, mut row) = (columns, 0);
-            while rest.nrows() > 0 {
-                let take = rows_per_block.min(rest.nrows());
-                let (block, tail) = rest.split_at(Axis(0), take);
+            for (row, block) in super::row_blocks(columns, rows_per_block) {
                 items.push((row, i * CHUNK, block));
-                row += rows_per_block;
-                rest = tail;
             }
         }
-        match threads {
-            Some(pool) if items.len() > 1 => {
-                use rayon::prelude::*;
-                pool.install(|| {
-                    items
-                        .into_par_iter()
-                        .for_each(|(row, start, out)| self.block(input, row, start, out))
-                });
-            }
-            _ => items
-                .into_iter()
-                .for_each(|(row, start, out)| self.block(input, row, start, out)),
-        }
-        Ok(())
+        super::run_items(threads.as_deref(), items, |(row, start, out)| {
+            self.block(input, row, start, out);
+            Ok(())
+        })
     }
 
     /// One block of the output: the channels from `row` and the columns

@@ -437,30 +437,12 @@ fn rewrite_tiny_graph(
     let mut model = tract_onnx::onnx()
         .model_for_path(bundle.join(&entry.file))
         .unwrap();
+    let tensors = vivid::background::graph::sample_tensors(&entry.inputs).unwrap();
     let mut inputs: TVec<TValue> = tvec![];
-    for (index, input) in entry.inputs.iter().enumerate() {
-        let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
-        let count: usize = shape.iter().product();
-        let value: Tensor = if input.dtype == "i64" {
-            model = model
-                .with_input_fact(index, i64::fact(&shape).into())
-                .unwrap();
-            let values: Vec<i64> = if input.name == "timestep" {
-                vec![500; count]
-            } else if input.name.contains("mask") {
-                vec![1; count]
-            } else {
-                (0..count as i64).map(|i| (i * 7 + 3) % 50).collect()
-            };
-            Tensor::from_shape(&shape, &values).unwrap()
-        } else {
-            model = model
-                .with_input_fact(index, f32::fact(&shape).into())
-                .unwrap();
-            let data = vivid::background::noise::gaussian_latents(index as u64, count);
-            Tensor::from_shape(&shape, &data).unwrap()
-        };
-        inputs.push(value.into());
+    for (index, tensor) in tensors.into_iter().enumerate() {
+        let fact = TypedFact::shape_and_dt_of(&tensor);
+        model = model.with_input_fact(index, fact.into()).unwrap();
+        inputs.push(tensor.into());
     }
     let decluttered = model.into_typed().unwrap().into_decluttered().unwrap();
     let original = decluttered.clone().into_runnable().unwrap();
