@@ -1,5 +1,6 @@
 """Export a diffusers AudioLDM2Pipeline to the ONNX files vivid runs on
-tract: one graph per component, fixed shapes, legacy exporter, opset 17.
+tract: one graph per component, fixed shapes (but the UNet's batch),
+legacy exporter, opset 17.
 
 Usage: python quantize/export.py PIPELINE_DIR_OR_HUB_ID OUT_DIR [--seconds S]
 
@@ -99,7 +100,11 @@ class VaeDecoder(torch.nn.Module):
         return self.vae.decode(latents).sample
 
 
-def export_one(module, inputs, names, outputs, path: Path):
+def export_one(module, inputs, names, outputs, path: Path, batch_free=()):
+    """Exports `module` at the shapes of `inputs`; the first axis of the
+    inputs and outputs named in `batch_free` stays free (the UNet: the two
+    halves of classifier-free guidance in one run on a GPU, or one at a
+    time on a CPU), so reshapes follow the batch instead of baking 1 in."""
     module.eval()
     with torch.no_grad():
         expected = module(*inputs)
@@ -111,6 +116,7 @@ def export_one(module, inputs, names, outputs, path: Path):
         output_names=outputs,
         opset_version=OPSET,
         dynamo=False,
+        dynamic_axes={name: {0: "batch"} for name in batch_free} or None,
     )
     import onnxruntime as ort
 
@@ -258,6 +264,7 @@ def main():
         ["sample", "timestep", "gpt_states", "t5_states", "t5_mask"],
         ["noise_pred"],
         args.out / "unet.onnx",
+        batch_free=("sample", "gpt_states", "t5_states", "t5_mask", "noise_pred"),
     )
     export_one(VaeDecoder(pipe.vae), [torch.randn(*latent_shape)], ["latents"], ["mel"],
                args.out / "vae_decoder.onnx")

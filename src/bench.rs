@@ -400,6 +400,8 @@ pub struct BackgroundBench {
     pub timings: Vec<crate::background::graph::GraphTiming>,
     pub kernels: Vec<(String, std::collections::BTreeMap<String, usize>)>,
     pub peak_rss_kb: u64,
+    /// The UNet's batch: 2 when both guidance halves ran as one.
+    pub unet_batch: usize,
 }
 
 /// Times of each stage of a generation.
@@ -440,6 +442,7 @@ pub fn run_vivid_background(
     threads: &[usize],
     mode: crate::background::MemoryMode,
     device: crate::background::graph::ComputeDevice,
+    guidance_in_one_batch: Option<bool>,
 ) -> Result<BackgroundBench> {
     use crate::background::{Engine, MemoryMode, Request, SchedulerKind, Stage};
     let all = *threads.last().unwrap_or(&1);
@@ -447,6 +450,7 @@ pub fn run_vivid_background(
     let t0 = Instant::now();
     let mut engine = Engine::open(bundle, mode)?;
     engine.set_device(device)?;
+    engine.set_guidance_in_one_batch(guidance_in_one_batch);
     if mode == MemoryMode::Resident {
         engine.preload(&mut crate::background::Unobserved)?;
     }
@@ -481,6 +485,8 @@ pub fn run_vivid_background(
             ..request.clone()
         };
         engine.clip(&warm_up, 0, &mut crate::background::Unobserved)?;
+        // The timed clip conditions afresh: a whole clip, text stages too.
+        engine.forget_conditioning();
     }
     engine.reset_timings();
     let mut clock = StageClock::default();
@@ -500,6 +506,7 @@ pub fn run_vivid_background(
         timings: engine.timings(),
         kernels: engine.kernels(),
         peak_rss_kb: peak_rss_kb(),
+        unet_batch: engine.unet_batch().unwrap_or(1),
     })
 }
 

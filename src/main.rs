@@ -102,6 +102,38 @@ enum BenchCommand {
     /// `vivid render` of a 30-second narration split by stage (default
     /// models; background when a bundle is given or configured).
     Render(BenchRenderArgs),
+    /// One graph of a bundle on tract's CPU runtime and on another device
+    /// (or vivid's own CPU ops), every node's output kept and compared in
+    /// the graph's order: names the first op where they part (a NaN, an
+    /// overflow, a kernel off by more than rounding). Exit status 1 when
+    /// they part.
+    Compare(BenchCompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchCompareArgs {
+    /// The bundle.
+    #[arg(long, value_name = "DIR")]
+    bundle: PathBuf,
+    /// The component to compare: clap_text, t5_encoder, projection, gpt2,
+    /// unet, vae_decoder or vocoder.
+    #[arg(long, value_name = "NAME")]
+    graph: String,
+    /// The other side: cuda, or cpu (vivid's own CPU ops against tract's).
+    #[arg(long, value_name = "DEVICE", default_value = "cuda")]
+    device: vivid::background::graph::ComputeDevice,
+    /// The graph's float inputs, in bundle.toml's order, as .npy (e.g.
+    /// latents_final_scaled.npy from `vivid background --record`); without
+    /// them, seeded samples of the declared shapes.
+    #[arg(long, value_name = "FILE.npy")]
+    input: Vec<PathBuf>,
+    /// Largest difference, relative to the CPU's peak, still counted as
+    /// rounding.
+    #[arg(long, default_value_t = 1e-3)]
+    tolerance: f32,
+    /// Print every node, not only where they part and the worst.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +174,11 @@ struct BenchBackgroundArgs {
     /// one CPU thread and print the seconds per kind of op.
     #[arg(long)]
     profile: bool,
+    /// Run the two guidance halves as one UNet batch of 2, or as two runs
+    /// of 1 (default: 2 on the GPU, 1 on the CPU; 2 needs a UNet exported
+    /// with a free batch axis).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
+    unet_batch: Option<u8>,
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +322,12 @@ struct BackgroundArgs {
     /// Neither use nor fill the background cache.
     #[arg(long)]
     no_cache: bool,
+    /// Write every intermediate (token ids, embeddings, each step's noise
+    /// prediction, the final latents, the mel, the waveform) into DIR as
+    /// .npy, named as diffusers' reference recordings (quantize/reference.py);
+    /// implies --no-cache.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
     /// Output WAV file.
     #[arg(short, long, value_name = "OUT.wav")]
     output: PathBuf,
@@ -367,6 +410,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Tts(args)) => bench_tts(&config, args),
         Command::Bench(BenchCommand::Describe(args)) => bench_describe(&config, args),
         Command::Bench(BenchCommand::Background(args)) => bench_background(args),
+        Command::Bench(BenchCommand::Compare(args)) => bench_compare(args),
         Command::Bench(BenchCommand::Render(args)) => bench_render(config, args),
     }
 }
@@ -798,9 +842,19 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
         init_latents,
     };
     let mut progress = ProgressLog::new(Some(bar.clone()));
+    let mut recorder;
+    let observer: &mut dyn vivid::background::Observer = match &args.record {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the record folder {}", dir.display()))?;
+            recorder = vivid::background::RecordToDir::new(&mut progress, dir);
+            &mut recorder
+        }
+        None => &mut progress,
+    };
     let cache = BackgroundCache::new(
         &config.background_cache_dir,
-        if args.no_cache {
+        if args.no_cache || args.record.is_some() {
             0
         } else {
             settings.cache_max_mb * 1024 * 1024
@@ -813,7 +867,7 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
         settings.variations,
         limits,
         &cache,
-        &mut progress,
+        observer,
     )
     .with_context(|| format!("generating the background with {}", bundle.display()))?;
     bar.finish_and_clear();
@@ -941,7 +995,14 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
     } else {
         MemoryMode::Resident
     };
-    let ours = bench::run_vivid_background(&args.bundle, args.steps, &threads, mode, device)?;
+    let ours = bench::run_vivid_background(
+        &args.bundle,
+        args.steps,
+        &threads,
+        mode,
+        device,
+        args.unet_batch.map(|n| n == 2),
+    )?;
     let mut references: Vec<(&str, ReferenceBackgroundRun)> = Vec::new();
     if let Some(python) = &args.python {
         if let Some(pipeline) = &args.pipeline {
@@ -964,10 +1025,11 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
     }
     let meta = vivid::background::bundle::BundleMeta::load(&args.bundle)?;
     println!(
-        "background benchmark: {} ({}, {:.2} s clips), {}, {cores} cores, {} mode",
+        "background benchmark: {} ({}, {:.2} s clips, UNet batch {}), {}, {cores} cores, {} mode",
         args.bundle.display(),
         meta.precision,
         ours.seconds,
+        ours.unet_batch,
         if on_gpu { "CUDA" } else { "CPU" },
         if args.low_memory {
             "low-memory"
@@ -1036,6 +1098,110 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
         println!("  {component:<12} {}", list.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vivid bench compare`: one graph on tract's CPU runtime against another
+/// device, node by node.
+fn bench_compare(args: BenchCompareArgs) -> Result<ExitCode> {
+    use vivid::background::graph::{Graph, NodeComparison, compare_devices, sample_tensors};
+    let meta = vivid::background::bundle::BundleMeta::load(&args.bundle)?;
+    let entry = meta.component(&args.bundle, &args.graph)?;
+    let mut inputs = sample_tensors(&entry.inputs)?;
+    if args.input.len() > inputs.len() {
+        anyhow::bail!(
+            "{} takes {} inputs, {} given",
+            args.graph,
+            inputs.len(),
+            args.input.len()
+        );
+    }
+    for ((path, input), declared) in args.input.iter().zip(&mut inputs).zip(&entry.inputs) {
+        let shape = input.shape().to_vec();
+        if declared.dtype != "f32" {
+            anyhow::bail!(
+                "input `{}` is {}, only f32 inputs can be given",
+                declared.name,
+                declared.dtype
+            );
+        }
+        let values = vivid::background::noise::read_latents(path, &shape)?;
+        *input = vivid::background::graph::f32_tensor(&shape, &values)?;
+    }
+    // The graph as vivid runs it first: whether its output is finite.
+    let plain = Graph::load(&args.bundle, &meta, &args.graph, args.device)
+        .and_then(|graph| graph.run(inputs.clone()));
+    println!(
+        "{} on {} as vivid runs it: {}",
+        args.graph,
+        args.device,
+        match &plain {
+            Ok(_) => "finite output".to_owned(),
+            Err(e) => e.to_string(),
+        }
+    );
+    let nodes = compare_devices(&args.bundle, &meta, &args.graph, args.device, inputs)?;
+    let row = |n: &NodeComparison| {
+        format!(
+            "  {:<48} {:<22} {:<18} peak {:>10.3e} / {:>10.3e}  not finite {:>7} / {:>7}  diff {:>9.2e}",
+            n.node.chars().take(48).collect::<String>(),
+            n.op.chars().take(22).collect::<String>(),
+            format!("{:?}", n.shape),
+            n.cpu_peak,
+            n.other_peak,
+            n.cpu_not_finite,
+            n.other_not_finite,
+            n.relative_diff
+        )
+    };
+    println!(
+        "{} nodes compared, every output kept (tract CPU / {}):",
+        nodes.len(),
+        args.device
+    );
+    let parts = |n: &NodeComparison| {
+        n.other_not_finite > n.cpu_not_finite || n.relative_diff > args.tolerance
+    };
+    if args.all {
+        nodes.iter().for_each(|n| println!("{}", row(n)));
+    }
+    let first_bad = nodes
+        .iter()
+        .position(|n| n.other_not_finite > n.cpu_not_finite);
+    let first_off = nodes.iter().position(parts);
+    for (label, found) in [
+        (
+            "first node with values that are not finite only there",
+            first_bad,
+        ),
+        (
+            "first node off by more than the tolerance or not finite",
+            first_off,
+        ),
+    ] {
+        match found {
+            Some(index) => {
+                println!("{label}, with the 4 before it:");
+                for n in &nodes[index.saturating_sub(4)..=index] {
+                    println!("{}", row(n));
+                }
+            }
+            None => println!("{label}: none"),
+        }
+    }
+    // One line for scripts (tests/bench/gpu.sh retries with that op kept
+    // on the CPU through VIVID_CPU_OPS).
+    if let Some(index) = first_bad.or(first_off) {
+        println!("first parting op: {}", nodes[index].op);
+    }
+    let mut worst: Vec<&NodeComparison> = nodes.iter().collect();
+    worst.sort_by(|a, b| b.relative_diff.total_cmp(&a.relative_diff));
+    println!("largest differences:");
+    worst.iter().take(8).for_each(|n| println!("{}", row(n)));
+    Ok(if first_off.is_some() || plain.is_err() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `vivid bench background --profile`: where the time of the CPU's heavy

@@ -103,6 +103,9 @@ pub struct Engine {
     /// and GPT-2's 16 passes again (4.4 s on 2 cores for the real-size
     /// bundle, plus loading them again in low-memory mode).
     last_conditioning: Option<ConditioningMemo>,
+    /// Both guidance halves in one UNet run (a bundle whose UNet has a
+    /// free batch axis); None: on the GPU only (see [`Engine::load_unet`]).
+    guidance_in_one_batch: Option<bool>,
 }
 
 /// A conditioning and the text it was made from.
@@ -160,6 +163,7 @@ impl Engine {
             unet: None,
             decoders: None,
             last_conditioning: None,
+            guidance_in_one_batch: None,
         })
     }
 
@@ -204,8 +208,44 @@ impl Engine {
         TextStages::load(&self.dir, &self.meta, self.device)
     }
 
+    /// Runs both halves of classifier-free guidance as one UNet run of
+    /// batch 2 (`Some(true)`), as two of batch 1 (`Some(false)`), or as
+    /// fits the device (`None`, the default). Needs a bundle whose UNet
+    /// has a free batch axis; others always run batch 1.
+    pub fn set_guidance_in_one_batch(&mut self, one_batch: Option<bool>) {
+        if one_batch != self.guidance_in_one_batch {
+            self.guidance_in_one_batch = one_batch;
+            self.unet = None;
+        }
+    }
+
+    /// Forgets the last clip's conditioning, so that the next clip runs
+    /// the text stages again (a benchmark times whole clips).
+    pub fn forget_conditioning(&mut self) {
+        self.last_conditioning = None;
+    }
+
+    /// The loaded UNet's batch (2: both guidance halves in one run).
+    pub fn unet_batch(&self) -> Option<usize> {
+        self.unet.as_ref().map(Graph::batch)
+    }
+
+    /// The UNet at batch 2 where its batch axis is free and both guidance
+    /// halves should run as one: by default on the GPU, where one run of
+    /// batch 2 keeps it busier than two of batch 1 and halves the kernel
+    /// launches. On the CPU the halves run side by side on half the
+    /// threads each instead (`guidance_executors`).
     fn load_unet(&self) -> Result<Graph, BackgroundError> {
-        Graph::load(&self.dir, &self.meta, "unet", self.device)
+        let free_batch = self
+            .meta
+            .input_shape("unet", "sample")
+            .and_then(|shape| shape.first())
+            .is_some_and(|&d| d < 0);
+        let one_batch = self
+            .guidance_in_one_batch
+            .unwrap_or(self.device == super::graph::ComputeDevice::Cuda);
+        let batch = if free_batch && one_batch { 2 } else { 1 };
+        Graph::load_batched(&self.dir, &self.meta, "unet", self.device, batch)
     }
 
     fn load_decoders(&self) -> Result<Decoders, BackgroundError> {
@@ -292,7 +332,7 @@ impl Engine {
         let count = |input: &str| -> usize {
             self.meta
                 .input_shape("unet", input)
-                .map_or(0, |s| s.iter().map(|&d| d.max(0) as usize).product())
+                .map_or(0, |s| s.iter().map(|&d| d.max(1) as usize).product())
         };
         let zeros = Conditioning {
             gpt_states: vec![0.0; count("gpt_states")],
@@ -589,18 +629,77 @@ impl Engine {
         t: i64,
         c: &Conditioning,
     ) -> Result<Vec<f32>, BackgroundError> {
+        let mut predictions = self.unet_run(unet, sample, t, &[c])?;
+        predictions
+            .pop()
+            .ok_or_else(|| BackgroundError::Internal("the UNet returned no prediction".into()))
+    }
+
+    /// The UNet's noise predictions for one sample under each of
+    /// `conditionings` (at most the graph's batch), in one run: a batch
+    /// larger than the conditionings repeats the last (no guidance on a
+    /// batch-2 UNet).
+    fn unet_run(
+        &self,
+        unet: &Graph,
+        sample: &[f32],
+        t: i64,
+        conditionings: &[&Conditioning],
+    ) -> Result<Vec<Vec<f32>>, BackgroundError> {
+        let batch = unet.batch();
+        let (Some(model), true) = (conditionings.first(), conditionings.len() <= batch) else {
+            return Err(BackgroundError::Internal(format!(
+                "{} conditionings for a UNet of batch {batch}",
+                conditionings.len()
+            )));
+        };
         let tokens = self.meta.gpt2_new_tokens.max(1);
-        let gpt_width = c.gpt_states.len() / tokens;
-        let padded = c.t5_mask.len().max(1);
-        let t5_width = c.t5_states.len() / padded;
+        let gpt_width = model.gpt_states.len() / tokens;
+        let padded = model.t5_mask.len().max(1);
+        let t5_width = model.t5_states.len() / padded;
+        let mut samples = Vec::with_capacity(sample.len() * batch);
+        let mut gpt_states = Vec::with_capacity(model.gpt_states.len() * batch);
+        let mut t5_states = Vec::with_capacity(model.t5_states.len() * batch);
+        let mut t5_mask = Vec::with_capacity(padded * batch);
+        for item in 0..batch {
+            let c = conditionings[item.min(conditionings.len() - 1)];
+            if c.t5_mask.len() != model.t5_mask.len()
+                || c.gpt_states.len() != model.gpt_states.len()
+            {
+                return Err(BackgroundError::Internal(
+                    "the guidance halves are conditioned at different lengths".into(),
+                ));
+            }
+            samples.extend_from_slice(sample);
+            gpt_states.extend_from_slice(&c.gpt_states);
+            t5_states.extend_from_slice(&c.t5_states);
+            t5_mask.extend_from_slice(&c.t5_mask);
+        }
+        let mut sample_shape = self.meta.latent_shape.clone();
+        sample_shape[0] *= batch;
         let out = unet.run(vec![
-            f32_tensor(&self.meta.latent_shape, sample)?,
+            f32_tensor(&sample_shape, &samples)?,
             i64_tensor(&[1], &[t])?,
-            f32_tensor(&[1, tokens, gpt_width], &c.gpt_states)?,
-            f32_tensor(&[1, padded, t5_width], &c.t5_states)?,
-            i64_tensor(&[1, padded], &c.t5_mask)?,
+            f32_tensor(&[batch, tokens, gpt_width], &gpt_states)?,
+            f32_tensor(&[batch, padded, t5_width], &t5_states)?,
+            i64_tensor(&[batch, padded], &t5_mask)?,
         ])?;
-        f32_values("unet", first(&out, "unet")?)
+        let predictions = f32_values("unet", first(&out, "unet")?)?;
+        if predictions.len() != sample.len() * batch {
+            return Err(BackgroundError::Inference {
+                component: "unet".into(),
+                reason: format!(
+                    "{} predicted values for {batch} samples of {}",
+                    predictions.len(),
+                    sample.len()
+                ),
+            });
+        }
+        Ok(predictions
+            .chunks(sample.len())
+            .take(conditionings.len())
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 
     /// Two executors that split the compute threads, for running the two
@@ -632,6 +731,14 @@ impl Engine {
         positive: &Conditioning,
     ) -> Result<(Vec<f32>, Vec<f32>), BackgroundError> {
         use tract_linalg::multithread::multithread_tract_scope;
+        if unet.batch() >= 2 {
+            let mut both = self.unet_run(unet, sample, t, &[negative, positive])?;
+            let conditional = both.pop();
+            let unconditional = both.pop();
+            return unconditional.zip(conditional).ok_or_else(|| {
+                BackgroundError::Internal("the UNet returned fewer than two predictions".into())
+            });
+        }
         let Some((first_half, second_half)) = halves else {
             return Ok((
                 self.unet_eps(unet, sample, t, negative)?,

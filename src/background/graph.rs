@@ -16,7 +16,9 @@ pub struct Graph {
     component: String,
     path: PathBuf,
     plan: Box<dyn tract_onnx::tract_core::runtime::Runnable>,
+    /// The inputs, with a free batch axis (-1 in bundle.toml) resolved.
     inputs: Vec<TensorMeta>,
+    batch: usize,
     load_s: f64,
     /// Runs and their total seconds, for benchmarks.
     runs: std::sync::Mutex<(u64, f64)>,
@@ -63,6 +65,15 @@ impl std::str::FromStr for ComputeDevice {
     }
 }
 
+impl std::fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ComputeDevice::Cpu => "cpu",
+            ComputeDevice::Cuda => "cuda",
+        })
+    }
+}
+
 impl ComputeDevice {
     /// Whether this build can run on the device.
     pub fn built_in(self) -> bool {
@@ -78,7 +89,14 @@ impl ComputeDevice {
 /// convolutions ([`crate::compute::tap_sum`]) and the UNet's multi-head
 /// attention ([`crate::compute::attention`]).
 fn prepare_cpu(model: InferenceModel, component: &str) -> TractResult<Arc<TypedRunnableModel>> {
-    let mut model = model.into_typed()?.into_decluttered()?;
+    prepare_typed_cpu(model.into_typed()?.into_decluttered()?, component)
+}
+
+/// [`prepare_cpu`] from the decluttered graph.
+fn prepare_typed_cpu(
+    mut model: TypedModel,
+    component: &str,
+) -> TractResult<Arc<TypedRunnableModel>> {
     let convolutions = crate::compute::tap_sum::use_tap_sum_convolutions(
         &mut model,
         &crate::compute::tap_sum::SharedKernels::default(),
@@ -95,13 +113,13 @@ fn prepare_cpu(model: InferenceModel, component: &str) -> TractResult<Arc<TypedR
 
 /// Tensors of the shapes and types `inputs` declare, for timing runs and
 /// tests: seeded noise for float inputs, timestep 500, masks of ones, and
-/// token ids from a fixed pattern.
+/// token ids from a fixed pattern; a free axis (-1) is 1.
 pub fn sample_tensors(inputs: &[TensorMeta]) -> Result<Vec<Tensor>, BackgroundError> {
     inputs
         .iter()
         .enumerate()
         .map(|(index, input)| {
-            let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(0) as usize).collect();
+            let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(1) as usize).collect();
             let count: usize = shape.iter().product();
             if input.dtype == "i64" {
                 let values: Vec<i64> = match input.name.as_str() {
@@ -119,46 +137,46 @@ pub fn sample_tensors(inputs: &[TensorMeta]) -> Result<Vec<Tensor>, BackgroundEr
 
 impl Graph {
     /// Verifies, loads and optimizes `component` of the bundle in `dir`
-    /// for `device`.
+    /// for `device`, at batch 1 where its batch axis is free.
     pub fn load(
         dir: &Path,
         meta: &BundleMeta,
         component: &str,
         device: ComputeDevice,
     ) -> Result<Graph, BackgroundError> {
+        Graph::load_batched(dir, meta, component, device, 1)
+    }
+
+    /// As [`Graph::load`], with every free axis (-1 in bundle.toml: the
+    /// UNet's batch since export.py left it free) fixed to `batch`: tract
+    /// runs best at concrete shapes.
+    pub fn load_batched(
+        dir: &Path,
+        meta: &BundleMeta,
+        component: &str,
+        device: ComputeDevice,
+        batch: usize,
+    ) -> Result<Graph, BackgroundError> {
         let entry = meta.component(dir, component)?;
+        let inputs: Vec<TensorMeta> = entry
+            .inputs
+            .iter()
+            .map(|input| TensorMeta {
+                shape: input
+                    .shape
+                    .iter()
+                    .map(|&d| if d < 0 { batch as i64 } else { d })
+                    .collect(),
+                ..input.clone()
+            })
+            .collect();
         let started = Instant::now();
         let path = verify_component(dir, entry)?;
         let bad = |reason: String| BackgroundError::Graph {
             path: path.clone(),
             reason,
         };
-        let mut model = tract_onnx::onnx()
-            .model_for_path(&path)
-            .map_err(|e| bad(format!("not a readable ONNX graph: {e}")))?;
-        let names: Vec<String> = model
-            .input_outlets()
-            .map_err(|e| bad(e.to_string()))?
-            .iter()
-            .map(|outlet| model.node(outlet.node).name.clone())
-            .collect();
-        for input in &entry.inputs {
-            let index = names.iter().position(|n| *n == input.name).ok_or_else(|| {
-                bad(format!(
-                    "the graph has no input `{}` (it has {names:?}); it does not belong to this bundle.toml",
-                    input.name
-                ))
-            })?;
-            let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(0) as usize).collect();
-            let fact: InferenceFact = match input.dtype.as_str() {
-                "f32" => f32::fact(&shape).into(),
-                "i64" => i64::fact(&shape).into(),
-                other => return Err(bad(format!("input `{}` has dtype {other}", input.name))),
-            };
-            model = model
-                .with_input_fact(index, fact)
-                .map_err(|e| bad(e.to_string()))?;
-        }
+        let model = read_graph(&path, &inputs).map_err(bad)?;
         let device = if device == ComputeDevice::Cuda && kept_on_cpu(component) {
             tracing::info!(component, "kept on the CPU (VIVID_CPU_GRAPHS)");
             ComputeDevice::Cpu
@@ -187,7 +205,8 @@ impl Graph {
             component: component.to_owned(),
             path,
             plan,
-            inputs: entry.inputs.clone(),
+            inputs,
+            batch,
             load_s: started.elapsed().as_secs_f64(),
             runs: std::sync::Mutex::new((0, 0.0)),
         })
@@ -235,6 +254,11 @@ impl Graph {
 
     pub fn component(&self) -> &str {
         &self.component
+    }
+
+    /// The size the free batch axis was fixed to (1 where there is none).
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 
     /// Inputs of the declared shapes for timing runs (see
@@ -337,6 +361,166 @@ impl Graph {
     }
 }
 
+/// Reads the ONNX graph at `path` with its inputs fixed to the shapes and
+/// types `inputs` declare (tract runs best at concrete shapes).
+fn read_graph(path: &Path, inputs: &[TensorMeta]) -> Result<InferenceModel, String> {
+    let mut model = tract_onnx::onnx()
+        .model_for_path(path)
+        .map_err(|e| format!("not a readable ONNX graph: {e}"))?;
+    let names: Vec<String> = model
+        .input_outlets()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|outlet| model.node(outlet.node).name.clone())
+        .collect();
+    for input in inputs {
+        let index = names.iter().position(|n| *n == input.name).ok_or_else(|| {
+            format!(
+                "the graph has no input `{}` (it has {names:?}); it does not belong to this bundle.toml",
+                input.name
+            )
+        })?;
+        let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(0) as usize).collect();
+        let fact: InferenceFact = match input.dtype.as_str() {
+            "f32" => f32::fact(&shape).into(),
+            "i64" => i64::fact(&shape).into(),
+            other => return Err(format!("input `{}` has dtype {other}", input.name)),
+        };
+        model = model
+            .with_input_fact(index, fact)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(model)
+}
+
+/// One node's output computed by tract's CPU runtime and by another
+/// (`vivid bench compare`).
+#[derive(Debug, Clone)]
+pub struct NodeComparison {
+    pub node: String,
+    pub op: String,
+    pub shape: Vec<usize>,
+    /// Largest magnitude among the finite values, on each side.
+    pub cpu_peak: f32,
+    pub other_peak: f32,
+    /// Values that are NaN or infinite, on each side.
+    pub cpu_not_finite: usize,
+    pub other_not_finite: usize,
+    /// Largest difference where both are finite, over the CPU's peak.
+    pub relative_diff: f32,
+}
+
+/// Runs `component` on `inputs` (in bundle.toml's order) with tract's CPU
+/// runtime and with `device`'s, every node's output kept, and compares the
+/// two node by node in the graph's order. Where a runtime goes wrong (a
+/// NaN, an overflow, a kernel off by more than rounding), the first node
+/// that parts names the op. Both sides get the graph as the GPU does
+/// (decluttered, GELU and cubes rewritten); on the CPU the other side is
+/// vivid's own CPU preparation (its fused and tap-sum ops, where keeping
+/// every output still lets them apply).
+pub fn compare_devices(
+    dir: &Path,
+    meta: &BundleMeta,
+    component: &str,
+    device: ComputeDevice,
+    inputs: Vec<Tensor>,
+) -> Result<Vec<NodeComparison>, BackgroundError> {
+    use tract_onnx::tract_core::ops::konst::Const;
+    let entry = meta.component(dir, component)?;
+    let path = verify_component(dir, entry)?;
+    let bad = |reason: String| BackgroundError::Graph {
+        path: path.clone(),
+        reason,
+    };
+    let failed = |e: TractError| bad(format!("{e:#}"));
+    let declared: Vec<TensorMeta> = entry
+        .inputs
+        .iter()
+        .zip(&inputs)
+        .map(|(meta, tensor)| TensorMeta {
+            shape: tensor.shape().iter().map(|&d| d as i64).collect(),
+            ..meta.clone()
+        })
+        .collect();
+    if inputs.len() != entry.inputs.len() {
+        return Err(bad(format!(
+            "{} inputs given, the graph takes {}",
+            inputs.len(),
+            entry.inputs.len()
+        )));
+    }
+    let model = read_graph(&path, &declared).map_err(bad)?;
+    let mut typed = model
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(failed)?;
+    unfuse_exact_gelu(&mut typed).map_err(failed)?;
+    expand_cubes(&mut typed).map_err(failed)?;
+    let mut kept = Vec::new();
+    for node in typed.nodes() {
+        if node.inputs.is_empty() || node.op_is::<Const>() || node.outputs.is_empty() {
+            continue;
+        }
+        let outlet = OutletId::new(node.id, 0);
+        let fact = typed.outlet_fact(outlet).map_err(failed)?;
+        if fact.datum_type == f32::datum_type() && fact.shape.as_concrete().is_some() {
+            kept.push((outlet, node.name.clone(), node.op().name().to_string()));
+        }
+    }
+    let outlets: Vec<OutletId> = kept.iter().map(|(outlet, _, _)| *outlet).collect();
+    typed.select_output_outlets(&outlets).map_err(failed)?;
+    let cpu = typed
+        .clone()
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .map_err(failed)?;
+    let other: Box<dyn tract_onnx::tract_core::runtime::Runnable> = match device {
+        ComputeDevice::Cpu => Box::new(prepare_typed_cpu(typed, component).map_err(failed)?),
+        ComputeDevice::Cuda => {
+            crate::compute::on_cpu::keep_ops_on_cpu(&mut typed, &ops_kept_on_cpu())
+                .map_err(failed)?;
+            cuda_plan(typed).map_err(|reason| BackgroundError::Device {
+                path: path.clone(),
+                reason,
+            })?
+        }
+    };
+    let values: TVec<TValue> = inputs.into_iter().map(TValue::from).collect();
+    let run_failed = |e: TractError| BackgroundError::Inference {
+        component: component.to_owned(),
+        reason: format!("{e:#}"),
+    };
+    let on_cpu = cpu.run(values.clone()).map_err(run_failed)?;
+    let on_other = other.run(values).map_err(run_failed)?;
+    let mut comparisons = Vec::with_capacity(kept.len());
+    for ((_, node, op), (a, b)) in kept.into_iter().zip(on_cpu.iter().zip(on_other.iter())) {
+        let a = a.to_plain_array_view::<f32>().map_err(run_failed)?;
+        let b = b.to_plain_array_view::<f32>().map_err(run_failed)?;
+        let peak = |v: &tract_ndarray::ArrayViewD<f32>| {
+            v.iter()
+                .filter(|x| x.is_finite())
+                .fold(0f32, |m, x| m.max(x.abs()))
+        };
+        let cpu_peak = peak(&a);
+        let largest = a
+            .iter()
+            .zip(b.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        comparisons.push(NodeComparison {
+            node,
+            op,
+            shape: a.shape().to_vec(),
+            cpu_peak,
+            other_peak: peak(&b),
+            cpu_not_finite: a.iter().filter(|x| !x.is_finite()).count(),
+            other_not_finite: b.iter().filter(|x| !x.is_finite()).count(),
+            relative_diff: largest / cpu_peak.max(f32::MIN_POSITIVE),
+        });
+    }
+    Ok(comparisons)
+}
+
 /// Whether `component` is named in `VIVID_CPU_GRAPHS` (a comma-separated
 /// list of bundle components, e.g. `t5_encoder,gpt2`): a diagnostic that
 /// keeps those graphs on the CPU when the others run on the GPU, to find
@@ -345,6 +529,22 @@ fn kept_on_cpu(component: &str) -> bool {
     std::env::var("VIVID_CPU_GRAPHS")
         .map(|list| list.split(',').any(|name| name.trim() == component))
         .unwrap_or(false)
+}
+
+/// The ops named in `VIVID_CPU_OPS` (a comma-separated list of tract op
+/// names, e.g. `RmsNorm,Softmax`): every node of them stays on the CPU when
+/// a graph goes to the GPU ([`crate::compute::on_cpu`]), a diagnostic and a
+/// workaround for a GPU kernel that `vivid bench compare` finds wrong.
+fn ops_kept_on_cpu() -> Vec<String> {
+    std::env::var("VIVID_CPU_OPS")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Replaces every element-wise node whose op `matches` by what `wire`
@@ -432,29 +632,22 @@ pub fn expand_cubes(model: &mut TypedModel) -> TractResult<usize> {
 /// Prepares a graph for tract's CUDA runtime: declutter, undo the GELU
 /// fusion and the cubes the runtime has no kernels for, hand it to
 /// the runtime, and log which nodes run where.
-#[cfg(feature = "cuda-background")]
 fn prepare_cuda(
     model: InferenceModel,
     component: &str,
 ) -> Result<Box<dyn tract_onnx::tract_core::runtime::Runnable>, String> {
-    // Linking tract-cuda registers its runtime.
-    use tract_cuda as _;
-    let runtime = tract_onnx::tract_core::runtime::runtime_for_name("cuda")
-        .map_err(|e| format!("tract's CUDA runtime is not available: {e:#}"))?
-        .ok_or("tract's CUDA runtime is not registered in this build")?;
     let mut typed = model
         .into_typed()
         .and_then(|m| m.into_decluttered())
         .map_err(|e| format!("tract cannot prepare it: {e:#}"))?;
     let rewritten = unfuse_exact_gelu(&mut typed).map_err(|e| e.to_string())?;
     let cubes = expand_cubes(&mut typed).map_err(|e| e.to_string())?;
-    let runnable = runtime
-        .prepare_with_options(typed, &Default::default())
-        .map_err(|e| {
-            format!(
-                "tract's CUDA runtime cannot prepare it (are the CUDA libraries installed, and the GPU visible?): {e:#}"
-            )
-        })?;
+    let pinned = crate::compute::on_cpu::keep_ops_on_cpu(&mut typed, &ops_kept_on_cpu())
+        .map_err(|e| e.to_string())?;
+    if pinned > 0 {
+        tracing::info!(component, nodes = pinned, "kept on the CPU (VIVID_CPU_OPS)");
+    }
+    let runnable = cuda_plan(typed)?;
     if let Some(model) = runnable.typed_model() {
         let mut on_cpu: std::collections::BTreeMap<String, usize> = Default::default();
         let mut on_gpu = 0usize;
@@ -478,10 +671,28 @@ fn prepare_cuda(
     Ok(runnable)
 }
 
+/// The decluttered, rewritten graph handed to tract's CUDA runtime.
+#[cfg(feature = "cuda-background")]
+fn cuda_plan(
+    typed: TypedModel,
+) -> Result<Box<dyn tract_onnx::tract_core::runtime::Runnable>, String> {
+    // Linking tract-cuda registers its runtime.
+    use tract_cuda as _;
+    let runtime = tract_onnx::tract_core::runtime::runtime_for_name("cuda")
+        .map_err(|e| format!("tract's CUDA runtime is not available: {e:#}"))?
+        .ok_or("tract's CUDA runtime is not registered in this build")?;
+    runtime
+        .prepare_with_options(typed, &Default::default())
+        .map_err(|e| {
+            format!(
+                "tract's CUDA runtime cannot prepare it (are the CUDA libraries installed, and the GPU visible?): {e:#}"
+            )
+        })
+}
+
 #[cfg(not(feature = "cuda-background"))]
-fn prepare_cuda(
-    _model: InferenceModel,
-    _component: &str,
+fn cuda_plan(
+    _typed: TypedModel,
 ) -> Result<Box<dyn tract_onnx::tract_core::runtime::Runnable>, String> {
     Err("this vivid was built without GPU support: build it with `--features cuda-background` (or `cuda`), or set background.device = \"cpu\"".into())
 }

@@ -108,6 +108,61 @@ pub trait Observer {
     fn record(&mut self, _name: &str, _value: Record<'_>) {}
 }
 
+/// Passes everything on to `inner` and writes every intermediate as
+/// `NAME.npy` into `dir` (clips after the first into `dir/clip-N/`):
+/// `vivid background --record DIR`, for parity checks against diffusers'
+/// recordings or between two devices. A write that fails is logged and
+/// the generation goes on.
+pub struct RecordToDir<'a> {
+    inner: &'a mut dyn Observer,
+    dir: std::path::PathBuf,
+    clip: usize,
+}
+
+impl<'a> RecordToDir<'a> {
+    pub fn new(inner: &'a mut dyn Observer, dir: &std::path::Path) -> RecordToDir<'a> {
+        RecordToDir {
+            inner,
+            dir: dir.to_path_buf(),
+            clip: 0,
+        }
+    }
+}
+
+impl Observer for RecordToDir<'_> {
+    fn clips(&mut self, count: usize) {
+        self.inner.clips(count);
+    }
+    fn stage(&mut self, clip: usize, stage: Stage) {
+        self.clip = clip;
+        self.inner.stage(clip, stage);
+    }
+    fn step(&mut self, clip: usize, done: usize, total: usize) {
+        self.inner.step(clip, done, total);
+    }
+    fn wants_records(&self) -> bool {
+        true
+    }
+    fn cancelled(&self) -> Option<String> {
+        self.inner.cancelled()
+    }
+    fn record(&mut self, name: &str, value: Record<'_>) {
+        let dir = match self.clip {
+            0 => self.dir.clone(),
+            clip => self.dir.join(format!("clip-{clip}")),
+        };
+        let path = dir.join(format!("{name}.npy"));
+        let written = std::fs::create_dir_all(&dir).and_then(|()| match value {
+            Record::F32(shape, values) => noise::write_npy(&path, shape, values),
+            Record::I64(shape, values) => noise::write_npy(&path, shape, values),
+        });
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), "cannot record an intermediate: {e}");
+        }
+        self.inner.record(name, value);
+    }
+}
+
 /// Watches nothing.
 pub struct Unobserved;
 

@@ -77,6 +77,25 @@ pub fn read_latents(path: &Path, shape: &[usize]) -> Result<Vec<f32>, Background
     Ok(values)
 }
 
+/// Writes `values` of `shape` as a numpy `.npy` file (intermediates for
+/// parity checks, `vivid background --record`).
+pub fn write_npy<T: npyz::AutoSerialize + Clone>(
+    path: &Path,
+    shape: &[usize],
+    values: &[T],
+) -> std::io::Result<()> {
+    use npyz::WriterBuilder;
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(file)
+        .begin_nd()?;
+    writer.extend(values.iter().cloned())?;
+    writer.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

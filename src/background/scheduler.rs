@@ -153,7 +153,7 @@ impl Scheduler for Ddim {
 
 /// DPM-Solver++ multistep as diffusers' `DPMSolverMultistepScheduler` with
 /// `algorithm_type="dpmsolver++"` and its defaults: order 2, midpoint
-/// solver, first order at the last step below 15 steps, final sigma 0.
+/// solver, final sigma 0 with a first-order last step.
 #[derive(Debug, Clone)]
 pub struct DpmSolverPlusPlus {
     timesteps: Vec<usize>,
@@ -216,7 +216,12 @@ impl Scheduler for DpmSolverPlusPlus {
             0.0
         };
         let ratio = if s_s > 0.0 { s_t / s_s } else { 0.0 };
-        let first_order = self.previous_x0.is_none() || (index + 1 == steps && steps < 15);
+        // The last step is first order at every step count: diffusers'
+        // `final_sigmas_type = "zero"` makes it so (`lower_order_final`
+        // below 15 steps is then implied), and the second-order update
+        // there would divide by h = λ_t − λ_s = ∞ and turn the latents
+        // into infinities.
+        let first_order = self.previous_x0.is_none() || index + 1 == steps;
         let next: Vec<f32> = match (&self.previous_x0, first_order) {
             (Some(previous), false) => {
                 let (a_p, s_p) = Self::alpha_sigma(self.sigmas[index - 1]);
@@ -313,6 +318,36 @@ mod tests {
                 (f64::from(*out) - expected).abs() < 1e-5,
                 "{out} vs {expected}"
             );
+        }
+    }
+
+    #[test]
+    fn dpm_solver_with_exact_noise_recovers_the_clean_sample_at_any_step_count() {
+        // x_t = α_t·x0 + σ_t·ε; with the true ε every data prediction is
+        // x0, so each step lands on x0 noised to the next σ, and the last
+        // (σ = 0) on x0 itself. 20 and more steps once ended in infinities:
+        // the last step took the second-order update, which divides by
+        // λ_t − λ_s = ∞ at σ_t = 0.
+        let config = audioldm2_config();
+        let x0 = [0.5f32, -0.25, 1.0];
+        let eps = [0.3f32, 0.1, -0.7];
+        for steps in [5, 14, 15, 20, 25, 50] {
+            let mut dpm = DpmSolverPlusPlus::new(&config, steps).unwrap();
+            let (alpha, sigma) = DpmSolverPlusPlus::alpha_sigma(dpm.sigmas[0]);
+            let mut x: Vec<f32> = x0
+                .iter()
+                .zip(&eps)
+                .map(|(a, e)| (alpha * f64::from(*a) + sigma * f64::from(*e)) as f32)
+                .collect();
+            for i in 0..steps {
+                x = dpm.step(i, &eps, &x);
+            }
+            for (out, expected) in x.iter().zip(&x0) {
+                assert!(
+                    (out - expected).abs() < 1e-4,
+                    "{steps} steps: {out} vs {expected}"
+                );
+            }
         }
     }
 }

@@ -2,19 +2,28 @@
 # The background engine on an NVIDIA GPU, measured on a machine that has
 # the GPU, PyTorch and the CUDA 13 Python packages (nvidia-cublas, -cudnn,
 # -cuda-nvrtc, -cuda-runtime) but no Rust and no network:
-#   1. parity: the tiny fp32 bundle on the GPU against diffusers' waveforms;
-#   2. speed and memory: the real-size random-weight bundle, grown here
+#   1. parity: the tiny fp32 bundle on the GPU (both guidance halves as one
+#      UNet batch) against diffusers' waveforms;
+#   2. a 25-step real-size clip with every intermediate recorded, and the
+#      VAE decoder compared node by node with the CPU on its recorded
+#      latents (`vivid bench compare`); where an op parts, again with that
+#      op kept on the CPU (VIVID_CPU_OPS), up to three ops;
+#   3. speed and memory: the real-size random-weight bundle, grown here
 #      from its skeleton (quantize/skeleton.py), with `vivid bench
-#      background --device cuda`;
-#   3. the reference: diffusers (PyTorch fp32) on the same GPU, with the
+#      background --device cuda` at UNet batch 2 and 1;
+#   4. the reference: diffusers (PyTorch fp32) on the same GPU, with the
 #      real-size random pipeline built here (quantize/realsize.py).
+# Steps come in order of importance, each under its own timeout.
 #
 # Usage: tests/bench/gpu.sh KIT_DIR OUT_DIR 2>&1 | tee OUT_DIR/gpu.log
 # KIT_DIR holds what was built elsewhere: vivid (a release build with
 # `--features cuda-background`, maybe as vivid.xz), lib/ and lib-base/
 # (the shared libraries vivid links that the machine may lack: libespeak-ng,
-# libasound and theirs; common base libraries apart), whl/ (diffusers and importlib_metadata wheels) and skel/
-# (the skeleton of the real-size fp32 bundle).
+# libasound and theirs; common base libraries apart), whl/ (diffusers and
+# importlib_metadata wheels), skel/ (the skeleton of the real-size fp32
+# bundle) and, optionally, latents_cpu.npy (the same clip's final latents
+# computed on the CPU: compared with the GPU's, and used when the GPU run
+# records none).
 set -u
 KIT=$(realpath "$1")
 OUT=$(realpath "$2")
@@ -61,7 +70,7 @@ GROW=$!
 (timeout 300 python3 "$REPO/quantize/realsize.py" /tmp/rs-pipeline >/tmp/realsize.log 2>&1; echo "realsize rc $?" >>/tmp/realsize.log) &
 PIPE=$!
 
-log "parity: tiny fp32 bundle on the GPU against diffusers"
+log "parity: tiny fp32 bundle on the GPU (guidance as one UNet batch) against diffusers"
 TINY="$REPO/tests/fixtures/audioldm2/tiny-fp32"
 REF="$REPO/tests/fixtures/audioldm2/reference"
 printf '[background]\ndevice = "cuda"\ncache_dir = "/tmp/vivid-cache"\n' >/tmp/gpu.toml
@@ -79,7 +88,7 @@ EOF
 )
     eval "set -- $args"
     rm -f "/tmp/tiny_$case.wav"
-    RUST_LOG=info timeout 90 env VIVID_CPU_GRAPHS="${VIVID_CPU_GRAPHS:-}" LD_LIBRARY_PATH="$VIVID_LIBS" /tmp/vivid --config /tmp/gpu.toml \
+    RUST_LOG=info timeout 60 env LD_LIBRARY_PATH="$VIVID_LIBS" /tmp/vivid --config /tmp/gpu.toml \
         background "$@" --bundle "$TINY" --init-latents "$REF/$case/latents_init.npy" \
         -o "/tmp/tiny_$case.wav" >>"$OUT/tiny.log" 2>&1
     echo "vivid rc $?"
@@ -96,49 +105,83 @@ print(f"{sys.argv[1]}: {n} samples, max abs diff {diff:.2e} ({diff / np.abs(thei
       "OK" if diff <= 1e-2 * np.abs(theirs).max() else "MISMATCH")
 EOF
 }
-GRAPHS="clap_text t5_encoder projection gpt2 unet vae_decoder vocoder"
-for case in dpm_negative dpm_plain ddim_negative ddim_plain; do
-    result=$(parity $case 2>&1); echo "$result"
-    if echo "$result" | grep -q MISMATCH; then
-        # Which graph does it: each kept on the CPU in turn.
-        for graph in $GRAPHS; do
-            echo "  $graph on the CPU: $(VIVID_CPU_GRAPHS=$graph parity $case 2>&1 | tail -1)"
-        done
-    fi
+for case in dpm_negative ddim_plain; do
+    parity $case 2>&1
 done
+grep -E "graph placed|kept on" "$OUT/tiny.log" | head -8 | cut -c1-400
 
 wait $GROW
 cat /tmp/grow.log
-log "real-size bundle on the GPU: graphs that give NaN move to the CPU"
-CPU_GRAPHS=""
-for attempt in 1 2 3 4; do
-    VIVID_CPU_GRAPHS="$CPU_GRAPHS" RUST_LOG=warn timeout 150 env LD_LIBRARY_PATH="$VIVID_LIBS" \
-        /tmp/vivid --config /tmp/gpu.toml background "Rain on a tin roof and distant thunder." \
-        --negative "Low quality." --seconds 10.24 --steps 2 --bundle /tmp/rs-fp32 --no-cache \
-        -o /tmp/rs_gpu.wav >/tmp/rs_try.log 2>&1
-    rc=$?
-    grep -E "error|wrote" /tmp/rs_try.log | tail -2
-    bad=$(grep -o "running the [a-z0-9_]* graph failed" /tmp/rs_try.log | head -1 | awk '{print $3}')
-    if [ $rc -eq 0 ] || [ -z "$bad" ]; then break; fi
-    CPU_GRAPHS="${CPU_GRAPHS:+$CPU_GRAPHS,}$bad"
+log "a real-size $STEPS-step clip on the GPU, every intermediate recorded"
+RUST_LOG=info timeout 120 env LD_LIBRARY_PATH="$VIVID_LIBS" /tmp/vivid --config /tmp/gpu.toml \
+    background "Rain on a tin roof and distant thunder." --negative "Low quality." \
+    --seconds 10.24 --steps "$STEPS" --seed 0 --bundle /tmp/rs-fp32 --record /tmp/rec \
+    -o /tmp/rs_gpu.wav >"$OUT/realsize_clip.log" 2>&1
+echo "clip rc $?"
+grep -E "graph placed|error|wrote|kept on" "$OUT/realsize_clip.log" | cut -c1-400
+LATENTS=/tmp/rec/latents_final_scaled.npy
+[ -f "$LATENTS" ] || LATENTS="$KIT/latents_cpu.npy"
+python3 - "$LATENTS" "$KIT/latents_cpu.npy" <<'EOF'
+import sys
+import numpy as np
+arrays = []
+for f in sys.argv[1:]:
+    try:
+        a = np.load(f)
+        arrays.append(a)
+        print(f, a.shape, "peak", float(np.abs(a).max()), "finite", bool(np.isfinite(a).all()))
+    except Exception as e:
+        print(f, e)
+if len(arrays) == 2 and arrays[0].shape == arrays[1].shape:
+    d = np.abs(arrays[0] - arrays[1]).max()
+    print(f"GPU against CPU latents: max abs diff {d:.3e} ({d / np.abs(arrays[1]).max():.2e} of peak)")
+EOF
+
+log "the VAE decoder on the GPU against the CPU, node by node, on those latents"
+compare() {  # LABEL: vivid bench compare on the VAE, output to $OUT/compare_LABEL.txt
+    RUST_LOG=warn timeout 150 env LD_LIBRARY_PATH="$VIVID_LIBS" /tmp/vivid bench compare \
+        --bundle /tmp/rs-fp32 --graph vae_decoder --device cuda --input "$LATENTS" --all \
+        >"$OUT/compare_$1.txt" 2>&1
+    echo "compare $1 rc $?"
+    grep -v "^  " "$OUT/compare_$1.txt" | head -30
+    grep -A5 "^first node with values" "$OUT/compare_$1.txt" | cut -c1-220
+}
+compare vae
+CPU_OPS=""
+for attempt in 1 2 3; do
+    op=$(grep -o "^first parting op: .*" "$OUT/compare_${CPU_OPS:-vae}.txt" 2>/dev/null | head -1 | cut -d' ' -f4)
+    [ -z "$op" ] && break
+    case "$op" in OnCpu*) break ;; esac
+    CPU_OPS="${CPU_OPS:+$CPU_OPS,}$op"
+    log "again with VIVID_CPU_OPS=$CPU_OPS"
+    VIVID_CPU_OPS="$CPU_OPS" compare "$CPU_OPS"
 done
-echo "graphs kept on the CPU: ${CPU_GRAPHS:-none}"
-export VIVID_CPU_GRAPHS="$CPU_GRAPHS"
-log "vivid on the real-size bundle"
-nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/tmp/gpumem_vivid.txt &
-SMI=$!
-RUST_LOG=info timeout 300 env LD_LIBRARY_PATH="$VIVID_LIBS" /tmp/vivid bench background \
-    --bundle /tmp/rs-fp32 --device cuda --steps "$STEPS" 2>"$OUT/bench_vivid.log"
-echo "vivid bench rc $?"
-kill $SMI
-echo "vivid: peak GPU memory used (MiB): $(sort -n /tmp/gpumem_vivid.txt | tail -1)"
+echo "ops kept on the CPU: ${CPU_OPS:-none}"
+export VIVID_CPU_OPS="$CPU_OPS"
+# Where the VAE still fails, the whole graph stays on the CPU so that the
+# timings come.
+if ! grep -q "as vivid runs it: finite output" "$OUT/compare_${CPU_OPS:-vae}.txt"; then
+    export VIVID_CPU_GRAPHS=vae_decoder
+fi
+echo "graphs kept on the CPU: ${VIVID_CPU_GRAPHS:-none}"
+
+for batch in 2 1; do
+    log "vivid bench on the real-size bundle, UNet batch $batch"
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/tmp/gpumem_vivid.txt &
+    SMI=$!
+    RUST_LOG=info timeout 150 env LD_LIBRARY_PATH="$VIVID_LIBS" /tmp/vivid bench background \
+        --bundle /tmp/rs-fp32 --device cuda --steps "$STEPS" --unet-batch $batch 2>"$OUT/bench_vivid_b$batch.log"
+    echo "vivid bench rc $?"
+    kill $SMI
+    echo "vivid: peak GPU memory used (MiB): $(sort -n /tmp/gpumem_vivid.txt | tail -1)"
+done
 
 wait $PIPE
-cat /tmp/realsize.log
+tail -3 /tmp/realsize.log
 log "diffusers on the same GPU"
 nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/tmp/gpumem_diffusers.txt &
 SMI=$!
-timeout 200 python3 "$REPO/tests/bench/audioldm2_reference.py" diffusers-cuda /tmp/rs-pipeline \
+timeout 150 python3 "$REPO/tests/bench/audioldm2_reference.py" diffusers-cuda /tmp/rs-pipeline \
     "$(nproc)" "$STEPS" 2>"$OUT/diffusers.log"
 echo "diffusers rc $?"
 kill $SMI

@@ -117,9 +117,28 @@ fn initial_latents_reproduce_diffusers_waveform() {
             "--init-latents",
         ])
         .arg(case.join("latents_init.npy"))
+        .arg("--record")
+        .arg(tmp.path().join("record"))
         .arg("-o")
         .arg(&out));
     assert!(result.status.success(), "{}", text(&result.stderr));
+    // --record writes the intermediates under diffusers' names.
+    let npy = |path: PathBuf| -> Vec<f32> {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap()
+    };
+    for name in ["latents_final_scaled", "mel", "eps_04", "t5_states_1"] {
+        let file = format!("{name}.npy");
+        let c = crate::common::compare(
+            &npy(tmp.path().join("record").join(&file)),
+            &npy(case.join(&file)),
+        );
+        assert!(
+            c.relative_diff() <= 1e-4,
+            "recorded {name}: {:.2e} of peak",
+            c.relative_diff()
+        );
+    }
     let (_, ours) = read_wav(&out);
     let bytes = std::fs::read(case.join("waveform.npy")).unwrap();
     let theirs: Vec<f32> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
@@ -190,4 +209,59 @@ fn bad_input_gets_clear_errors() {
     let stderr = text(&result.stderr);
     assert!(!result.status.success());
     assert!(stderr.contains("quantize/export.py"), "{stderr}");
+}
+
+#[test]
+fn bench_compare_finds_no_parting_node_between_cpu_preparations() {
+    // `vivid bench compare` on the CPU: tract's own ops against vivid's
+    // (tap-sum convolutions), node by node, on recorded latents.
+    let result = run(vivid()
+        .args([
+            "bench",
+            "compare",
+            "--graph",
+            "vae_decoder",
+            "--device",
+            "cpu",
+        ])
+        .arg("--bundle")
+        .arg(tiny_bundle())
+        .arg("--input")
+        .arg(reference("dpm_negative").join("latents_final_scaled.npy")));
+    let stdout = text(&result.stdout);
+    assert!(result.status.success(), "{stdout}{}", text(&result.stderr));
+    assert!(
+        stdout.contains("as vivid runs it: finite output"),
+        "{stdout}"
+    );
+    let compared: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_suffix(" nodes compared, every output kept (tract CPU / cpu):"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(compared > 100, "{stdout}");
+    assert!(
+        stdout.contains("first node off by more than the tolerance or not finite: none"),
+        "{stdout}"
+    );
+    // Latents of the wrong shape are refused with the file named.
+    let result = run(vivid()
+        .args([
+            "bench",
+            "compare",
+            "--graph",
+            "vae_decoder",
+            "--device",
+            "cpu",
+        ])
+        .arg("--bundle")
+        .arg(tiny_bundle())
+        .arg("--input")
+        .arg(reference("dpm_negative").join("eps_00.npy")));
+    assert!(!result.status.success());
+    assert!(
+        text(&result.stderr).contains("eps_00.npy"),
+        "{}",
+        text(&result.stderr)
+    );
 }

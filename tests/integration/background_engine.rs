@@ -526,3 +526,50 @@ fn cubes_for_the_gpu_compute_the_same_on_the_cpu() {
     assert_eq!(r.left, 0, "none left");
     assert_within_of_peak(&r, 1e-5);
 }
+
+#[test]
+fn both_guidance_halves_in_one_batch_match_diffusers() {
+    // The tiny UNet, like every UNet export.py writes, has a free batch
+    // axis: the GPU runs both guidance halves as one batch of two. Forced
+    // here on the CPU, it must give what diffusers gives, and what two
+    // runs of batch 1 give.
+    let bundle = fixtures().join("tiny-fp32");
+    let mut batched = Engine::open(&bundle, MemoryMode::Resident).unwrap();
+    batched.set_guidance_in_one_batch(Some(true));
+    let mut separate = Engine::open(&bundle, MemoryMode::Resident).unwrap();
+    separate.set_guidance_in_one_batch(Some(false));
+    for name in ["ddim_negative", "dpm_plain"] {
+        let case = case(name);
+        let mut recorder = Recorder::default();
+        let ours = batched.clip(&case.request, 0, &mut recorder).unwrap();
+        let worst = compare_with_reference(name, &recorder);
+        for (key, diff) in &worst {
+            assert!(*diff <= 1e-4, "batch 2, {name}/{key}: {diff:.2e} of peak");
+        }
+        let theirs = separate
+            .clip(&case.request, 0, &mut Recorder::default())
+            .unwrap();
+        let c = crate::common::compare(&ours, &theirs);
+        assert!(
+            c.relative_diff() <= 1e-5,
+            "{name}: batch 2 against batch 1: {:.2e} of peak",
+            c.relative_diff()
+        );
+    }
+    // Without guidance a batch-2 UNet runs the one conditioning (twice).
+    let mut unguided = case("dpm_plain").request;
+    unguided.guidance = 1.0;
+    let ours = batched
+        .clip(&unguided, 0, &mut Recorder::default())
+        .unwrap();
+    let theirs = separate
+        .clip(&unguided, 0, &mut Recorder::default())
+        .unwrap();
+    let c = crate::common::compare(&ours, &theirs);
+    assert!(
+        c.relative_diff() <= 1e-5,
+        "unguided: {:.2e}",
+        c.relative_diff()
+    );
+    assert!(c.correlation > 0.999_999, "unguided: {}", c.correlation);
+}
