@@ -985,8 +985,14 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
     let device = args.device;
     let on_gpu = device == ComputeDevice::Cuda;
     // On the GPU the thread count only matters for the few CPU nodes.
+    // The UNet step at 1, 2, 4, ... threads and at every core: how tract's
+    // executor scales on this host.
     let threads: Vec<usize> = if cores > 1 && !on_gpu {
-        vec![1, cores]
+        let mut counts: Vec<usize> = std::iter::successors(Some(1usize), |n| Some(n * 2))
+            .take_while(|&n| n < cores)
+            .collect();
+        counts.push(cores);
+        counts
     } else {
         vec![cores]
     };
@@ -1062,7 +1068,10 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
         } else {
             println!(
                 "{:<34} {seconds:>12.2}",
-                format!("UNet CFG step, {n} thread (s)")
+                format!(
+                    "UNet CFG step, {n} thread{} (s)",
+                    if *n == 1 { "" } else { "s" }
+                )
             );
         }
     }

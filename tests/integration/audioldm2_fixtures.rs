@@ -50,7 +50,8 @@ fn bundles_match_their_bundle_toml() {
     }
 }
 
-/// (name, dtype, shape) of each input of a bundle.toml component entry.
+/// (name, dtype, shape) of each input of a bundle.toml component entry; a
+/// free axis (-1, the UNet's batch) is taken as 2, the batch the GPU runs.
 fn declared_inputs(entry: &toml::Value) -> Vec<(String, String, Vec<usize>)> {
     entry["inputs"]
         .as_array()
@@ -61,7 +62,10 @@ fn declared_inputs(entry: &toml::Value) -> Vec<(String, String, Vec<usize>)> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|d| d.as_integer().unwrap() as usize)
+                .map(|d| match d.as_integer().unwrap() {
+                    -1 => 2,
+                    d => d as usize,
+                })
                 .collect();
             (
                 input["name"].as_str().unwrap().to_owned(),
