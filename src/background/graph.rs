@@ -433,6 +433,14 @@ pub fn compare_devices(
         reason,
     };
     let failed = |e: TractError| bad(format!("{e:#}"));
+    if inputs.len() != entry.inputs.len() {
+        return Err(bad(format!(
+            "{} inputs given, the graph takes {}",
+            inputs.len(),
+            entry.inputs.len()
+        )));
+    }
+    // The graph at the shapes of the given inputs (a free batch axis too).
     let declared: Vec<TensorMeta> = entry
         .inputs
         .iter()
@@ -442,13 +450,6 @@ pub fn compare_devices(
             ..meta.clone()
         })
         .collect();
-    if inputs.len() != entry.inputs.len() {
-        return Err(bad(format!(
-            "{} inputs given, the graph takes {}",
-            inputs.len(),
-            entry.inputs.len()
-        )));
-    }
     let model = read_graph(&path, &declared).map_err(bad)?;
     let mut typed = model
         .into_typed()
