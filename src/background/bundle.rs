@@ -30,6 +30,17 @@ pub struct TensorMeta {
     pub shape: Vec<i64>,
 }
 
+impl TensorMeta {
+    /// The shape with every free axis (-1: the UNet's batch, which
+    /// export.py leaves free) set to `free`.
+    pub fn dims(&self, free: usize) -> Vec<usize> {
+        self.shape
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(free))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ComponentMeta {
     pub file: String,

@@ -119,7 +119,7 @@ pub fn sample_tensors(inputs: &[TensorMeta]) -> Result<Vec<Tensor>, BackgroundEr
         .iter()
         .enumerate()
         .map(|(index, input)| {
-            let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(1) as usize).collect();
+            let shape = input.dims(1);
             let count: usize = shape.iter().product();
             if input.dtype == "i64" {
                 let values: Vec<i64> = match input.name.as_str() {
@@ -162,11 +162,7 @@ impl Graph {
             .inputs
             .iter()
             .map(|input| TensorMeta {
-                shape: input
-                    .shape
-                    .iter()
-                    .map(|&d| if d < 0 { batch as i64 } else { d })
-                    .collect(),
+                shape: input.dims(batch).into_iter().map(|d| d as i64).collect(),
                 ..input.clone()
             })
             .collect();
@@ -305,7 +301,7 @@ impl Graph {
             )));
         }
         for (tensor, meta) in inputs.iter().zip(&self.inputs) {
-            let expected: Vec<usize> = meta.shape.iter().map(|&d| d.max(0) as usize).collect();
+            let expected = meta.dims(1);
             if tensor.shape() != expected.as_slice() {
                 return Err(fail(format!(
                     "input `{}` has shape {:?}, the graph takes {:?}",
@@ -380,7 +376,7 @@ fn read_graph(path: &Path, inputs: &[TensorMeta]) -> Result<InferenceModel, Stri
                 input.name
             )
         })?;
-        let shape: Vec<usize> = input.shape.iter().map(|&d| d.max(0) as usize).collect();
+        let shape = input.dims(1);
         let fact: InferenceFact = match input.dtype.as_str() {
             "f32" => f32::fact(&shape).into(),
             "i64" => i64::fact(&shape).into(),
@@ -415,9 +411,10 @@ pub struct NodeComparison {
 /// two node by node in the graph's order. Where a runtime goes wrong (a
 /// NaN, an overflow, a kernel off by more than rounding), the first node
 /// that parts names the op. Both sides get the graph as the GPU does
-/// (decluttered, GELU and cubes rewritten); on the CPU the other side is
-/// vivid's own CPU preparation (its fused and tap-sum ops, where keeping
-/// every output still lets them apply).
+/// ([`typed_for_gpu`]; an op kept on the CPU is named `OnCpu(...)`, which
+/// tells `tests/bench/gpu.sh` not to add it to `VIVID_CPU_OPS` again). On
+/// the CPU the other side is vivid's own CPU preparation (its fused and
+/// tap-sum ops, where keeping every output still lets them apply).
 pub fn compare_devices(
     dir: &Path,
     meta: &BundleMeta,
@@ -451,12 +448,7 @@ pub fn compare_devices(
         })
         .collect();
     let model = read_graph(&path, &declared).map_err(bad)?;
-    let mut typed = model
-        .into_typed()
-        .and_then(|m| m.into_decluttered())
-        .map_err(failed)?;
-    unfuse_exact_gelu(&mut typed).map_err(failed)?;
-    expand_cubes(&mut typed).map_err(failed)?;
+    let (mut typed, _) = typed_for_gpu(model).map_err(failed)?;
     let mut kept = Vec::new();
     for node in typed.nodes() {
         if node.inputs.is_empty() || node.op_is::<Const>() || node.outputs.is_empty() {
@@ -477,14 +469,10 @@ pub fn compare_devices(
         .map_err(failed)?;
     let other: Box<dyn tract_onnx::tract_core::runtime::Runnable> = match device {
         ComputeDevice::Cpu => Box::new(prepare_typed_cpu(typed, component).map_err(failed)?),
-        ComputeDevice::Cuda => {
-            crate::compute::on_cpu::keep_ops_on_cpu(&mut typed, &ops_kept_on_cpu())
-                .map_err(failed)?;
-            cuda_plan(typed).map_err(|reason| BackgroundError::Device {
-                path: path.clone(),
-                reason,
-            })?
-        }
+        ComputeDevice::Cuda => cuda_plan(typed).map_err(|reason| BackgroundError::Device {
+            path: path.clone(),
+            reason,
+        })?,
     };
     let values: TVec<TValue> = inputs.into_iter().map(TValue::from).collect();
     let run_failed = |e: TractError| BackgroundError::Inference {
@@ -630,6 +618,32 @@ pub fn expand_cubes(model: &mut TypedModel) -> TractResult<usize> {
     )
 }
 
+/// How many nodes [`typed_for_gpu`] rewrote.
+struct GpuRewrites {
+    gelus: usize,
+    cubes: usize,
+    kept_on_cpu: usize,
+}
+
+/// The graph as it goes to tract's CUDA runtime (and as `vivid bench
+/// compare` checks it): decluttered, the exact GELUs unfused and the cubes
+/// expanded into ops the runtime has kernels for, and the ops named in
+/// `VIVID_CPU_OPS` wrapped to stay on the CPU.
+fn typed_for_gpu(model: InferenceModel) -> TractResult<(TypedModel, GpuRewrites)> {
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    let gelus = unfuse_exact_gelu(&mut typed)?;
+    let cubes = expand_cubes(&mut typed)?;
+    let kept_on_cpu = crate::compute::on_cpu::keep_ops_on_cpu(&mut typed, &ops_kept_on_cpu())?;
+    Ok((
+        typed,
+        GpuRewrites {
+            gelus,
+            cubes,
+            kept_on_cpu,
+        },
+    ))
+}
+
 /// Prepares a graph for tract's CUDA runtime: declutter, undo the GELU
 /// fusion and the cubes the runtime has no kernels for, hand it to
 /// the runtime, and log which nodes run where.
@@ -637,16 +651,14 @@ fn prepare_cuda(
     model: InferenceModel,
     component: &str,
 ) -> Result<Box<dyn tract_onnx::tract_core::runtime::Runnable>, String> {
-    let mut typed = model
-        .into_typed()
-        .and_then(|m| m.into_decluttered())
-        .map_err(|e| format!("tract cannot prepare it: {e:#}"))?;
-    let rewritten = unfuse_exact_gelu(&mut typed).map_err(|e| e.to_string())?;
-    let cubes = expand_cubes(&mut typed).map_err(|e| e.to_string())?;
-    let pinned = crate::compute::on_cpu::keep_ops_on_cpu(&mut typed, &ops_kept_on_cpu())
-        .map_err(|e| e.to_string())?;
-    if pinned > 0 {
-        tracing::info!(component, nodes = pinned, "kept on the CPU (VIVID_CPU_OPS)");
+    let (typed, rewrites) =
+        typed_for_gpu(model).map_err(|e| format!("tract cannot prepare it: {e:#}"))?;
+    if rewrites.kept_on_cpu > 0 {
+        tracing::info!(
+            component,
+            nodes = rewrites.kept_on_cpu,
+            "kept on the CPU (VIVID_CPU_OPS)"
+        );
     }
     let runnable = cuda_plan(typed)?;
     if let Some(model) = runnable.typed_model() {
@@ -662,8 +674,8 @@ fn prepare_cuda(
         }
         tracing::info!(
             component,
-            gelu_rewritten = rewritten,
-            cubes_rewritten = cubes,
+            gelu_rewritten = rewrites.gelus,
+            cubes_rewritten = rewrites.cubes,
             gpu_nodes = on_gpu,
             cpu_nodes = ?on_cpu,
             "graph placed on the GPU"

@@ -215,19 +215,22 @@ fn bad_input_gets_clear_errors() {
 fn bench_compare_finds_no_parting_node_between_cpu_preparations() {
     // `vivid bench compare` on the CPU: tract's own ops against vivid's
     // (tap-sum convolutions), node by node, on recorded latents.
-    let result = run(vivid()
-        .args([
-            "bench",
-            "compare",
-            "--graph",
-            "vae_decoder",
-            "--device",
-            "cpu",
-        ])
-        .arg("--bundle")
-        .arg(tiny_bundle())
-        .arg("--input")
-        .arg(reference("dpm_negative").join("latents_final_scaled.npy")));
+    let compare = |input: &str| {
+        run(vivid()
+            .args([
+                "bench",
+                "compare",
+                "--graph",
+                "vae_decoder",
+                "--device",
+                "cpu",
+            ])
+            .arg("--bundle")
+            .arg(tiny_bundle())
+            .arg("--input")
+            .arg(reference("dpm_negative").join(input)))
+    };
+    let result = compare("latents_final_scaled.npy");
     let stdout = text(&result.stdout);
     assert!(result.status.success(), "{stdout}{}", text(&result.stderr));
     assert!(
@@ -245,19 +248,7 @@ fn bench_compare_finds_no_parting_node_between_cpu_preparations() {
         "{stdout}"
     );
     // Latents of the wrong shape are refused with the file named.
-    let result = run(vivid()
-        .args([
-            "bench",
-            "compare",
-            "--graph",
-            "vae_decoder",
-            "--device",
-            "cpu",
-        ])
-        .arg("--bundle")
-        .arg(tiny_bundle())
-        .arg("--input")
-        .arg(reference("dpm_negative").join("eps_00.npy")));
+    let result = compare("eps_00.npy");
     assert!(!result.status.success());
     assert!(
         text(&result.stderr).contains("eps_00.npy"),
