@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Installs what building and testing vivid needs on Debian 12 / Ubuntu 22.04+
-# / JetPack 6, and checks the Rust toolchain. Safe to re-run.
+# Installs what building vivid needs on Debian 12 / Ubuntu 22.04+ / JetPack 6,
+# and checks the Rust toolchain. Safe to re-run.
+#
+#   deploy/deps.sh          build and run vivid
+#   deploy/deps.sh --test   also the sound servers the playback tests play
+#                           to in real time (PulseAudio with a null sink, JACK
+#                           with its dummy driver, and their ALSA plugins);
+#                           an appliance does not need them
 set -euo pipefail
 
 packages=(
@@ -12,6 +18,16 @@ packages=(
   fonts-dejavu-core           # text in `vivid render --plot` pictures
   systemd                     # systemd-analyze checks the service unit
 )
+case "${1:-}" in
+  --test)
+    packages+=(
+      pulseaudio pulseaudio-utils  # a real-time device to stall and to pull out
+      jackd2                       # a device with one fixed rate
+      libasound2-plugins           # ALSA's pulse and jack plugins
+    ) ;;
+  "") ;;
+  *) echo "deps: unknown option $1 (use --test for the test sound servers)" >&2; exit 2 ;;
+esac
 
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 missing=()

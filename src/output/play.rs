@@ -101,41 +101,69 @@ impl AlsaSink {
         };
         let pcm = PCM::new(&self.settings.device, Direction::Playback, false)
             .map_err(|e| fail(e.to_string()))?;
-        let negotiated = {
-            let hw = HwParams::any(&pcm).map_err(|e| fail(e.to_string()))?;
-            hw.set_access(Access::RWInterleaved)
-                .map_err(|e| fail(format!("interleaved access: {e}")))?;
-            // The first format the device takes, best first.
-            let format = [
-                (Format::s16(), SampleFormat::S16),
-                (Format::s32(), SampleFormat::S32),
-                (Format::float(), SampleFormat::F32),
-            ]
-            .into_iter()
-            .find(|(f, _)| hw.test_format(*f).is_ok())
-            .ok_or_else(|| fail("it takes none of S16, S32 or FLOAT samples".into()))?;
-            hw.set_format(format.0).map_err(|e| fail(e.to_string()))?;
-            let channels = hw.set_channels_near(1).map_err(|e| fail(e.to_string()))?;
-            let rate = hw
-                .set_rate_near(rate, ValueOr::Nearest)
-                .map_err(|e| fail(e.to_string()))?;
-            hw.set_buffer_time_near(200_000, ValueOr::Nearest)
-                .map_err(|e| fail(e.to_string()))?;
-            pcm.hw_params(&hw).map_err(|e| fail(e.to_string()))?;
-            Negotiated {
-                rate,
-                channels,
-                format: format.1,
-            }
+        // Ask for ~200 ms of buffer in ~50 ms periods. Some devices (JACK,
+        // for one) cannot make that buffer from whole periods: they get
+        // the device's own buffer size instead of no sound at all.
+        let format = Self::set_hw_params(&pcm, rate, true)
+            .or_else(|first| {
+                tracing::debug!("the device refused a 200 ms buffer ({first}); using its own");
+                Self::set_hw_params(&pcm, rate, false)
+            })
+            .map_err(fail)?;
+        // Read back what the device settled on: the `_near` setters can
+        // report the value asked for while the device keeps its own (a
+        // fixed-rate device behind an ALSA plugin does), and playing at a
+        // rate the device is not running at changes the pitch.
+        let (negotiated, buffer_frames) = {
+            let current = pcm
+                .hw_params_current()
+                .map_err(|e| fail(format!("reading back its parameters: {e}")))?;
+            let negotiated = Negotiated {
+                rate: current.get_rate().map_err(|e| fail(e.to_string()))?,
+                channels: current.get_channels().map_err(|e| fail(e.to_string()))?,
+                format,
+            };
+            (negotiated, current.get_buffer_size().unwrap_or(0))
         };
+        let buffer_ms = buffer_frames as f64 * 1000.0 / f64::from(negotiated.rate.max(1));
         tracing::info!(
             device = %self.settings.device,
             rate = negotiated.rate,
             channels = negotiated.channels,
             format = ?negotiated.format,
+            buffer_ms = buffer_ms.round(),
             "sound device open"
         );
         Ok((pcm, negotiated))
+    }
+
+    /// Chooses access, sample format, channels, rate and (with
+    /// `small_buffer`) the buffer size, and applies them.
+    fn set_hw_params(pcm: &PCM, rate: u32, small_buffer: bool) -> Result<SampleFormat, String> {
+        let hw = HwParams::any(pcm).map_err(|e| e.to_string())?;
+        hw.set_access(Access::RWInterleaved)
+            .map_err(|e| format!("interleaved access: {e}"))?;
+        // The first format the device takes, best first.
+        let format = [
+            (Format::s16(), SampleFormat::S16),
+            (Format::s32(), SampleFormat::S32),
+            (Format::float(), SampleFormat::F32),
+        ]
+        .into_iter()
+        .find(|(f, _)| hw.test_format(*f).is_ok())
+        .ok_or_else(|| "it takes none of S16, S32 or FLOAT samples".to_string())?;
+        hw.set_format(format.0).map_err(|e| e.to_string())?;
+        hw.set_channels_near(1).map_err(|e| e.to_string())?;
+        hw.set_rate_near(rate, ValueOr::Nearest)
+            .map_err(|e| e.to_string())?;
+        if small_buffer {
+            hw.set_period_time_near(50_000, ValueOr::Nearest)
+                .map_err(|e| e.to_string())?;
+            hw.set_buffer_time_near(200_000, ValueOr::Nearest)
+                .map_err(|e| e.to_string())?;
+        }
+        pcm.hw_params(&hw).map_err(|e| e.to_string())?;
+        Ok(format.1)
     }
 
     /// Opens the device, retrying with backoff until `reopen_for` has passed.
@@ -193,9 +221,11 @@ impl AlsaSink {
         match written {
             Ok(frames) => Ok(frames),
             Err(e) => {
-                // EPIPE (underrun) and ESTRPIPE (suspend) are recoverable.
+                // EPIPE (underrun: playback fell behind the device) and
+                // ESTRPIPE (suspend) are recoverable; the frames are
+                // written again from where they were.
                 pcm.try_recover(e, true)?;
-                tracing::debug!("sound device underrun recovered");
+                tracing::warn!("sound device underrun ({e}): playback fell behind; recovered");
                 Ok(0)
             }
         }

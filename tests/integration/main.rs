@@ -11,5 +11,6 @@ mod foundation;
 mod play_cli;
 mod render_cli;
 mod serve_cli;
+mod sound_server;
 mod speech_cli;
 mod speech_parity;

@@ -1,10 +1,14 @@
-//! `vivid play` through the real ALSA library, on a PCM defined in a test
+//! `vivid play` through the real ALSA library, on PCMs defined in a test
 //! config: the `file` plugin over the `null` device writes the samples
-//! that came out, which the test compares with the WAV.
+//! that came out, which the test compares with the WAV; PulseAudio and
+//! JACK servers (`sound_server`) play in real time, so stalls, a server
+//! that goes away and a device with one fixed rate are real too.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::common::{run, text, vivid, write_config};
+use crate::sound_server::{Jack, Pulse, Watched};
 
 fn asound_conf(dir: &Path, raw: &Path) -> std::path::PathBuf {
     crate::common::asound_conf(dir, "vividtest", raw)
@@ -181,9 +185,7 @@ fn a_device_that_takes_only_float_stereo_gets_float_stereo() {
     // bindings) of float samples only (`lfloat` turns them into S32 for
     // the file plugin), like a USB DAC with a fixed layout. vivid must
     // choose FLOAT over its preferred S16 and copy the mono narration to
-    // both channels. (The null device takes any rate, so a device with a
-    // fixed rate cannot be modelled here; that path resamples, as the
-    // queue test's second file does.)
+    // both channels. (A device with a fixed rate is the JACK test below.)
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("out.raw");
     let conf = tmp.path().join("asound.conf");
@@ -229,4 +231,270 @@ fn a_device_that_takes_only_float_stereo_gets_float_stereo() {
             "{value} for {sample}"
         );
     }
+}
+
+/// One stretch of sound in a recording: where it starts in the
+/// recording and where its samples start in the played file.
+#[derive(Debug)]
+struct Stretch {
+    recorded_at: usize,
+    file_offset: usize,
+    len: usize,
+}
+
+/// Splits a recording at runs of at least 10 ms of exact silence and finds
+/// each stretch of sound in `played`, asserting that it is a sample-exact
+/// copy of one part of it (the sound server mixes a single stream at full
+/// volume without changing a sample).
+fn stretches(recorded: &[i16], played: &[i16]) -> Vec<Stretch> {
+    const GAP: usize = 480;
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < recorded.len() {
+        if recorded[i] == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut zeros = 0;
+        while i < recorded.len() && zeros < GAP {
+            zeros = if recorded[i] == 0 { zeros + 1 } else { 0 };
+            i += 1;
+        }
+        let end = i - zeros;
+        let sound = &recorded[start..end];
+        let head = &sound[..sound.len().min(64)];
+        let file_offset = played
+            .windows(head.len())
+            .position(|w| w == head)
+            .unwrap_or_else(|| panic!("sound at {start} is not from the played file"));
+        assert!(
+            played.len() >= file_offset + sound.len()
+                && played[file_offset..file_offset + sound.len()] == *sound,
+            "sound at {start} ({} samples) differs from the file at {file_offset}",
+            sound.len()
+        );
+        found.push(Stretch {
+            recorded_at: start,
+            file_offset,
+            len: sound.len(),
+        });
+    }
+    found
+}
+
+#[test]
+fn playback_that_stalls_longer_than_the_buffer_resumes_and_loses_nothing() {
+    // A busy CPU can stop the player for longer than the device's 200 ms
+    // buffer: the device runs dry. Here the player is stopped (SIGSTOP)
+    // for 1.5 s in the middle of a 3 s tone on a server that plays in real
+    // time. Afterwards playback must go on from where it was: every sample
+    // of the file reaches the device once, in order, with the silence of
+    // the stall in between.
+    let _quiet = crate::common::llm_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(tmp.path());
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(&conf, pulse.pcm("realtime")).unwrap();
+    let wav = tmp.path().join("tone.wav");
+    let samples = write_tone(&wav, 48_000, 3.0);
+    let raw = tmp.path().join("heard.raw");
+    let recorder = pulse.record(&raw);
+
+    let mut player = Watched::spawn(
+        vivid()
+            .env("ALSA_CONFIG_PATH", &conf)
+            .args(["play", "--device", "realtime"])
+            .arg(&wav),
+    );
+    player.wait_for("sound device open", Duration::from_secs(30));
+    wait_for_sound(&raw, 24_000);
+    player.signal("STOP");
+    std::thread::sleep(Duration::from_millis(1500));
+    player.signal("CONT");
+    let (ok, log) = player.finish(Duration::from_secs(30));
+    assert!(ok, "{log}");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(recorder);
+
+    let heard = raw_samples(&raw);
+    let found = stretches(&heard, &samples);
+    eprintln!(
+        "stretches heard: {found:?}; underruns reported to vivid: {}",
+        log.matches("underrun").count()
+    );
+    for pair in found.windows(2) {
+        assert!(
+            pair[1].file_offset >= pair[0].file_offset + pair[0].len,
+            "played out of order or twice: {found:?}"
+        );
+    }
+    assert!(
+        found.len() >= 2,
+        "no silence mid-file: the stall did not run the device dry ({found:?})"
+    );
+    // From the first sound heard to the end. PulseAudio's plugin drops
+    // what was written between the underrun and its report to vivid (it
+    // makes a new stream to recover; 1 to 20 ms in trials); a player that
+    // lost its buffer on recovery would lose 200 ms, one that restarted
+    // the file would fail the order check above.
+    let heard_len: usize = found.iter().map(|s| s.len).sum();
+    let lost = samples.len() - found[0].file_offset - heard_len;
+    assert!(
+        lost <= 4_800,
+        "{lost} samples after the first one heard never reached the device ({found:?})"
+    );
+    let last = found.last().unwrap();
+    assert_eq!(
+        last.file_offset + last.len,
+        samples.len(),
+        "the end was heard"
+    );
+}
+
+#[test]
+fn a_sound_server_that_goes_away_mid_play_is_reopened_and_playback_goes_on() {
+    // The server is killed once 1 s of a 4 s tone has been heard, as a USB
+    // speaker is pulled out, and comes back 1.5 s later. The player keeps retrying
+    // (playback.reopen_s), reopens it and plays the rest of the file from
+    // where it was, not from the start, and exits successfully.
+    let _quiet = crate::common::llm_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut pulse = Pulse::start(tmp.path());
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(&conf, pulse.pcm("usbspeaker")).unwrap();
+    let cfg = write_config(tmp.path(), "[playback]\nreopen_s = 20\n");
+    let wav = tmp.path().join("tone.wav");
+    let samples = write_tone(&wav, 48_000, 4.0);
+
+    let mut player = Watched::spawn(
+        vivid()
+            .env("ALSA_CONFIG_PATH", &conf)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["play", "--device", "usbspeaker"])
+            .arg(&wav),
+    );
+    player.wait_for("sound device open", Duration::from_secs(30));
+    let before = tmp.path().join("before.raw");
+    let recorder = pulse.record(&before);
+    wait_for_sound(&before, 48_000);
+    pulse.kill();
+    drop(recorder);
+    player.wait_for("sound device failed", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    pulse.restart();
+    let after = tmp.path().join("after.raw");
+    let recorder = pulse.record(&after);
+    let (ok, log) = player.finish(Duration::from_secs(40));
+    assert!(ok, "{log}");
+    assert!(log.contains("cannot open sound device"), "{log}");
+    assert!(
+        log.matches("sound device open").count() >= 2,
+        "reopened: {log}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    drop(recorder);
+
+    let heard_before = stretches(&raw_samples(&before), &samples);
+    let last_before = heard_before.last().expect("sound before the server died");
+    let stopped_at = last_before.file_offset + last_before.len;
+    let heard_after = stretches(&raw_samples(&after), &samples);
+    let resumed_at = heard_after
+        .first()
+        .expect("the rest of the file was heard")
+        .file_offset;
+    // What the dead server held (its 200 ms buffer and its own latency) is
+    // lost with it; the rest plays from there. A restart from the top
+    // would resume before `stopped_at`.
+    assert!(
+        resumed_at >= stopped_at && resumed_at <= stopped_at + 48_000,
+        "stopped at sample {stopped_at}, resumed at {resumed_at}"
+    );
+    let last = heard_after.last().unwrap();
+    assert_eq!(
+        last.file_offset + last.len,
+        samples.len(),
+        "the end was heard"
+    );
+}
+
+/// Waits until a recording holds `samples` of sound (nonzero samples).
+fn wait_for_sound(raw: &Path, samples: usize) {
+    let started = std::time::Instant::now();
+    loop {
+        let heard = std::fs::read(raw)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .filter(|b| b != &[0, 0])
+            .count();
+        if heard >= samples {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "only {heard} samples of sound reached the device in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_device_with_one_fixed_rate_gets_the_audio_resampled_to_it() {
+    // A JACK server at 44.1 kHz takes exactly that rate, two channels and
+    // float samples, like many USB interfaces. A 48 kHz file must be
+    // resampled, not played at the wrong speed: its tone keeps its pitch
+    // and length, in both channels.
+    let _quiet = crate::common::llm_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let jack = Jack::start(tmp.path(), 44_100);
+    let heard = tmp.path().join("heard.wav");
+    let mut recorder = jack.record(&heard, 4);
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(&conf, jack.pcm("fixedrate")).unwrap();
+    let wav = tmp.path().join("tone.wav");
+    write_tone(&wav, 48_000, 1.0);
+    let mut cmd = vivid();
+    jack.env(&mut cmd);
+    let out = run(cmd
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["play", "--device", "fixedrate"])
+        .arg(&wav));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rate=44100") && stderr.contains("channels=2") && stderr.contains("F32"),
+        "negotiated: {stderr}"
+    );
+    recorder.wait_for_exit(Duration::from_secs(20));
+
+    let mut reader = hound::WavReader::open(&heard).unwrap();
+    assert_eq!(reader.spec().sample_rate, 44_100);
+    assert_eq!(reader.spec().channels, 2);
+    let frames: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let (left, right): (Vec<i16>, Vec<i16>) = frames.chunks_exact(2).map(|f| (f[0], f[1])).unzip();
+    assert_eq!(left, right, "both channels carry the narration");
+    let loud: Vec<usize> = (0..left.len())
+        .filter(|&i| left[i].unsigned_abs() > 2_000)
+        .collect();
+    let (first, last) = (
+        *loud.first().expect("the tone was heard"),
+        *loud.last().unwrap(),
+    );
+    let seconds = (last - first) as f64 / 44_100.0;
+    assert!((seconds - 1.0).abs() < 0.01, "tone lasted {seconds:.3} s");
+    // The tone advances 0.05 rad per 48 kHz sample: 382.0 Hz. Played
+    // unresampled it would be 351 Hz.
+    let crossings = left[first..last]
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    let hz = crossings as f64 / 2.0 / seconds;
+    let expected = 0.05 * 48_000.0 / std::f64::consts::TAU;
+    assert!(
+        (hz / expected - 1.0).abs() < 0.005,
+        "pitch {hz:.1} Hz, not {expected:.1}"
+    );
+    let peak = left.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    assert!((11_500..=12_500).contains(&peak), "level: peak {peak}");
 }
