@@ -1,6 +1,7 @@
 """Export a diffusers AudioLDM2Pipeline to the ONNX files vivid runs on
-tract: one graph per component, fixed shapes (but the UNet's batch),
-legacy exporter, opset 17.
+tract: one graph per component, legacy exporter, opset 17. Shapes are
+fixed except the UNet's batch (both guidance halves in one run on a GPU)
+and the sequence axis of T5 and GPT-2 (run at the caption's own length).
 
 Usage: python quantize/export.py PIPELINE_DIR_OR_HUB_ID OUT_DIR [--seconds S]
 
@@ -63,16 +64,72 @@ class Projection(torch.nn.Module):
 
 class Gpt2Body(torch.nn.Module):
     """GPT-2 from input embeddings to the last hidden state, no KV cache:
-    the pipeline's 8 generation steps become 8 full passes."""
+    the pipeline's 8 generation steps become 8 full passes.
+
+    Written out block by block over GPT-2's own modules rather than calling
+    `GPT2Model`, whose mask preparation exports to an Expand that tract
+    cannot run at a free sequence length. Positions are 0..n-1 and the
+    attention mask only hides keys, as in diffusers' generation loop; the
+    export checks it against `GPT2Model` itself."""
 
     def __init__(self, lm):
         super().__init__()
+        config = lm.config
+        if config.scale_attn_by_inverse_layer_idx or config.reorder_and_upcast_attn:
+            raise SystemExit("GPT-2 attention variants other than the standard one are not exported")
         self.body = lm.transformer
+        self.heads = config.n_head
+        self.width = config.n_embd
+        self.scale = config.scale_attn_weights
 
     def forward(self, inputs_embeds, attention_mask):
-        return self.body(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False
-        ).last_hidden_state
+        body = self.body
+        positions = torch.arange(inputs_embeds.shape[1]).unsqueeze(0)
+        hidden = inputs_embeds + body.wpe(positions)
+        index = torch.arange(inputs_embeds.shape[1]).float()
+        # Additive biases, [query, key]: a later key (key - query > 0) and a
+        # masked one get -1e9, which softmax turns into an exact 0. Made by
+        # arithmetic, not comparisons: tract 0.23.9's declutter rewrites a
+        # comparison of two ranges into constant regions and gets their
+        # sizes wrong at a free length.
+        later = torch.clamp(index.unsqueeze(0) - index.unsqueeze(1), 0.0, 1.0)
+        masked = 1.0 - attention_mask.float().clamp(0.0, 1.0)
+        hidden_bias = (later.unsqueeze(0).unsqueeze(0) + masked.unsqueeze(1).unsqueeze(1)) * -1e9
+        head = self.width // self.heads
+        for block in body.h:
+            x = block.ln_1(hidden)
+            q, k, v = block.attn.c_attn(x).split(self.width, dim=2)
+            q = q.reshape(1, -1, self.heads, head).transpose(1, 2)
+            k = k.reshape(1, -1, self.heads, head).transpose(1, 2)
+            v = v.reshape(1, -1, self.heads, head).transpose(1, 2)
+            scores = q @ k.transpose(-1, -2)
+            if self.scale:
+                scores = scores / float(head) ** 0.5
+            weights = torch.softmax(scores + hidden_bias, dim=-1)
+            attended = (weights @ v).transpose(1, 2).reshape(1, -1, self.width)
+            hidden = hidden + block.attn.c_proj(attended)
+            hidden = hidden + block.mlp(block.ln_2(hidden))
+        return body.ln_f(hidden)
+
+
+def check_gpt2_body(lm, lengths=(5, 19)):
+    """Gpt2Body against GPT2Model at two lengths, with a masked stretch in
+    the middle as a padded negative prompt has."""
+    wrapped = Gpt2Body(lm).eval()
+    worst = 0.0
+    for n in lengths:
+        embeds = torch.randn(1, n, lm.config.n_embd)
+        mask = torch.ones(1, n, dtype=torch.long)
+        mask[:, n // 2 : n // 2 + 2] = 0
+        with torch.no_grad():
+            ours = wrapped(embeds, mask)
+            theirs = lm.transformer(inputs_embeds=embeds, attention_mask=mask, use_cache=False)
+        keep = mask[0].bool()
+        diff = (ours[0, keep] - theirs.last_hidden_state[0, keep]).abs().max().item()
+        worst = max(worst, diff)
+    if worst > 1e-4:
+        raise SystemExit(f"Gpt2Body differs from GPT2Model by {worst:.2e}")
+    print(f"gpt2 body: max abs diff vs GPT2Model {worst:.2e}")
 
 
 class Unet(torch.nn.Module):
@@ -100,14 +157,19 @@ class VaeDecoder(torch.nn.Module):
         return self.vae.decode(latents).sample
 
 
-def export_one(module, inputs, names, outputs, path: Path, batch_free=()):
-    """Exports `module` at the shapes of `inputs`; the first axis of the
+def export_one(module, inputs, names, outputs, path: Path, batch_free=(), sequence_free=(),
+               also_at=None):
+    """Exports `module` at the shapes of `inputs`. The first axis of the
     inputs and outputs named in `batch_free` stays free (the UNet: the two
     halves of classifier-free guidance in one run on a GPU, or one at a
-    time on a CPU), so reshapes follow the batch instead of baking 1 in."""
+    time on a CPU), and so does the second axis of those in
+    `sequence_free` (T5 and GPT-2 run at the caption's own length), so
+    reshapes follow them instead of baking the traced size in. `also_at`
+    (inputs of another sequence length) checks the free axis too."""
     module.eval()
-    with torch.no_grad():
-        expected = module(*inputs)
+    dynamic = {name: {0: "batch"} for name in batch_free}
+    for name in sequence_free:
+        dynamic.setdefault(name, {})[1] = "sequence"
     torch.onnx.export(
         module,
         tuple(inputs),
@@ -116,18 +178,21 @@ def export_one(module, inputs, names, outputs, path: Path, batch_free=()):
         output_names=outputs,
         opset_version=OPSET,
         dynamo=False,
-        dynamic_axes={name: {0: "batch"} for name in batch_free} or None,
+        dynamic_axes=dynamic or None,
     )
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = {n: t.numpy() for n, t in zip(names, inputs)}
-    got = session.run(None, feed)
-    expected = expected if isinstance(expected, tuple) else (expected,)
     worst = 0.0
-    for e, g in zip(expected, got):
-        e = e.detach().float().numpy()
-        worst = max(worst, float(np.abs(e - g.astype(np.float32)).max()))
+    for feed_inputs in [inputs] + ([also_at] if also_at is not None else []):
+        with torch.no_grad():
+            expected = module(*feed_inputs)
+        feed = {n: t.numpy() for n, t in zip(names, feed_inputs)}
+        got = session.run(None, feed)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        for e, g in zip(expected, got):
+            e = e.detach().float().numpy()
+            worst = max(worst, float(np.abs(e - g.astype(np.float32)).max()))
     print(f"{path.name}: {path.stat().st_size / 1e6:.2f} MB, max abs diff vs torch {worst:.2e}")
     return worst
 
@@ -239,8 +304,11 @@ def main():
                ["text_embeds"], args.out / "clap_text.onnx")
     ids2 = torch.randint(3, len(pipe.tokenizer_2), (1, t5_len))
     mask2 = torch.ones(1, t5_len, dtype=torch.long)
+    short = 11  # a second length, to check the free sequence axis
     export_one(T5Encoder(pipe.text_encoder_2), [ids2, mask2], ["input_ids", "attention_mask"],
-               ["last_hidden_state"], args.out / "t5_encoder.onnx")
+               ["last_hidden_state"], args.out / "t5_encoder.onnx",
+               sequence_free=("input_ids", "attention_mask", "last_hidden_state"),
+               also_at=[ids2[:, :short], mask2[:, :short]])
     export_one(
         Projection(pipe.projection_model),
         [torch.randn(1, 1, clap_dim), torch.ones(1, 1, dtype=torch.long),
@@ -250,12 +318,17 @@ def main():
         args.out / "projection.onnx",
     )
     gpt_len = projected_len + max_new - 1
+    check_gpt2_body(pipe.language_model)
+    gpt_mask = torch.ones(1, gpt_len, dtype=torch.long)
+    gpt_mask[:, 10:14] = 0
     export_one(
         Gpt2Body(pipe.language_model),
-        [torch.randn(1, gpt_len, gpt_dim), torch.ones(1, gpt_len, dtype=torch.long)],
+        [torch.randn(1, gpt_len, gpt_dim), gpt_mask],
         ["inputs_embeds", "attention_mask"],
         ["last_hidden_state"],
         args.out / "gpt2.onnx",
+        sequence_free=("inputs_embeds", "attention_mask", "last_hidden_state"),
+        also_at=[torch.randn(1, short, gpt_dim), torch.ones(1, short, dtype=torch.long)],
     )
     export_one(
         Unet(pipe.unet),

@@ -30,7 +30,9 @@ def random_feed(session, seed: int):
     rng = np.random.default_rng(seed)
     feed = {}
     for value in session.get_inputs():
-        shape = [d if isinstance(d, int) else 1 for d in value.shape]
+        # A free axis: the batch (first) is 1, a sequence 16 tokens.
+        shape = [d if isinstance(d, int) else (1 if i == 0 else 16)
+                 for i, d in enumerate(value.shape)]
         if value.type == "tensor(int64)":
             if "mask" in value.name:
                 feed[value.name] = np.ones(shape, dtype=np.int64)

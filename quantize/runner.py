@@ -10,18 +10,20 @@ With --check, every intermediate is compared with a reference case written
 by quantize/reference.py (diffusers' own pipeline) and the worst
 differences are printed; exit status 1 when the waveform is off.
 
-How the fixed-shape graphs reproduce diffusers' variable lengths:
-- T5 runs on the prompt padded to the bundle's length with mask 0 (T5's
-  outputs at real tokens do not change) and only the real tokens are kept;
-  the negative prompt is padded or cut to the prompt's token count, as
-  diffusers does.
-- The projection model works token by token, so it runs on the padded
-  sequence and the padded rows are cut out again: [SOS, CLAP, EOS, SOS_1,
-  T5 tokens, EOS_1].
+How the graphs reproduce diffusers' variable lengths:
+- T5 runs on the prompt's tokens; the negative prompt is padded or cut to
+  the prompt's token count, as diffusers does. Where the bundle fixes T5's
+  length (-1 in bundle.toml is free), the tokens are padded to it with mask
+  0 (T5's outputs at real tokens do not change) and only the real tokens
+  are kept.
+- The projection model works token by token, so it runs on the sequence
+  padded to its fixed length and the padded rows are cut out again: [SOS,
+  CLAP, EOS, SOS_1, T5 tokens, EOS_1].
 - GPT-2 is causal: each of the 8 generation passes runs on the sequence so
-  far right-padded to the graph's length (mask 0), and the hidden state at
-  the last real position is the new embedding. Positions stay 0..n-1 as in
-  diffusers (which keeps the projection mask's zeros as attention mask only).
+  far (right-padded with mask 0 where the graph's length is fixed), and the
+  hidden state at the last real position is the new embedding. Positions
+  stay 0..n-1 as in diffusers (which keeps the projection mask's zeros as
+  attention mask only).
 - The UNet's T5 input is padded to the bundle's length with mask 0, which
   masked cross-attention ignores.
 """
@@ -97,22 +99,25 @@ def encode(bundle: Bundle, text: str, t5_length: int | None, rec: dict, tag: str
 
     t5_ids, real = t5_tokens(bundle, text, t5_length)
     length = len(t5_ids)
-    padded = bundle.shape("t5_encoder", "input_ids")[1]
-    t5_mask = [1] * real + [0] * (padded - real)
-    t5_in = t5_ids + [bundle.meta["t5_pad_id"]] * (padded - length)
+    padded = bundle.shape("projection", "t5_states")[1]
+    t5_run = bundle.shape("t5_encoder", "input_ids")[1]
+    t5_run = length if t5_run < 0 else t5_run
     states = bundle.run(
         "t5_encoder",
-        input_ids=np.array([t5_in], np.int64),
-        attention_mask=np.array([t5_mask], np.int64),
+        input_ids=np.array([t5_ids + [bundle.meta["t5_pad_id"]] * (t5_run - length)], np.int64),
+        attention_mask=np.array([[1] * real + [0] * (t5_run - real)], np.int64),
     )[0]
     rec[f"t5_input_ids_{tag}"] = np.array([t5_ids], np.int64)
     rec[f"t5_states_{tag}"] = states[:, :length]
+    t5_full = np.zeros((1, padded, states.shape[2]), np.float32)
+    t5_full[:, :length] = states[:, :length]
+    t5_mask = [1] * real + [0] * (padded - real)
 
     proj, proj_mask = bundle.run(
         "projection",
         clap_embeds=clap_embeds.astype(np.float32),
         clap_mask=np.ones((1, 1), np.int64),
-        t5_states=states,
+        t5_states=t5_full,
         t5_mask=np.array([t5_mask], np.int64),
     )
     keep = list(range(4 + length)) + [4 + padded]
@@ -120,10 +125,11 @@ def encode(bundle: Bundle, text: str, t5_length: int | None, rec: dict, tag: str
     rec[f"projection_states_{tag}"] = proj
     rec[f"projection_mask_{tag}"] = proj_mask
 
-    gpt_len = bundle.shape("gpt2", "inputs_embeds")[1]
+    gpt_fixed = bundle.shape("gpt2", "inputs_embeds")[1]
     seq, seq_mask = proj, proj_mask.astype(np.int64)
     for _ in range(bundle.meta["gpt2_new_tokens"]):
         n = seq.shape[1]
+        gpt_len = n if gpt_fixed < 0 else gpt_fixed
         x = np.zeros((1, gpt_len, seq.shape[2]), np.float32)
         x[:, :n] = seq
         m = np.zeros((1, gpt_len), np.int64)
@@ -134,8 +140,6 @@ def encode(bundle: Bundle, text: str, t5_length: int | None, rec: dict, tag: str
     generated = seq[:, -bundle.meta["gpt2_new_tokens"] :]
     rec[f"gpt2_embeds_{tag}"] = generated
 
-    t5_full = np.zeros((1, padded, states.shape[2]), np.float32)
-    t5_full[:, :length] = states[:, :length]
     unet_mask = np.zeros((1, padded), np.int64)
     unet_mask[:, :real] = 1
     return generated, t5_full, unet_mask, length

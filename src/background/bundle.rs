@@ -31,13 +31,44 @@ pub struct TensorMeta {
 }
 
 impl TensorMeta {
-    /// The shape with every free axis (-1: the UNet's batch, which
-    /// export.py leaves free) set to `free`.
+    /// The shape with every free axis (-1: the UNet's batch, the sequence
+    /// of T5 and GPT-2, which export.py leaves free) set to `free`.
     pub fn dims(&self, free: usize) -> Vec<usize> {
         self.shape
             .iter()
             .map(|&d| usize::try_from(d).unwrap_or(free))
             .collect()
+    }
+
+    /// This tensor with a free first axis (the batch) set to `batch`, and
+    /// the other free axes (the sequence) set to `sequence` or left free.
+    pub fn resolved(&self, batch: usize, sequence: Option<usize>) -> TensorMeta {
+        let shape = self
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(axis, &d)| match (d, axis, sequence) {
+                (d, _, _) if d >= 0 => d,
+                (_, 0, _) => batch as i64,
+                (_, _, Some(length)) => length as i64,
+                (_, _, None) => -1,
+            })
+            .collect();
+        TensorMeta {
+            shape,
+            ..self.clone()
+        }
+    }
+
+    /// Whether a tensor of `shape` fits: the same rank and the same size
+    /// on every fixed axis.
+    pub fn accepts(&self, shape: &[usize]) -> bool {
+        shape.len() == self.shape.len()
+            && self
+                .shape
+                .iter()
+                .zip(shape)
+                .all(|(&d, &n)| d < 0 || d as usize == n)
     }
 }
 
@@ -187,4 +218,37 @@ pub fn bundle_id(dir: &Path, meta: &BundleMeta) -> Result<String, BundleError> {
         hasher.update(&bytes);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TensorMeta;
+
+    fn meta(shape: &[i64]) -> TensorMeta {
+        TensorMeta {
+            name: "x".into(),
+            dtype: "f32".into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_batch_is_fixed_and_a_sequence_stays_free_unless_given() {
+        let unet = meta(&[-1, 8, 16, 4]);
+        assert_eq!(unet.resolved(2, None).shape, [2, 8, 16, 4]);
+        let gpt2 = meta(&[1, -1, 768]);
+        assert_eq!(gpt2.resolved(2, None).shape, [1, -1, 768]);
+        assert_eq!(gpt2.resolved(2, Some(140)).shape, [1, 140, 768]);
+        assert_eq!(meta(&[-1, -1]).resolved(1, Some(7)).shape, [1, 7]);
+    }
+
+    #[test]
+    fn a_free_axis_accepts_any_size_and_a_fixed_one_only_its_own() {
+        let gpt2 = meta(&[1, -1, 768]);
+        assert!(gpt2.accepts(&[1, 5, 768]));
+        assert!(gpt2.accepts(&[1, 140, 768]));
+        assert!(!gpt2.accepts(&[2, 5, 768]));
+        assert!(!gpt2.accepts(&[1, 5, 767]));
+        assert!(!gpt2.accepts(&[1, 5]));
+    }
 }

@@ -2,22 +2,27 @@
 //! states, the projection with its learned start and end tokens, and the
 //! eight "language of audio" embeddings GPT-2 generates from them.
 //!
-//! The graphs have fixed shapes; diffusers' variable lengths are
-//! reproduced around them (as `quantize/runner.py`, the spec, does):
-//! - T5 runs on the prompt padded to the graph's length with mask 0 (the
-//!   states at real tokens do not change) and only the real rows are kept;
-//!   the negative prompt is padded or cut to the prompt's token count.
-//! - The projection works token by token, so it runs on the padded sequence
-//!   and the padded rows are cut out again: `[SOS, CLAP, EOS, SOS_1, T5
-//!   rows, EOS_1]`.
-//! - GPT-2 is causal: each of the eight passes runs on the sequence so far,
-//!   right-padded to the graph's length with mask 0, and the hidden state
-//!   at the last real position is the next embedding.
+//! diffusers' variable lengths are reproduced around the graphs (as
+//! `quantize/runner.py`, the spec, does):
+//! - T5 runs on the prompt's tokens; the negative prompt is padded or cut
+//!   to the prompt's token count. Bundles from export.py leave T5's
+//!   sequence axis free, so it runs at exactly that length; where it is
+//!   fixed (older bundles, and on the GPU, where it is fixed to the
+//!   longest) the tokens are padded to it with mask 0, which leaves the
+//!   states at real tokens as they are, and only those rows are kept.
+//! - The projection works token by token, so it runs on the sequence
+//!   padded to its fixed length and the padded rows are cut out again:
+//!   `[SOS, CLAP, EOS, SOS_1, T5 rows, EOS_1]`.
+//! - GPT-2 is causal: each of the eight passes runs on the sequence so far
+//!   (right-padded with mask 0 where its length is fixed), and the hidden
+//!   state at the last real position is the next embedding. At a free
+//!   length a caption of 20 tokens runs GPT-2 on 25 to 32 positions
+//!   instead of the longest caption's 140.
 
 use std::path::Path;
 
 use super::bundle::BundleMeta;
-use super::graph::{Graph, f32_tensor, f32_values, i64_tensor, i64_values};
+use super::graph::{ComputeDevice, Graph, f32_tensor, f32_values, i64_tensor, i64_values};
 use super::tokens::PromptTokenizer;
 use super::{BackgroundError, Observer, Record};
 
@@ -28,10 +33,12 @@ pub struct TextStages {
     t5: Graph,
     projection: Graph,
     gpt2: Graph,
-    /// T5's fixed input length.
-    t5_padded: usize,
-    /// GPT-2's fixed input length.
-    gpt_len: usize,
+    /// T5's input length where the graph fixes it (None: any).
+    t5_fixed: Option<usize>,
+    /// GPT-2's input length where the graph fixes it (None: any).
+    gpt_fixed: Option<usize>,
+    /// The projection's and the UNet's T5 length: the longest caption.
+    padded: usize,
 }
 
 /// The conditioning of one text, in the UNet's input shapes.
@@ -70,15 +77,23 @@ impl TextStages {
     pub fn load(
         dir: &Path,
         meta: &BundleMeta,
-        device: super::graph::ComputeDevice,
+        device: ComputeDevice,
     ) -> Result<Self, BackgroundError> {
+        let padded = declared(dir, meta, "projection", "t5_states", 1)?;
+        // tract-cuda is not known to run these graphs at a free length:
+        // on the GPU they are fixed to the longest caption, as before.
+        let longest = |sequence: usize| (device == ComputeDevice::Cuda).then_some(sequence);
+        let gpt_longest = padded + 5 + meta.gpt2_new_tokens.saturating_sub(1);
+        let t5 = Graph::load_shaped(dir, meta, "t5_encoder", device, 1, longest(padded))?;
+        let gpt2 = Graph::load_shaped(dir, meta, "gpt2", device, 1, longest(gpt_longest))?;
         Ok(Self {
             clap: Graph::load(dir, meta, "clap_text", device)?,
-            t5: Graph::load(dir, meta, "t5_encoder", device)?,
             projection: Graph::load(dir, meta, "projection", device)?,
-            gpt2: Graph::load(dir, meta, "gpt2", device)?,
-            t5_padded: declared(dir, meta, "t5_encoder", "input_ids", 1)?,
-            gpt_len: declared(dir, meta, "gpt2", "inputs_embeds", 1)?,
+            t5_fixed: t5.fixed_length("input_ids"),
+            gpt_fixed: gpt2.fixed_length("inputs_embeds"),
+            t5,
+            gpt2,
+            padded,
         })
     }
 
@@ -124,22 +139,29 @@ impl TextStages {
         };
         let length = t5_tokens.ids.len();
         let real = t5_tokens.mask.iter().filter(|&&m| m == 1).count();
-        let padded = self.t5_padded;
-        if length > padded {
+        let padded = self.padded;
+        let t5_run = self.t5_fixed.unwrap_or(length);
+        if length > t5_run || length > padded {
             return Err(BackgroundError::Internal(format!(
-                "{length} T5 tokens for a graph of {padded}"
+                "{length} T5 tokens for graphs of {t5_run} and {padded}"
             )));
         }
         let mut t5_ids = t5_tokens.ids.clone();
-        t5_ids.resize(padded, i64::from(meta.t5_pad_id));
+        t5_ids.resize(t5_run, i64::from(meta.t5_pad_id));
+        let mut t5_run_mask = vec![1i64; real];
+        t5_run_mask.resize(t5_run, 0);
+        let t5 = self.t5.run(vec![
+            i64_tensor(&[1, t5_run], &t5_ids)?,
+            i64_tensor(&[1, t5_run], &t5_run_mask)?,
+        ])?;
+        let t5_output = f32_values("t5_encoder", first(&t5, "t5_encoder")?)?;
+        let t5_width = t5_output.len() / t5_run.max(1);
+        // The rows of the caption's tokens, padded with zeros to the
+        // projection's and the UNet's length (masked there).
+        let mut t5_states = vec![0f32; padded * t5_width];
+        t5_states[..length * t5_width].copy_from_slice(&t5_output[..length * t5_width]);
         let mut t5_mask = vec![1i64; real];
         t5_mask.resize(padded, 0);
-        let t5 = self.t5.run(vec![
-            i64_tensor(&[1, padded], &t5_ids)?,
-            i64_tensor(&[1, padded], &t5_mask)?,
-        ])?;
-        let t5_states = f32_values("t5_encoder", first(&t5, "t5_encoder")?)?;
-        let t5_width = t5_states.len() / padded;
         if recording {
             observer.record(
                 &format!("t5_input_ids_{tag}"),
@@ -190,9 +212,10 @@ impl TextStages {
             );
         }
 
-        let gpt_len = self.gpt_len;
         let new_tokens = meta.gpt2_new_tokens;
-        if keep.len() + new_tokens > gpt_len + 1 {
+        if let Some(gpt_len) = self.gpt_fixed
+            && keep.len() + new_tokens > gpt_len + 1
+        {
             return Err(BackgroundError::Internal(format!(
                 "GPT-2's graph holds {gpt_len} positions, the sequence needs {}",
                 keep.len() + new_tokens - 1
@@ -200,6 +223,7 @@ impl TextStages {
         }
         for _ in 0..new_tokens {
             let n = sequence_mask.len();
+            let gpt_len = self.gpt_fixed.unwrap_or(n);
             let mut embeds = vec![0f32; gpt_len * width];
             embeds[..n * width].copy_from_slice(&sequence);
             let mut attention = vec![0i64; gpt_len];
@@ -220,11 +244,9 @@ impl TextStages {
             );
         }
 
-        let mut unet_t5 = vec![0f32; padded * t5_width];
-        unet_t5[..length * t5_width].copy_from_slice(&t5_states[..length * t5_width]);
         Ok(Conditioning {
             gpt_states,
-            t5_states: unet_t5,
+            t5_states,
             t5_mask,
             t5_length: length,
         })

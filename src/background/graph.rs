@@ -147,9 +147,9 @@ impl Graph {
         Graph::load_batched(dir, meta, component, device, 1)
     }
 
-    /// As [`Graph::load`], with every free axis (-1 in bundle.toml: the
-    /// UNet's batch since export.py left it free) fixed to `batch`: tract
-    /// runs best at concrete shapes.
+    /// As [`Graph::load`], with a free batch axis (-1 in bundle.toml: the
+    /// UNet's, since export.py leaves it free) fixed to `batch`: tract runs
+    /// best at concrete shapes.
     pub fn load_batched(
         dir: &Path,
         meta: &BundleMeta,
@@ -157,14 +157,26 @@ impl Graph {
         device: ComputeDevice,
         batch: usize,
     ) -> Result<Graph, BackgroundError> {
+        Graph::load_shaped(dir, meta, component, device, batch, None)
+    }
+
+    /// As [`Graph::load_batched`]; a free sequence axis (T5's and GPT-2's,
+    /// any axis but the first) is fixed to `sequence`, or with None stays
+    /// free: tract then optimizes the graph once for a symbolic length and
+    /// runs it at each caption's own.
+    pub fn load_shaped(
+        dir: &Path,
+        meta: &BundleMeta,
+        component: &str,
+        device: ComputeDevice,
+        batch: usize,
+        sequence: Option<usize>,
+    ) -> Result<Graph, BackgroundError> {
         let entry = meta.component(dir, component)?;
         let inputs: Vec<TensorMeta> = entry
             .inputs
             .iter()
-            .map(|input| TensorMeta {
-                shape: input.dims(batch).into_iter().map(|d| d as i64).collect(),
-                ..input.clone()
-            })
+            .map(|input| input.resolved(batch, sequence))
             .collect();
         let started = Instant::now();
         let path = verify_component(dir, entry)?;
@@ -257,6 +269,15 @@ impl Graph {
         self.batch
     }
 
+    /// The length (axis 1) of input `input`, None where it is free.
+    pub fn fixed_length(&self, input: &str) -> Option<usize> {
+        self.inputs
+            .iter()
+            .find(|i| i.name == input)
+            .and_then(|i| i.shape.get(1))
+            .and_then(|&d| usize::try_from(d).ok())
+    }
+
     /// Inputs of the declared shapes for timing runs (see
     /// [`sample_tensors`]).
     pub fn sample_inputs(&self) -> Result<Vec<Tensor>, BackgroundError> {
@@ -301,13 +322,12 @@ impl Graph {
             )));
         }
         for (tensor, meta) in inputs.iter().zip(&self.inputs) {
-            let expected = meta.dims(1);
-            if tensor.shape() != expected.as_slice() {
+            if !meta.accepts(tensor.shape()) {
                 return Err(fail(format!(
-                    "input `{}` has shape {:?}, the graph takes {:?}",
+                    "input `{}` has shape {:?}, the graph takes {:?} (-1: any size)",
                     meta.name,
                     tensor.shape(),
-                    expected
+                    meta.shape
                 )));
             }
         }
@@ -358,7 +378,9 @@ impl Graph {
 }
 
 /// Reads the ONNX graph at `path` with its inputs fixed to the shapes and
-/// types `inputs` declare (tract runs best at concrete shapes).
+/// types `inputs` declare (tract runs best at concrete shapes). A free
+/// first axis is 1; the other free axes share one symbol, the sequence
+/// length, which tract resolves at each run.
 fn read_graph(path: &Path, inputs: &[TensorMeta]) -> Result<InferenceModel, String> {
     let mut model = tract_onnx::onnx()
         .model_for_path(path)
@@ -376,12 +398,22 @@ fn read_graph(path: &Path, inputs: &[TensorMeta]) -> Result<InferenceModel, Stri
                 input.name
             )
         })?;
-        let shape = input.dims(1);
-        let fact: InferenceFact = match input.dtype.as_str() {
-            "f32" => f32::fact(&shape).into(),
-            "i64" => i64::fact(&shape).into(),
+        let shape: TVec<TDim> = input
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(axis, &d)| match (usize::try_from(d), axis) {
+                (Ok(d), _) => d.to_dim(),
+                (Err(_), 0) => 1.to_dim(),
+                (Err(_), _) => model.symbols.sym("S").into(),
+            })
+            .collect();
+        let dtype = match input.dtype.as_str() {
+            "f32" => f32::datum_type(),
+            "i64" => i64::datum_type(),
             other => return Err(format!("input `{}` has dtype {other}", input.name)),
         };
+        let fact = InferenceFact::dt_shape(dtype, shape);
         model = model
             .with_input_fact(index, fact)
             .map_err(|e| e.to_string())?;

@@ -233,11 +233,10 @@ fn a_device_that_takes_only_float_stereo_gets_float_stereo() {
     }
 }
 
-/// One stretch of sound in a recording: where it starts in the
-/// recording and where its samples start in the played file.
+/// One stretch of sound in a recording: where its samples start in the
+/// played file, and how many there are.
 #[derive(Debug)]
 struct Stretch {
-    recorded_at: usize,
     file_offset: usize,
     len: usize,
 }
@@ -275,7 +274,6 @@ fn stretches(recorded: &[i16], played: &[i16]) -> Vec<Stretch> {
             sound.len()
         );
         found.push(Stretch {
-            recorded_at: start,
             file_offset,
             len: sound.len(),
         });
