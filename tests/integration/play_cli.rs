@@ -291,11 +291,7 @@ fn playback_that_stalls_longer_than_the_buffer_resumes_and_loses_nothing() {
     // the stall in between.
     let _quiet = crate::common::llm_lock();
     let tmp = tempfile::tempdir().unwrap();
-    let pulse = Pulse::start(tmp.path());
-    let conf = tmp.path().join("asound.conf");
-    std::fs::write(&conf, pulse.pcm("realtime")).unwrap();
-    let wav = tmp.path().join("tone.wav");
-    let samples = write_tone(&wav, 48_000, 3.0);
+    let (pulse, conf, wav, samples) = pulse_and_tone(tmp.path(), "realtime", 3.0);
     let raw = tmp.path().join("heard.raw");
     let recorder = pulse.record(&raw);
 
@@ -342,12 +338,7 @@ fn playback_that_stalls_longer_than_the_buffer_resumes_and_loses_nothing() {
         lost <= 4_800,
         "{lost} samples after the first one heard never reached the device ({found:?})"
     );
-    let last = found.last().unwrap();
-    assert_eq!(
-        last.file_offset + last.len,
-        samples.len(),
-        "the end was heard"
-    );
+    assert_the_end_was_heard(&found, samples.len());
 }
 
 #[test]
@@ -358,12 +349,8 @@ fn a_sound_server_that_goes_away_mid_play_is_reopened_and_playback_goes_on() {
     // where it was, not from the start, and exits successfully.
     let _quiet = crate::common::llm_lock();
     let tmp = tempfile::tempdir().unwrap();
-    let mut pulse = Pulse::start(tmp.path());
-    let conf = tmp.path().join("asound.conf");
-    std::fs::write(&conf, pulse.pcm("usbspeaker")).unwrap();
+    let (mut pulse, conf, wav, samples) = pulse_and_tone(tmp.path(), "usbspeaker", 4.0);
     let cfg = write_config(tmp.path(), "[playback]\nreopen_s = 20\n");
-    let wav = tmp.path().join("tone.wav");
-    let samples = write_tone(&wav, 48_000, 4.0);
 
     let mut player = Watched::spawn(
         vivid()
@@ -409,11 +396,30 @@ fn a_sound_server_that_goes_away_mid_play_is_reopened_and_playback_goes_on() {
         resumed_at >= stopped_at && resumed_at <= stopped_at + 48_000,
         "stopped at sample {stopped_at}, resumed at {resumed_at}"
     );
-    let last = heard_after.last().unwrap();
+    assert_the_end_was_heard(&heard_after, samples.len());
+}
+
+/// A private PulseAudio server in `dir`, an ALSA config with a PCM `pcm`
+/// on it, and a 48 kHz tone of `seconds` to play there.
+fn pulse_and_tone(
+    dir: &Path,
+    pcm: &str,
+    seconds: f32,
+) -> (Pulse, std::path::PathBuf, std::path::PathBuf, Vec<i16>) {
+    let pulse = Pulse::start(dir);
+    let conf = dir.join("asound.conf");
+    std::fs::write(&conf, pulse.pcm(pcm)).unwrap();
+    let wav = dir.join("tone.wav");
+    let samples = write_tone(&wav, 48_000, seconds);
+    (pulse, conf, wav, samples)
+}
+
+fn assert_the_end_was_heard(found: &[Stretch], file_len: usize) {
+    let last = found.last().expect("sound was heard");
     assert_eq!(
         last.file_offset + last.len,
-        samples.len(),
-        "the end was heard"
+        file_len,
+        "the end was heard: {found:?}"
     );
 }
 
