@@ -573,3 +573,77 @@ fn both_guidance_halves_in_one_batch_match_diffusers() {
     );
     assert!(c.correlation > 0.999_999, "unguided: {}", c.correlation);
 }
+
+#[test]
+fn text_graphs_at_a_free_length_match_them_padded_to_the_longest() {
+    // T5 and GPT-2 run at the caption's length on the CPU, and padded with
+    // mask 0 to the longest caption on the GPU (and in bundles exported
+    // before the free axis). Both must give the same states at the real
+    // positions: here the same graph, loaded both ways, on a 19-token
+    // sequence whose last 3 tokens (T5) or a stretch in the middle
+    // (GPT-2, as a padded negative prompt has) are masked.
+    use vivid::background::bundle::BundleMeta;
+    use vivid::background::graph::{ComputeDevice, Graph, f32_tensor, f32_values, i64_tensor};
+    let dir = crate::common::tiny_bundle();
+    let meta = BundleMeta::load(&dir).unwrap();
+    let n = 19;
+    for (component, longest) in [("t5_encoder", 128), ("gpt2", 140)] {
+        let free = Graph::load_shaped(&dir, &meta, component, ComputeDevice::Cpu, 1, None).unwrap();
+        assert_eq!(
+            free.fixed_length("attention_mask"),
+            None,
+            "{component} free"
+        );
+        let padded =
+            Graph::load_shaped(&dir, &meta, component, ComputeDevice::Cpu, 1, Some(longest))
+                .unwrap();
+        assert_eq!(padded.fixed_length("attention_mask"), Some(longest));
+        let mut mask = vec![1i64; n];
+        let first_input = |len: usize| -> tract_onnx::prelude::Tensor {
+            if component == "t5_encoder" {
+                let ids: Vec<i64> = (0..len as i64).map(|i| (i * 7 + 3) % 40 + 3).collect();
+                i64_tensor(&[1, len], &ids).unwrap()
+            } else {
+                let width = 24;
+                let mut embeds = vivid::background::noise::gaussian_latents(7, n * width);
+                embeds.resize(len * width, 0.0);
+                f32_tensor(&[1, len, width], &embeds).unwrap()
+            }
+        };
+        if component == "t5_encoder" {
+            mask[n - 3..].fill(0);
+        } else {
+            mask[8..11].fill(0);
+        }
+        let mut long_mask = mask.clone();
+        long_mask.resize(longest, 0);
+        let at_free = free
+            .run(vec![first_input(n), i64_tensor(&[1, n], &mask).unwrap()])
+            .unwrap();
+        let at_longest = padded
+            .run(vec![
+                first_input(longest),
+                i64_tensor(&[1, longest], &long_mask).unwrap(),
+            ])
+            .unwrap();
+        let ours = f32_values(component, &at_free[0]).unwrap();
+        let theirs = f32_values(component, &at_longest[0]).unwrap();
+        let width = ours.len() / n;
+        assert_eq!(theirs.len(), longest * width);
+        // The real positions (GPT-2's masked stretch is never read; T5's
+        // padding rows are cut by the engine).
+        let real: Vec<usize> = (0..n).filter(|&i| mask[i] == 1).collect();
+        let pick = |v: &[f32]| -> Vec<f32> {
+            real.iter()
+                .flat_map(|&i| v[i * width..(i + 1) * width].to_vec())
+                .collect()
+        };
+        let c = crate::common::compare(&pick(&ours), &pick(&theirs));
+        assert!(c.reference_peak > 0.0);
+        assert!(
+            c.relative_diff() <= 1e-5,
+            "{component}: {} of peak",
+            c.relative_diff()
+        );
+    }
+}
