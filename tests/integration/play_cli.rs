@@ -425,22 +425,23 @@ fn assert_the_end_was_heard(found: &[Stretch], file_len: usize) {
 
 /// Waits until a recording holds `samples` of sound (nonzero samples).
 fn wait_for_sound(raw: &Path, samples: usize) {
-    let started = std::time::Instant::now();
-    loop {
-        let heard = std::fs::read(raw)
+    let heard = || {
+        std::fs::read(raw)
             .unwrap_or_default()
             .chunks_exact(2)
             .filter(|b| b != &[0, 0])
-            .count();
-        if heard >= samples {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "only {heard} samples of sound reached the device in 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .count()
+    };
+    crate::sound_server::wait_until(
+        Duration::from_secs(30),
+        || heard() >= samples,
+        || {
+            format!(
+                "only {} samples of sound reached the device in 30 s",
+                heard()
+            )
+        },
+    );
 }
 
 #[test]

@@ -28,16 +28,24 @@ fn spawn(cmd: &mut Command, what: &str) -> Child {
         .unwrap_or_else(|e| panic!("cannot start {what} ({e}); {INSTALL_HINT}"))
 }
 
-/// Polls `ready` every 50 ms until it holds; panics after `limit`.
-fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+/// Polls `ready` every 50 ms until it holds; after `limit`, panics with
+/// what `explain` says.
+pub fn wait_until(
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
     let started = Instant::now();
     while !ready() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} not ready after {limit:?}"
-        );
+        if started.elapsed() >= limit {
+            panic!("{}", explain());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn not_ready(what: &str, limit: Duration) -> impl FnOnce() -> String {
+    move || format!("{what} not ready after {limit:?}")
 }
 
 /// Stops a child process when dropped, so a failing test leaves no server.
@@ -50,9 +58,11 @@ impl Running {
 
     /// Waits for the process to exit by itself, up to `limit`.
     pub fn wait_for_exit(&mut self, limit: Duration) {
-        wait_until("process exit", limit, || {
-            matches!(self.0.try_wait(), Ok(Some(_)))
-        });
+        wait_until(
+            limit,
+            || matches!(self.0.try_wait(), Ok(Some(_))),
+            || format!("process still running after {limit:?}"),
+        );
     }
 
     /// Kills the process at once (SIGKILL), leaving what it held behind.
@@ -134,16 +144,21 @@ impl Pulse {
         .stderr(Stdio::null());
         self.server = Some(Running(spawn(&mut cmd, "pulseaudio")));
         let server = format!("unix:{}", self.socket().display());
-        wait_until("pulseaudio", Duration::from_secs(20), || {
-            let mut info = Command::new("pactl");
-            self.env(&mut info);
-            info.args(["--server", &server, "info"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run pactl ({e}); {INSTALL_HINT}"))
-                .success()
-        });
+        let limit = Duration::from_secs(20);
+        wait_until(
+            limit,
+            || {
+                let mut info = Command::new("pactl");
+                self.env(&mut info);
+                info.args(["--server", &server, "info"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap_or_else(|e| panic!("cannot run pactl ({e}); {INSTALL_HINT}"))
+                    .success()
+            },
+            not_ready("pulseaudio", limit),
+        );
     }
 
     /// Kills the server at once, as when the device is pulled out.
@@ -218,15 +233,16 @@ impl Jack {
             name,
             _server: server,
         };
-        let started = Instant::now();
-        while !jack.ports().contains("system:capture_1") {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "jackd not ready after 30 s; its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Duration::from_secs(30),
+            || jack.ports().contains("system:capture_1"),
+            || {
+                format!(
+                    "jackd not ready after 30 s; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            },
+        );
         jack
     }
 
@@ -259,9 +275,12 @@ impl Jack {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let recorder = Running(spawn(&mut cmd, "jack_rec"));
-        wait_until("jack_rec", Duration::from_secs(20), || {
-            self.ports().contains("jackrec:input2")
-        });
+        let limit = Duration::from_secs(20);
+        wait_until(
+            limit,
+            || self.ports().contains("jackrec:input2"),
+            not_ready("jack_rec", limit),
+        );
         recorder
     }
 
@@ -337,22 +356,25 @@ impl Watched {
 
     /// Waits for the exit; returns whether it succeeded and the whole log.
     pub fn finish(mut self, limit: Duration) -> (bool, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Ok(Some(status)) = self.process.0.try_wait() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "vivid still running after {limit:?}:\n{}",
-                self.log.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let mut status = None;
+        wait_until(
+            limit,
+            || {
+                status = self.process.0.try_wait().ok().flatten();
+                status.is_some()
+            },
+            || {
+                format!(
+                    "vivid still running after {limit:?}:\n{}",
+                    self.log.join("\n")
+                )
+            },
+        );
         // The reader thread ends at EOF; collect what is left.
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
             self.log.push(line);
         }
-        (status.success(), self.log.join("\n"))
+        let ok = status.is_some_and(|s| s.success());
+        (ok, self.log.join("\n"))
     }
 }
