@@ -397,7 +397,7 @@ pub struct BackgroundBench {
     pub denoising_s: f64,
     pub decoding_s: f64,
     pub seconds: f64,
-    pub timings: Vec<crate::background::graph::GraphTiming>,
+    pub timings: Vec<crate::background::audioldm2::graph::GraphTiming>,
     pub kernels: Vec<(String, std::collections::BTreeMap<String, usize>)>,
     pub peak_rss_kb: u64,
     /// The UNet's batch: 2 when both guidance halves ran as one.
@@ -440,11 +440,12 @@ pub fn run_vivid_background(
     bundle: &Path,
     steps: usize,
     threads: &[usize],
-    mode: crate::background::MemoryMode,
-    device: crate::background::graph::ComputeDevice,
+    mode: crate::background::audioldm2::MemoryMode,
+    device: crate::background::audioldm2::graph::ComputeDevice,
     guidance_in_one_batch: Option<bool>,
 ) -> Result<BackgroundBench> {
-    use crate::background::{Engine, MemoryMode, Request, SchedulerKind, Stage};
+    use crate::background::Stage;
+    use crate::background::audioldm2::{Engine, MemoryMode, Request, SchedulerKind};
     let all = *threads.last().unwrap_or(&1);
     set_compute_threads(all);
     let t0 = Instant::now();
@@ -477,7 +478,7 @@ pub fn run_vivid_background(
         seed: 0,
         init_latents: None,
     };
-    if device == crate::background::graph::ComputeDevice::Cuda {
+    if device == crate::background::audioldm2::graph::ComputeDevice::Cuda {
         // One untimed short clip first: tract-cuda compiles and caches its
         // kernels on first use (diffusers' side is warmed up likewise).
         let warm_up = Request {
@@ -523,7 +524,7 @@ pub const RENDER_TEXT: &str = "The harbour was quiet that morning. Fog lay over 
 /// synthetic audio; median of three runs.
 pub fn time_mix_per_minute() -> Result<(f64, f64)> {
     use crate::mix::{MixSettings, SceneBackground, mix, resample::resample, scene_span};
-    let speech: Vec<f32> = crate::background::noise::gaussian_latents(1, 22_050 * 60)
+    let speech: Vec<f32> = crate::background::audioldm2::noise::gaussian_latents(1, 22_050 * 60)
         .iter()
         .enumerate()
         .map(|(i, v)| if (i / 22_050) % 4 == 3 { 0.0 } else { 0.1 * v })
@@ -535,7 +536,7 @@ pub fn time_mix_per_minute() -> Result<(f64, f64)> {
             let (a, b) = scene_span(&settings, &starts, 60.0, i);
             SceneBackground {
                 speech_start_s: starts[i],
-                samples: crate::background::noise::gaussian_latents(
+                samples: crate::background::audioldm2::noise::gaussian_latents(
                     i as u64 + 2,
                     ((b - a) * 16_000.0) as usize,
                 )
@@ -543,6 +544,7 @@ pub fn time_mix_per_minute() -> Result<(f64, f64)> {
                 .map(|v| 0.05 * v)
                 .collect(),
                 sample_rate: 16_000,
+                channels: 1,
             }
         })
         .collect();

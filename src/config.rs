@@ -182,27 +182,12 @@ impl Default for DescribeSection {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackgroundSection {
-    /// AudioLDM2 bundle folder (made by quantize/export.py); default:
-    /// `audioldm2` in the models folder.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bundle: Option<PathBuf>,
-    /// Denoising steps.
-    pub steps: usize,
-    pub scheduler: crate::background::SchedulerKind,
-    /// Classifier-free guidance scale (used above 1).
-    pub guidance: f32,
-    /// What the background should not sound like.
-    pub negative: String,
-    /// Seed of the initial noise.
+    /// auto (AudioLDM2 when a bundle of real weights is installed, else
+    /// the soundscape), soundscape or audioldm2.
+    pub engine: crate::background::EngineChoice,
+    /// Seed of the background (the soundscape's plan and events, or
+    /// AudioLDM2's initial noise).
     pub seed: u64,
-    /// Clips (different seeds) a background longer than one clip is made
-    /// from.
-    pub variations: usize,
-    /// Load each group of graphs only while its stage runs.
-    pub low_memory: bool,
-    /// Where the graphs run: cpu, or cuda (a build with the
-    /// `cuda-background` feature).
-    pub device: crate::background::graph::ComputeDevice,
     /// Longest background accepted, in seconds.
     pub max_seconds: f64,
     /// Folder of finished backgrounds; default: `cache/background` in the
@@ -211,23 +196,105 @@ pub struct BackgroundSection {
     pub cache_dir: Option<PathBuf>,
     /// Size limit of that folder in MiB; 0 turns the cache off.
     pub cache_max_mb: u64,
+    /// The AudioLDM2 engine's own settings.
+    pub audioldm2: Audioldm2Section,
+    // Keys that moved to [background.audioldm2]: rejected, saying where
+    // they went (see `validate`).
+    #[serde(skip_serializing)]
+    pub bundle: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub steps: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub scheduler: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub guidance: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub negative: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub variations: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub low_memory: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub device: Option<toml::Value>,
 }
 
 impl Default for BackgroundSection {
     fn default() -> Self {
         Self {
-            bundle: None,
-            steps: 25,
-            scheduler: crate::background::SchedulerKind::Dpm,
-            guidance: 3.5,
-            negative: "Low quality.".to_owned(),
+            engine: crate::background::EngineChoice::Auto,
             seed: 0,
-            variations: 2,
-            low_memory: false,
-            device: crate::background::graph::ComputeDevice::Cpu,
             max_seconds: 1800.0,
             cache_dir: None,
             cache_max_mb: 1024,
+            audioldm2: Audioldm2Section::default(),
+            bundle: None,
+            steps: None,
+            scheduler: None,
+            guidance: None,
+            negative: None,
+            variations: None,
+            low_memory: None,
+            device: None,
+        }
+    }
+}
+
+impl BackgroundSection {
+    /// The keys that moved under [background.audioldm2] and are set here.
+    fn moved_keys(&self) -> Vec<&'static str> {
+        [
+            ("bundle", self.bundle.is_some()),
+            ("steps", self.steps.is_some()),
+            ("scheduler", self.scheduler.is_some()),
+            ("guidance", self.guidance.is_some()),
+            ("negative", self.negative.is_some()),
+            ("variations", self.variations.is_some()),
+            ("low_memory", self.low_memory.is_some()),
+            ("device", self.device.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(key, _)| key)
+        .collect()
+    }
+}
+
+/// `[background.audioldm2]`: the AudioLDM2 engine.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Audioldm2Section {
+    /// AudioLDM2 bundle folder (made by quantize/export.py); default:
+    /// `audioldm2` in the models folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PathBuf>,
+    /// Denoising steps.
+    pub steps: usize,
+    pub scheduler: crate::background::audioldm2::SchedulerKind,
+    /// Classifier-free guidance scale (used above 1).
+    pub guidance: f32,
+    /// What the background should not sound like.
+    pub negative: String,
+    /// Clips (different seeds) a background longer than one clip is made
+    /// from.
+    pub variations: usize,
+    /// Load each group of graphs only while its stage runs.
+    pub low_memory: bool,
+    /// Where the graphs run: cpu, or cuda (a build with the
+    /// `cuda-background` feature).
+    pub device: crate::background::audioldm2::graph::ComputeDevice,
+}
+
+impl Default for Audioldm2Section {
+    fn default() -> Self {
+        Self {
+            bundle: None,
+            steps: 25,
+            scheduler: crate::background::audioldm2::SchedulerKind::Dpm,
+            guidance: 3.5,
+            negative: "Low quality.".to_owned(),
+            variations: 2,
+            low_memory: false,
+            device: crate::background::audioldm2::graph::ComputeDevice::Cpu,
         }
     }
 }
@@ -237,6 +304,8 @@ impl Default for BackgroundSection {
 pub struct MixSection {
     /// Sample rate of the rendered WAV.
     pub output_rate: u32,
+    /// 2: stereo, the speech in the centre; 1: mono.
+    pub channels: u16,
     /// Background before the first word, in seconds.
     pub pre_roll_s: f64,
     /// Background after the last word, in seconds.
@@ -260,6 +329,7 @@ impl Default for MixSection {
         let m = crate::mix::MixSettings::default();
         Self {
             output_rate: m.output_rate,
+            channels: m.channels,
             pre_roll_s: m.pre_roll_s,
             tail_s: m.tail_s,
             scene_crossfade_s: m.scene_crossfade_s,
@@ -530,6 +600,36 @@ impl Config {
         }
     }
 
+    /// The background engines' settings.
+    pub fn background_settings(&self) -> crate::background::BackgroundSettings {
+        use crate::background::audioldm2::{Audioldm2Settings, MemoryMode};
+        let b = &self.background;
+        let a = &b.audioldm2;
+        crate::background::BackgroundSettings {
+            engine: b.engine,
+            seed: b.seed,
+            limits: crate::background::LengthLimits {
+                max_seconds: b.max_seconds,
+            },
+            cache_dir: self.background_cache_dir.clone(),
+            cache_max_bytes: b.cache_max_mb * 1024 * 1024,
+            audioldm2: Audioldm2Settings {
+                bundle: self.background_bundle.clone(),
+                negative: a.negative.clone(),
+                steps: a.steps,
+                scheduler: a.scheduler,
+                guidance: a.guidance,
+                variations: a.variations,
+                memory: if a.low_memory {
+                    MemoryMode::Low
+                } else {
+                    MemoryMode::Resident
+                },
+                device: a.device,
+            },
+        }
+    }
+
     /// Loads the config from `source`.
     pub fn load(source: ConfigSource) -> Result<Config, ConfigError> {
         let file = match source.path() {
@@ -564,7 +664,7 @@ impl Config {
             models_dir.join(DEFAULT_DESCRIBER_FILE),
         );
         let background_bundle = pick(
-            file.background.bundle.clone(),
+            file.background.audioldm2.bundle.clone(),
             models_dir.join(DEFAULT_BACKGROUND_BUNDLE),
         );
         let background_cache_dir = pick(
@@ -609,8 +709,11 @@ impl Config {
                 ..self.describe.clone()
             },
             background: BackgroundSection {
-                bundle: Some(self.background_bundle.clone()),
                 cache_dir: Some(self.background_cache_dir.clone()),
+                audioldm2: Audioldm2Section {
+                    bundle: Some(self.background_bundle.clone()),
+                    ..self.background.audioldm2.clone()
+                },
                 ..self.background.clone()
             },
             mix: self.mix.clone(),
@@ -731,22 +834,33 @@ fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigErro
         ));
     }
     let background = &file.background;
-    if background.steps == 0 || background.steps > 999 {
+    if let Some(key) = background.moved_keys().first() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_key(text, &format!("background.{key}")),
+            key: Some(format!("background.{key}")),
+            reason: format!(
+                "`{key}` is an AudioLDM2 setting and moved to its own table: write it under [background.audioldm2] (background.engine chooses the engine)"
+            ),
+        });
+    }
+    let audioldm2 = &background.audioldm2;
+    if audioldm2.steps == 0 || audioldm2.steps > 999 {
         return Err(invalid(
-            "background.steps",
-            format!("{} is outside the allowed 1 to 999", background.steps),
+            "background.audioldm2.steps",
+            format!("{} is outside the allowed 1 to 999", audioldm2.steps),
         ));
     }
-    if !(0.0..=50.0).contains(&background.guidance) {
+    if !(0.0..=50.0).contains(&audioldm2.guidance) {
         return Err(invalid(
-            "background.guidance",
-            format!("{} is outside the allowed 0 to 50", background.guidance),
+            "background.audioldm2.guidance",
+            format!("{} is outside the allowed 0 to 50", audioldm2.guidance),
         ));
     }
-    if !(1..=8).contains(&background.variations) {
+    if !(1..=8).contains(&audioldm2.variations) {
         return Err(invalid(
-            "background.variations",
-            format!("{} is outside the allowed 1 to 8", background.variations),
+            "background.audioldm2.variations",
+            format!("{} is outside the allowed 1 to 8", audioldm2.variations),
         ));
     }
     if !(background.max_seconds > 0.0 && background.max_seconds <= 86_400.0) {
@@ -756,6 +870,12 @@ fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigErro
                 "{} s is outside the allowed range (more than 0, at most 86400)",
                 background.max_seconds
             ),
+        ));
+    }
+    if !(1..=2).contains(&file.mix.channels) {
+        return Err(invalid(
+            "mix.channels",
+            format!("{} is not allowed: 1 (mono) or 2 (stereo)", file.mix.channels),
         ));
     }
     if !(0.0..=1.0).contains(&file.playback.volume) {
@@ -807,9 +927,10 @@ fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigErro
     Ok(())
 }
 
-/// The line that sets `section.key` in a plain TOML file, if one does.
+/// The line that sets `section.key` (the section may itself be dotted,
+/// `background.audioldm2.steps`) in a plain TOML file, if one does.
 fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
-    let (section, key) = dotted.split_once('.')?;
+    let (section, key) = dotted.rsplit_once('.')?;
     let mut in_section = false;
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -945,6 +1066,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("speech.sentence_silence"), "{msg}");
+    }
+
+    #[test]
+    fn audioldm2_keys_moved_to_their_table_and_say_so() {
+        let msg = parse("[background]\nseed = 3\nsteps = 30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 3") && msg.contains("background.steps"), "{msg}");
+        assert!(msg.contains("[background.audioldm2]"), "{msg}");
+        let file = parse("[background]\nengine = \"soundscape\"\n[background.audioldm2]\nsteps = 30\n").unwrap();
+        assert_eq!(file.background.audioldm2.steps, 30);
+        assert_eq!(file.background.engine, crate::background::EngineChoice::Soundscape);
+        let msg = parse("[background.audioldm2]\nsteps = 0\n").unwrap_err().to_string();
+        assert!(msg.contains("background.audioldm2.steps") && msg.contains("line 2"), "{msg}");
+        let msg = parse("[background]\nengine = \"magic\"\n").unwrap_err().to_string();
+        assert!(msg.contains("soundscape") && msg.contains("audioldm2"), "{msg}");
+        let msg = parse("[mix]\nchannels = 6\n").unwrap_err().to_string();
+        assert!(msg.contains("mix.channels"), "{msg}");
     }
 
     #[test]

@@ -73,9 +73,11 @@ enum Command {
     /// Narrate a text file: describe its scenes, speak it, generate the
     /// backgrounds, mix, and write OUT.wav with a JSON report (OUT.json).
     Render(RenderArgs),
-    /// Generate a background soundscape from a caption with the AudioLDM2
-    /// bundle and write it as a WAV file.
+    /// Generate a background from a caption and write it as a WAV file:
+    /// the soundscape (48 kHz stereo) or AudioLDM2 (a bundle's rate, mono).
     Background(BackgroundArgs),
+    /// List the soundscape's catalog: every sound source and place.
+    Sounds(SoundsArgs),
     /// Measure speed and memory against the reference implementations.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -121,7 +123,7 @@ struct BenchCompareArgs {
     graph: String,
     /// The other side: cuda, or cpu (vivid's own CPU ops against tract's).
     #[arg(long, value_name = "DEVICE", default_value = "cuda")]
-    device: vivid::background::graph::ComputeDevice,
+    device: vivid::background::audioldm2::graph::ComputeDevice,
     /// The graph's float inputs, in bundle.toml's order, as .npy (e.g.
     /// latents_final_scaled.npy from `vivid background --record`); without
     /// them, seeded samples of the declared shapes.
@@ -169,7 +171,7 @@ struct BenchBackgroundArgs {
     /// with `--features cuda-background`; the onnxruntime reference is
     /// then left out, it runs on the CPU only).
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
-    device: vivid::background::graph::ComputeDevice,
+    device: vivid::background::audioldm2::graph::ComputeDevice,
     /// Instead: time every op of one UNet pass, the VAE and the vocoder on
     /// one CPU thread and print the seconds per kind of op.
     #[arg(long)]
@@ -273,7 +275,12 @@ struct RenderArgs {
     /// Output WAV (default: the input's name in paths.output_dir).
     #[arg(short, long, value_name = "OUT.wav")]
     output: Option<PathBuf>,
-    /// AudioLDM2 bundle folder (default: background.bundle).
+    /// Background engine: auto, soundscape or audioldm2 (default:
+    /// background.engine).
+    #[arg(long, value_name = "ENGINE")]
+    engine: Option<vivid::background::EngineChoice>,
+    /// AudioLDM2 bundle folder (default: background.audioldm2.bundle);
+    /// implies --engine audioldm2.
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
     /// Play the narration when it is written (playback.device). A playback
@@ -291,46 +298,67 @@ struct BackgroundArgs {
     /// What the background should sound like, e.g. "Waves lapping against
     /// boats and seagulls calling in a harbour".
     caption: String,
-    /// What it should not sound like (default: background.negative).
-    #[arg(long, value_name = "TEXT")]
-    negative: Option<String>,
-    /// Length in seconds; longer than one generation (about 10 s) is made
-    /// from several, joined without seams.
+    /// Length in seconds.
     #[arg(long, value_name = "S")]
     seconds: f64,
-    /// Denoising steps (default: background.steps).
-    #[arg(long, value_name = "N")]
-    steps: Option<usize>,
-    /// ddim or dpm (default: background.scheduler).
-    #[arg(long, value_name = "NAME")]
-    scheduler: Option<vivid::background::SchedulerKind>,
-    /// Seed of the initial noise (default: background.seed).
+    /// auto, soundscape or audioldm2 (default: background.engine; --bundle
+    /// implies audioldm2).
+    #[arg(long, value_name = "ENGINE")]
+    engine: Option<vivid::background::EngineChoice>,
+    /// Seed (default: background.seed).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Classifier-free guidance scale (default: background.guidance).
+    /// Soundscape: the place (a preset id from `vivid sounds`, or a phrase
+    /// such as "a harbour at dawn"); default: found in the caption.
+    #[arg(long, value_name = "PLACE")]
+    place: Option<String>,
+    /// Soundscape: quiet, moderate or busy (default: moderate).
+    #[arg(long, value_name = "LEVEL")]
+    level: Option<vivid::background::Level>,
+    /// Also draw a spectrogram and the plan's layers into this PNG.
+    #[arg(long, value_name = "OUT.png")]
+    plot: Option<PathBuf>,
+    /// AudioLDM2: what it should not sound like (default:
+    /// background.audioldm2.negative).
+    #[arg(long, value_name = "TEXT")]
+    negative: Option<String>,
+    /// AudioLDM2: denoising steps.
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// AudioLDM2: ddim or dpm.
+    #[arg(long, value_name = "NAME")]
+    scheduler: Option<vivid::background::audioldm2::SchedulerKind>,
+    /// AudioLDM2: classifier-free guidance scale.
     #[arg(long, value_name = "G")]
     guidance: Option<f32>,
-    /// Bundle folder (default: background.bundle).
+    /// AudioLDM2: the bundle folder (default: background.audioldm2.bundle).
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
-    /// Start from these latents (.npy) instead of seeded noise.
+    /// AudioLDM2: start from these latents (.npy) instead of seeded noise.
     #[arg(long, value_name = "FILE.npy")]
     init_latents: Option<PathBuf>,
-    /// Load each part of the model only while it runs.
+    /// AudioLDM2: load each part of the model only while it runs.
     #[arg(long)]
     low_memory: bool,
     /// Neither use nor fill the background cache.
     #[arg(long)]
     no_cache: bool,
-    /// Write every intermediate (token ids, embeddings, each step's noise
-    /// prediction, the final latents, the mel, the waveform) into DIR as
-    /// .npy, named as diffusers' reference recordings (quantize/reference.py);
-    /// implies --no-cache.
+    /// AudioLDM2: write every intermediate (token ids, embeddings, each
+    /// step's noise prediction, the final latents, the mel, the waveform)
+    /// into DIR as .npy, named as diffusers' reference recordings
+    /// (quantize/reference.py); implies --no-cache.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
     /// Output WAV file.
     #[arg(short, long, value_name = "OUT.wav")]
     output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct SoundsArgs {
+    /// Print the catalog as JSON (sources with their recipes, places).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -400,6 +428,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Speak(args) => speak(&config, args),
         Command::Describe(args) => describe(&config, args),
         Command::Background(args) => background(&config, args),
+        Command::Sounds(args) => sounds(args),
         Command::Render(args) => render(config, args),
         Command::Play(args) => play(&config, args),
         Command::Serve => {
@@ -726,6 +755,11 @@ fn play(config: &Config, args: PlayArgs) -> Result<ExitCode> {
 fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
     if let Some(bundle) = args.bundle {
         config.background_bundle = bundle;
+        // A bundle named on the command line is a request for AudioLDM2.
+        config.background.engine = vivid::background::EngineChoice::Audioldm2;
+    }
+    if let Some(engine) = args.engine {
+        config.background.engine = engine;
     }
     let output = match args.output {
         Some(path) => path,
@@ -748,14 +782,15 @@ fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
     };
     let report = vivid::render::render(&config, &args.input, &output, &mut progress)?;
     bar.finish_and_clear();
-    if let Some(missing) = &report.background_missing {
-        eprintln!("vivid: warning: {missing}");
+    if let Some(note) = &report.background_note {
+        eprintln!("vivid: {note}");
     }
     eprintln!(
-        "wrote {} ({:.1} s: {:.1} s of speech, {} scene(s), {:.1} LUFS, true peak {:.1} dBTP{}) and {}",
+        "wrote {} ({:.1} s: {:.1} s of speech over a {} background, {} scene(s), {:.1} LUFS, true peak {:.1} dBTP{}) and {}",
         output.display(),
         report.mix.duration_s,
         report.mix.speech_s,
+        report.background.engine.as_str(),
         report.scenes.len(),
         report.mix.integrated_lufs,
         report.mix.true_peak_dbtp,
@@ -788,97 +823,230 @@ fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The hint for a missing or unusable AudioLDM2 bundle.
-const BUNDLE_HINT: &str = "an AudioLDM2 bundle is made from real weights with \
-     `python quantize/export.py cvssp/audioldm2 DIR --seconds 10.24` (see quantize/README.md); \
-     set background.bundle in the config or pass --bundle DIR";
-
 fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
-    use vivid::background::{
-        Engine, MemoryMode, ProgressLog, Request, cache::BackgroundCache, long::LengthLimits,
-        make_background, noise::read_latents,
-    };
+    use vivid::background::{self as bg, EngineChoice, Generator, SceneRequest};
     let started = std::time::Instant::now();
-    let settings = &config.background;
-    let bundle = args
-        .bundle
-        .unwrap_or_else(|| config.background_bundle.clone());
-    let mode = if args.low_memory || settings.low_memory {
-        MemoryMode::Low
+    let mut settings = config.background_settings();
+    settings.engine = match (args.engine, &args.bundle) {
+        (Some(engine), _) => engine,
+        (None, Some(_)) => EngineChoice::Audioldm2,
+        (None, None) => settings.engine,
+    };
+    let a = &mut settings.audioldm2;
+    if let Some(bundle) = args.bundle {
+        a.bundle = bundle;
+    }
+    if args.low_memory {
+        a.memory = bg::audioldm2::MemoryMode::Low;
+    }
+    a.negative = args.negative.unwrap_or_else(|| a.negative.clone());
+    a.steps = args.steps.unwrap_or(a.steps);
+    a.scheduler = args.scheduler.unwrap_or(a.scheduler);
+    a.guidance = args.guidance.unwrap_or(a.guidance);
+    if args.no_cache || args.record.is_some() {
+        settings.cache_max_bytes = 0;
+    }
+    let mut generator: Box<dyn Generator> = if settings.engine == EngineChoice::Soundscape
+        || (settings.engine == EngineChoice::Auto && args.init_latents.is_none() && args.record.is_none())
+    {
+        bg::open(&settings)?.generator
     } else {
-        MemoryMode::Resident
+        // AudioLDM2, with what only it takes (initial latents).
+        let mut engine = bg::audioldm2::Audioldm2::open(&settings.audioldm2, settings.limits)
+            .with_context(|| {
+                format!(
+                    "opening the AudioLDM2 bundle {} ({})",
+                    settings.audioldm2.bundle.display(),
+                    bg::audioldm2::MAKE_BUNDLE
+                )
+            })?;
+        if engine.is_random_weights() {
+            eprintln!(
+                "vivid: warning: {} holds random weights (a test or benchmark bundle): it makes noise, not a soundscape",
+                settings.audioldm2.bundle.display()
+            );
+        }
+        if let Some(path) = &args.init_latents {
+            let latents = bg::audioldm2::noise::read_latents(path, engine.engine().latent_shape())?;
+            engine.set_init_latents(Some(latents));
+        }
+        Box::new(engine)
     };
-    let limits = LengthLimits {
-        max_seconds: settings.max_seconds,
+    if generator.kind() != bg::EngineKind::Soundscape && (args.place.is_some() || args.level.is_some()) {
+        anyhow::bail!("--place and --level are for the soundscape engine (--engine soundscape)");
+    }
+    let request = SceneRequest {
+        caption: args.caption,
+        place: args.place,
+        sounds: Vec::new(),
+        level: args.level,
+        seed: args.seed.unwrap_or(settings.seed),
     };
+    let recipe = generator.prepare(&request)?;
+    if let bg::SceneRecipe::Soundscape(plan) = &recipe {
+        print_plan(plan);
+    }
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed_precise} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut engine = Engine::open(&bundle, mode).with_context(|| {
-        format!(
-            "opening the AudioLDM2 bundle {} ({BUNDLE_HINT})",
-            bundle.display()
-        )
-    })?;
-    engine.set_device(settings.device)?;
-    if engine.is_random_weights() {
-        eprintln!(
-            "vivid: warning: {} holds random weights (a test or benchmark bundle): it makes noise, not a soundscape",
-            bundle.display()
-        );
-    }
-    let init_latents = match &args.init_latents {
-        Some(path) => Some(read_latents(path, engine.latent_shape())?),
-        None => None,
-    };
-    let request = Request {
-        caption: args.caption,
-        negative: args.negative.unwrap_or_else(|| settings.negative.clone()),
-        steps: args.steps.unwrap_or(settings.steps),
-        scheduler: args.scheduler.unwrap_or(settings.scheduler),
-        guidance: args.guidance.unwrap_or(settings.guidance),
-        seed: args.seed.unwrap_or(settings.seed),
-        init_latents,
-    };
-    let mut progress = ProgressLog::new(Some(bar.clone()));
+    let mut progress = bg::ProgressLog::new(Some(bar.clone()));
     let mut recorder;
-    let observer: &mut dyn vivid::background::Observer = match &args.record {
+    let observer: &mut dyn bg::Observer = match &args.record {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the record folder {}", dir.display()))?;
-            recorder = vivid::background::RecordToDir::new(&mut progress, dir);
+            recorder = bg::RecordToDir::new(&mut progress, dir);
             &mut recorder
         }
         None => &mut progress,
     };
-    let cache = BackgroundCache::new(
-        &config.background_cache_dir,
-        if args.no_cache || args.record.is_some() {
-            0
-        } else {
-            settings.cache_max_mb * 1024 * 1024
-        },
-    );
-    let made = make_background(
-        &mut engine,
-        &request,
-        args.seconds,
-        settings.variations,
-        limits,
-        &cache,
-        observer,
-    )
-    .with_context(|| format!("generating the background with {}", bundle.display()))?;
+    let made = bg::make_from_recipe(generator.as_mut(), recipe, args.seconds, &settings.cache(), observer)
+        .context("generating the background")?;
     bar.finish_and_clear();
-    vivid::output::wav::write_wav_i16(&args.output, &made.samples, made.sample_rate)?;
+    vivid::output::wav::write_wav_i16(&args.output, &made.samples, made.sample_rate, made.channels)?;
     eprintln!(
-        "wrote {}: {:.2} s of background{} in {:.1} s",
+        "wrote {}: {:.2} s of {} background ({} Hz, {} channel{}){} in {:.1} s",
         args.output.display(),
-        made.samples.len() as f64 / f64::from(made.sample_rate),
-        if made.cached { " (from the cache)" } else { "" },
+        made.seconds(),
+        generator.kind().as_str(),
+        made.sample_rate,
+        made.channels,
+        if made.channels == 1 { "" } else { "s" },
+        if made.cached { ", from the cache" } else { "" },
         started.elapsed().as_secs_f64()
     );
+    if let Some(png) = &args.plot {
+        draw_background_plot(png, &made)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vivid background --plot`: the spectrogram, and a row per layer of the
+/// soundscape's plan (rendered again with each layer's level kept; the
+/// same seed gives the same samples), or the whole AudioLDM2 clip.
+fn draw_background_plot(png: &std::path::Path, made: &vivid::background::Background) -> Result<()> {
+    use vivid::background::{SceneRecipe, soundscape};
+    use vivid::mix::plot::LayerTrace;
+    let hop = soundscape::TRACE_HOP_S;
+    let (title, layers) = match &made.recipe {
+        SceneRecipe::Soundscape(plan) => {
+            let (_, traces) = soundscape::render_traced(plan, made.seconds());
+            let layers = plan
+                .layers
+                .iter()
+                .zip(traces)
+                .map(|(layer, trace)| LayerTrace {
+                    name: format!(
+                        "{} ({}, {:.0} dB, pan {:+.1}, distance {:.1})",
+                        layer.source,
+                        if layer.role == soundscape::Role::Bed { "bed" } else { "source" },
+                        layer.gain_db,
+                        layer.pan,
+                        layer.distance
+                    ),
+                    hop_s: hop,
+                    level_db: trace.level_db,
+                })
+                .collect();
+            let title = format!(
+                "soundscape: {} ({}), seed {}{}",
+                plan.place,
+                plan.level.as_str(),
+                plan.seed,
+                if plan.unmatched.is_empty() {
+                    String::new()
+                } else {
+                    format!("; unmatched: {}", plan.unmatched.join(", "))
+                }
+            );
+            (title, layers)
+        }
+        SceneRecipe::Audioldm2(clip) => {
+            let mono = vivid::background::soundscape::descriptors::mono(&made.samples, usize::from(made.channels));
+            let level = vivid::background::soundscape::descriptors::envelope(&mono, made.sample_rate, hop as f32)
+                .iter()
+                .map(|rms| 20.0 * rms.max(1e-9).log10())
+                .collect();
+            (
+                format!("AudioLDM2: {}", clip.request.caption),
+                vec![LayerTrace {
+                    name: "the whole clip".into(),
+                    hop_s: hop,
+                    level_db: level,
+                }],
+            )
+        }
+    };
+    vivid::mix::plot::draw_background(png, &made.samples, made.sample_rate, made.channels, &title, &layers)
+        .map_err(|e| anyhow::anyhow!("{e} (the background itself was written)"))?;
+    eprintln!("drew the background into {}", png.display());
+    Ok(())
+}
+
+/// The soundscape's plan, as a technician reads it.
+fn print_plan(plan: &vivid::background::soundscape::ScenePlan) {
+    eprintln!(
+        "soundscape: {} ({}), seed {}",
+        plan.place,
+        plan.level.as_str(),
+        plan.seed
+    );
+    for layer in &plan.layers {
+        eprintln!(
+            "  {:<18} {:<6} {:>6.1} dB  pan {:>5.2}  distance {:.2}",
+            layer.source,
+            match layer.role {
+                vivid::background::soundscape::Role::Source => "source",
+                vivid::background::soundscape::Role::Bed => "bed",
+            },
+            layer.gain_db,
+            layer.pan,
+            layer.distance
+        );
+    }
+    for phrase in &plan.unmatched {
+        eprintln!("  unmatched: \"{phrase}\"");
+    }
+    if let Some(note) = &plan.note {
+        eprintln!("  {note}");
+    }
+}
+
+fn sounds(args: SoundsArgs) -> Result<ExitCode> {
+    let catalog = vivid::background::soundscape::catalog::Catalog::builtin();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "sources": catalog.sources,
+                "places": catalog.places,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} sound sources:", catalog.sources.len());
+    for source in &catalog.sources {
+        let kinds: Vec<&str> = source.layers.iter().map(|l| l.kind()).collect();
+        println!(
+            "  {:<18} {:<11} {:<42} [{}]",
+            source.id,
+            format!("{:?}", source.category).to_lowercase(),
+            source.phrase,
+            kinds.join(", ")
+        );
+    }
+    println!("{} places:", catalog.places.len());
+    for place in &catalog.places {
+        println!(
+            "  {:<18} {:<24} room {:>4.0} m, {:.1} s; beds: {}",
+            place.id,
+            place.phrase,
+            place.room.size_m,
+            place.room.decay_s,
+            place.beds.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -952,15 +1120,11 @@ fn bench_render(mut config: Config, args: BenchRenderArgs) -> Result<ExitCode> {
         "render of a {:.1} s narration ({} scenes, {}): {total:.1} s = describe {:.2} + speak {:.2} + background {:.2} + mix {:.2} + write {:.2} (+ loading and hashing)",
         report.mix.speech_s,
         report.scenes.len(),
-        report
-            .background
-            .as_ref()
-            .map_or("no background bundle".to_owned(), |b| format!(
-                "background {} steps {} on {}",
-                b.steps,
-                b.scheduler,
-                b.bundle.display()
-            )),
+        format!(
+            "background: {} {}",
+            report.background.engine.as_str(),
+            report.background.details
+        ),
         s.describe,
         s.speak,
         s.background,
@@ -975,8 +1139,8 @@ fn bench_render(mut config: Config, args: BenchRenderArgs) -> Result<ExitCode> {
 }
 
 fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
-    use vivid::background::MemoryMode;
-    use vivid::background::graph::ComputeDevice;
+    use vivid::background::audioldm2::MemoryMode;
+    use vivid::background::audioldm2::graph::ComputeDevice;
     use vivid::bench::{self, ReferenceBackgroundRun};
     if args.profile {
         return profile_background(&args.bundle);
@@ -1029,7 +1193,7 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
             ));
         }
     }
-    let meta = vivid::background::bundle::BundleMeta::load(&args.bundle)?;
+    let meta = vivid::background::audioldm2::bundle::BundleMeta::load(&args.bundle)?;
     println!(
         "background benchmark: {} ({}, {:.2} s clips, UNet batch {}), {}, {cores} cores, {} mode",
         args.bundle.display(),
@@ -1112,8 +1276,8 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
 /// `vivid bench compare`: one graph on tract's CPU runtime against another
 /// device, node by node.
 fn bench_compare(args: BenchCompareArgs) -> Result<ExitCode> {
-    use vivid::background::graph::{Graph, NodeComparison, compare_devices, sample_tensors};
-    let meta = vivid::background::bundle::BundleMeta::load(&args.bundle)?;
+    use vivid::background::audioldm2::graph::{Graph, NodeComparison, compare_devices, sample_tensors};
+    let meta = vivid::background::audioldm2::bundle::BundleMeta::load(&args.bundle)?;
     let entry = meta.component(&args.bundle, &args.graph)?;
     let mut inputs = sample_tensors(&entry.inputs)?;
     if args.input.len() > inputs.len() {
@@ -1133,8 +1297,8 @@ fn bench_compare(args: BenchCompareArgs) -> Result<ExitCode> {
                 declared.dtype
             );
         }
-        let values = vivid::background::noise::read_latents(path, &shape)?;
-        *input = vivid::background::graph::f32_tensor(&shape, &values)?;
+        let values = vivid::background::audioldm2::noise::read_latents(path, &shape)?;
+        *input = vivid::background::audioldm2::graph::f32_tensor(&shape, &values)?;
     }
     // The graph as vivid runs it first: whether its output is finite.
     let plain = Graph::load(&args.bundle, &meta, &args.graph, args.device)
@@ -1216,8 +1380,8 @@ fn bench_compare(args: BenchCompareArgs) -> Result<ExitCode> {
 /// `vivid bench background --profile`: where the time of the CPU's heavy
 /// graphs goes, op by op, on one thread.
 fn profile_background(bundle: &std::path::Path) -> Result<ExitCode> {
-    use vivid::background::graph::{ComputeDevice, Graph};
-    let meta = vivid::background::bundle::BundleMeta::load(bundle)?;
+    use vivid::background::audioldm2::graph::{ComputeDevice, Graph};
+    let meta = vivid::background::audioldm2::bundle::BundleMeta::load(bundle)?;
     vivid::compute::set_compute_threads(1);
     println!(
         "background profile: {}, one thread, second run of each graph",

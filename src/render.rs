@@ -1,6 +1,8 @@
 //! The whole pipeline for one text: describe → speak → background → mix →
 //! WAV and a JSON report beside it. `vivid render` runs it; the service
-//! will run the same function for every job.
+//! runs the same [`Renderer`] for every job. Each stage is one method
+//! returning a typed value; the stages themselves know nothing of each
+//! other.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,16 +10,19 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::background::{self, Engine, MemoryMode, Observer, Request};
+use crate::background::{
+    self, Background, BackgroundSettings, EngineRecord, Generator, Observer, SceneRecipe,
+    SceneRequest,
+};
 use crate::config::Config;
-use crate::describe::{Describer, Description};
+use crate::describe::{CallOptions, Describer, Description, Method};
 use crate::mix::{self, MixReport, MixSettings, SceneBackground};
 use crate::output::wav::WavStream;
 use crate::speech::{SpeakOptions, Voice};
 
-/// The command that makes a bundle from real AudioLDM2 weights.
-pub const MAKE_BUNDLE: &str = "python quantize/export.py cvssp/audioldm2 BUNDLE_DIR --seconds 10.24 \
-     (see quantize/README.md), then set background.bundle = \"BUNDLE_DIR\"";
+/// The hint for a voice that cannot be loaded.
+pub const VOICE_HINT: &str = "hint: `vivid models verify` checks the default voice, \
+     `vivid models fetch` installs it";
 
 /// The stages, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,19 +80,10 @@ pub struct SceneRecord {
     pub background_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub background_from_cache: Option<bool>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BackgroundRecord {
-    pub bundle: PathBuf,
-    pub bundle_id: String,
-    pub precision: String,
-    pub steps: usize,
-    pub scheduler: String,
-    pub guidance: f32,
-    pub negative: String,
-    pub seed: u64,
-    pub variations: usize,
+    /// What the background engine played for this scene (for the
+    /// soundscape: place, sources with their ids, unmatched phrases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background: Option<SceneRecipe>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,12 +108,11 @@ pub struct RenderReport {
     pub voice: FileRecord,
     pub speaking_rate: f32,
     pub scenes: Vec<SceneRecord>,
-    /// The background's settings; absent when there was no background.
+    /// The background engine and its settings.
+    pub background: EngineRecord,
+    /// Why `auto` chose the engine it did, when that is worth saying.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub background: Option<BackgroundRecord>,
-    /// Why there is no background, and how to get one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub background_missing: Option<String>,
+    pub background_note: Option<String>,
     pub mix: MixReport,
     pub seconds: StageSeconds,
 }
@@ -127,6 +122,7 @@ pub fn mix_settings(config: &Config) -> MixSettings {
     let m = &config.mix;
     MixSettings {
         output_rate: m.output_rate,
+        channels: m.channels,
         pre_roll_s: m.pre_roll_s,
         tail_s: m.tail_s,
         scene_crossfade_s: m.scene_crossfade_s,
@@ -156,11 +152,23 @@ pub fn render(
         &Job {
             text: &text,
             input: record,
-            overrides: &crate::serve::job::Overrides::default(),
+            overrides: &Overrides::default(),
         },
         output,
         observer,
     )
+}
+
+/// What one job asks differently from the config.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Overrides {
+    /// A voice in the models folder's `voices/`, by file name.
+    pub voice: Option<String>,
+    pub rate: Option<f32>,
+    pub method: Option<Method>,
+    pub caption: Option<String>,
+    /// Seed of the description and the background.
+    pub seed: Option<u32>,
 }
 
 /// One text to render.
@@ -168,59 +176,72 @@ pub struct Job<'a> {
     pub text: &'a str,
     /// The input file, for the report.
     pub input: FileRecord,
-    pub overrides: &'a crate::serve::job::Overrides,
+    pub overrides: &'a Overrides,
+}
+
+/// The speech of a whole text, and where each scene starts in it.
+struct Speech {
+    samples: Vec<f32>,
+    sample_rate: u32,
+    scene_starts_s: Vec<f64>,
+    voice: PathBuf,
+    rate: f32,
+}
+
+impl Speech {
+    fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(self.sample_rate)
+    }
+}
+
+/// The speech settings a render uses.
+#[derive(Debug, Clone)]
+struct SpeechSettings {
+    voice: PathBuf,
+    voices_dir: PathBuf,
+    rate: f32,
+    speaker: i64,
+    sentence_silence: f32,
 }
 
 /// The pipeline with its models loaded once, for any number of texts.
 pub struct Renderer {
-    config: Config,
     describer: Describer,
     voice: Voice,
-    engine: Option<Engine>,
-    background_missing: Option<String>,
+    speech: SpeechSettings,
+    background: Box<dyn Generator>,
+    background_settings: BackgroundSettings,
+    background_note: Option<String>,
+    mix: MixSettings,
 }
 
 impl Renderer {
-    /// Loads the voice and opens the background bundle (its graphs load
-    /// on first use, or with [`Renderer::preload`]); the describer's model
-    /// loads on first use too.
+    /// Loads the voice and opens the background engine (AudioLDM2's graphs
+    /// load on first use, or with [`Renderer::preload`]); the describer's
+    /// model loads on first use too.
     pub fn new(config: &Config) -> Result<Renderer> {
-        let voice = Voice::load(&config.voice).context(
-            "loading the voice (hint: `vivid models verify` checks the default voice, \
-             `vivid models fetch` installs it)",
-        )?;
-        let bundle = &config.background_bundle;
-        let (engine, background_missing) = if bundle.join("bundle.toml").is_file() {
-            let b = &config.background;
-            let mode = if b.low_memory {
-                MemoryMode::Low
-            } else {
-                MemoryMode::Resident
-            };
-            let mut engine = Engine::open(bundle, mode)
-                .with_context(|| format!("opening the AudioLDM2 bundle {}", bundle.display()))?;
-            engine.set_device(b.device)?;
-            if engine.is_random_weights() {
-                tracing::warn!(
-                    bundle = %bundle.display(),
-                    "the background bundle holds random weights (a test or benchmark bundle): the background is noise"
-                );
-            }
-            (Some(engine), None)
-        } else {
-            let note = format!(
-                "no AudioLDM2 bundle at {}: the narration is speech only. Make one from real weights with `{MAKE_BUNDLE}`",
-                bundle.display()
-            );
-            tracing::warn!("{note}");
-            (None, Some(note))
-        };
+        let voice = Voice::load(&config.voice).context(format!("loading the voice ({VOICE_HINT})"))?;
+        let background_settings = config.background_settings();
+        let opened = background::open(&background_settings).with_context(|| {
+            format!(
+                "opening the background engine ({})",
+                background_settings.audioldm2.bundle.display()
+            )
+        })?;
         Ok(Renderer {
-            config: config.clone(),
             describer: Describer::new(config.describe_settings()),
             voice,
-            engine,
-            background_missing,
+            speech: SpeechSettings {
+                voice: config.voice.clone(),
+                voices_dir: config.models_dir.join("voices"),
+                rate: config.speech.rate,
+                speaker: config.speech.speaker,
+                sentence_silence: config.speech.sentence_silence,
+            },
+            background: opened.generator,
+            background_settings,
+            background_note: opened.note,
+            mix: mix_settings(config),
         })
     }
 
@@ -232,14 +253,13 @@ impl Renderer {
             // missing model is reported, not fatal.
             tracing::warn!("describer model: {e}");
         }
-        if let Some(engine) = &mut self.engine {
-            engine.preload(&mut background::Unobserved)?;
-        }
+        self.background.preload(&mut background::Unobserved)?;
         Ok(())
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The background engine in use.
+    pub fn background_engine(&self) -> background::EngineKind {
+        self.background.kind()
     }
 
     /// Renders one text into `output` and its report beside it.
@@ -249,164 +269,45 @@ impl Renderer {
         output: &Path,
         observer: &mut dyn RenderObserver,
     ) -> Result<RenderReport> {
-        let config = self.config.clone();
-        let overrides = job.overrides;
-        let text = job.text;
+        let clock = Instant::now();
+        let (description, describer_model) = self.describe(job, observer)?;
+        let describe_s = clock.elapsed().as_secs_f64();
 
-        observer.render_stage(RenderStage::Describe);
-        let started = Instant::now();
-        let method = overrides.method.unwrap_or(config.describe.method);
-        let settings = self.describer.settings_mut();
-        let saved = (settings.caption.clone(), settings.seed);
-        if let Some(caption) = &overrides.caption {
-            settings.caption = Some(caption.clone());
-        }
-        if let Some(seed) = overrides.seed {
-            settings.seed = seed;
-        }
-        let described = self.describer.describe_with(text, method);
-        let settings = self.describer.settings_mut();
-        (settings.caption, settings.seed) = saved;
-        let description: Description = described.context("describing the text")?;
-        let describer_model = (method == crate::describe::Method::Llm)
-            .then(|| file_record(&self.describer.settings().model).ok())
-            .flatten();
-        let describe_s = started.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let speech = self.speak(job, &description, observer)?;
+        let speak_s = clock.elapsed().as_secs_f64();
 
-        stop_if_cancelled(observer)?;
-        observer.render_stage(RenderStage::Speak);
-        let started = Instant::now();
-        let job_voice;
-        let (voice, voice_path) = match &overrides.voice {
-            Some(name) => {
-                let path = config.models_dir.join("voices").join(name);
-                job_voice = Voice::load(&path)
-                    .with_context(|| format!("loading the job's voice {}", path.display()))?;
-                (&job_voice, path)
-            }
-            None => (&self.voice, config.voice.clone()),
-        };
-        let rate = overrides.rate.unwrap_or(config.speech.rate);
-        let options = SpeakOptions {
-            speaker: Some(config.speech.speaker),
-            rate: Some(rate),
-            ..SpeakOptions::default()
-        };
-        let silence =
-            vec![0f32; (config.speech.sentence_silence * voice.sample_rate() as f32) as usize];
-        let mut speech: Vec<f32> = Vec::new();
-        let mut scene_starts = Vec::new();
-        for scene in &description.scenes {
-            scene_starts.push(speech.len() as f64 / f64::from(voice.sample_rate()));
-            let scene_text = text.get(scene.span.clone()).unwrap_or_default();
-            for sentence in voice
-                .speak(scene_text, &options)
-                .context("speaking the text")?
-            {
-                let sentence = sentence.context("speaking the text")?;
-                if !speech.is_empty() {
-                    speech.extend_from_slice(&silence);
-                }
-                speech.extend_from_slice(&sentence.samples);
-            }
-        }
-        let speak_s = started.elapsed().as_secs_f64();
-        let speech_s = speech.len() as f64 / f64::from(voice.sample_rate());
+        let clock = Instant::now();
+        let seed = job.overrides.seed.map_or(self.background_settings.seed, u64::from);
+        let backgrounds = self.backgrounds(&description, &speech, seed, observer)?;
+        let background_s = clock.elapsed().as_secs_f64();
 
-        stop_if_cancelled(observer)?;
-        observer.render_stage(RenderStage::Background);
-        let started = Instant::now();
-        let mix_settings = mix_settings(&config);
-        let mut scenes: Vec<SceneRecord> = description
-            .scenes
-            .iter()
-            .zip(&scene_starts)
-            .map(|(scene, start)| SceneRecord {
-                char_span: scene.char_span.clone(),
-                caption: scene.caption.clone(),
-                method: scene.method.as_str(),
-                fallback: scene.fallback.clone(),
-                starts_at_s: mix_settings.pre_roll_s + start,
-                background_seconds: None,
-                background_from_cache: None,
-            })
-            .collect();
-        let mut backgrounds = Vec::new();
-        let mut background_record = None;
-        if let Some(engine) = &mut self.engine {
-            let b = &config.background;
-            let seed = overrides.seed.map_or(b.seed, u64::from);
-            let cache = background::cache::BackgroundCache::new(
-                &config.background_cache_dir,
-                b.cache_max_mb * 1024 * 1024,
-            );
-            let limits = background::long::LengthLimits {
-                max_seconds: b.max_seconds,
-            };
-            for (index, scene) in description.scenes.iter().enumerate() {
-                let (from, to) = mix::scene_span(&mix_settings, &scene_starts, speech_s, index);
-                let request = Request {
-                    caption: scene.caption.clone(),
-                    negative: b.negative.clone(),
-                    steps: b.steps,
-                    scheduler: b.scheduler,
-                    guidance: b.guidance,
-                    seed,
-                    init_latents: None,
-                };
-                let made = background::make_background(
-                    engine,
-                    &request,
-                    (to - from).max(0.1),
-                    b.variations,
-                    limits,
-                    &cache,
-                    observer,
-                )
-                .with_context(|| {
-                    format!(
-                        "generating the background of scene {} (\"{}\")",
-                        index + 1,
-                        scene.caption
-                    )
-                })?;
-                scenes[index].background_seconds =
-                    Some(made.samples.len() as f64 / f64::from(made.sample_rate));
-                scenes[index].background_from_cache = Some(made.cached);
-                backgrounds.push(SceneBackground {
-                    speech_start_s: scene_starts[index],
-                    samples: made.samples,
-                    sample_rate: made.sample_rate,
-                });
-            }
-            background_record = Some(BackgroundRecord {
-                bundle: config.background_bundle.clone(),
-                bundle_id: engine.id().to_owned(),
-                precision: engine.meta().precision.clone(),
-                steps: b.steps,
-                scheduler: b.scheduler.as_str().to_owned(),
-                guidance: b.guidance,
-                negative: b.negative.clone(),
-                seed,
-                variations: b.variations,
-            });
-        }
-        let background_s = started.elapsed().as_secs_f64();
-
+        let clock = Instant::now();
         stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Mix);
-        let started = Instant::now();
+        let scene_backgrounds: Vec<SceneBackground> = backgrounds
+            .iter()
+            .zip(&speech.scene_starts_s)
+            .map(|(b, start)| SceneBackground {
+                speech_start_s: *start,
+                samples: b.samples.clone(),
+                sample_rate: b.sample_rate,
+                channels: b.channels,
+            })
+            .collect();
         let (samples, mix_report) =
-            mix::mix(&speech, voice.sample_rate(), &backgrounds, &mix_settings)
+            mix::mix(&speech.samples, speech.sample_rate, &scene_backgrounds, &self.mix)
                 .context("mixing")?;
-        let mix_s = started.elapsed().as_secs_f64();
+        drop(scene_backgrounds);
+        let mix_s = clock.elapsed().as_secs_f64();
 
+        let clock = Instant::now();
         stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Write);
-        let started = Instant::now();
-        let mut wav = WavStream::create(output, mix_report.output_rate)?;
+        let mut wav = WavStream::create_channels(output, mix_report.output_rate, mix_report.channels)?;
         wav.write(&samples)?;
         wav.finish()?;
+        let scenes = self.scene_records(&description, &speech, backgrounds);
         let mut report = RenderReport {
             vivid_version: env!("CARGO_PKG_VERSION"),
             input: job.input.clone(),
@@ -414,11 +315,11 @@ impl Renderer {
             describe_method: description.requested.as_str(),
             describer_model,
             describe_seed: description.seed,
-            voice: file_record(&voice_path)?,
-            speaking_rate: rate,
+            voice: file_record(&speech.voice)?,
+            speaking_rate: speech.rate,
             scenes,
-            background: background_record,
-            background_missing: self.background_missing.clone(),
+            background: self.background.record(seed),
+            background_note: self.background_note.clone(),
             mix: mix_report,
             seconds: StageSeconds {
                 describe: describe_s,
@@ -428,9 +329,161 @@ impl Renderer {
                 write: 0.0,
             },
         };
-        report.seconds.write = started.elapsed().as_secs_f64();
+        report.seconds.write = clock.elapsed().as_secs_f64();
         write_report(&sidecar_path(output), &report)?;
         Ok(report)
+    }
+
+    /// Describes the text's scenes with the job's method, caption and seed.
+    fn describe(
+        &mut self,
+        job: &Job<'_>,
+        observer: &mut dyn RenderObserver,
+    ) -> Result<(Description, Option<FileRecord>)> {
+        observer.render_stage(RenderStage::Describe);
+        let o = job.overrides;
+        let options = CallOptions {
+            method: o.method,
+            caption: o.caption.clone(),
+            seed: o.seed,
+        };
+        let description = self
+            .describer
+            .describe_call(job.text, &options)
+            .context("describing the text")?;
+        let model = (description.requested == Method::Llm)
+            .then(|| file_record(&self.describer.settings().model).ok())
+            .flatten();
+        Ok((description, model))
+    }
+
+    /// Speaks every scene, sentence by sentence, with the configured
+    /// silence between sentences; notes where each scene starts.
+    fn speak(
+        &mut self,
+        job: &Job<'_>,
+        description: &Description,
+        observer: &mut dyn RenderObserver,
+    ) -> Result<Speech> {
+        stop_if_cancelled(observer)?;
+        observer.render_stage(RenderStage::Speak);
+        let job_voice;
+        let (voice, voice_path) = match &job.overrides.voice {
+            Some(name) => {
+                let path = self.speech.voices_dir.join(name);
+                job_voice = Voice::load(&path)
+                    .with_context(|| format!("loading the job's voice {}", path.display()))?;
+                (&job_voice, path)
+            }
+            None => (&self.voice, self.speech.voice.clone()),
+        };
+        let rate = job.overrides.rate.unwrap_or(self.speech.rate);
+        let options = SpeakOptions {
+            speaker: Some(self.speech.speaker),
+            rate: Some(rate),
+            ..SpeakOptions::default()
+        };
+        let sample_rate = voice.sample_rate();
+        let silence = vec![0f32; (self.speech.sentence_silence * sample_rate as f32) as usize];
+        let mut samples: Vec<f32> = Vec::new();
+        let mut scene_starts_s = Vec::new();
+        for scene in &description.scenes {
+            scene_starts_s.push(samples.len() as f64 / f64::from(sample_rate));
+            let scene_text = job.text.get(scene.span.clone()).unwrap_or_default();
+            for sentence in voice.speak(scene_text, &options).context("speaking the text")? {
+                let sentence = sentence.context("speaking the text")?;
+                if !samples.is_empty() {
+                    samples.extend_from_slice(&silence);
+                }
+                samples.extend_from_slice(&sentence.samples);
+            }
+        }
+        Ok(Speech {
+            samples,
+            sample_rate,
+            scene_starts_s,
+            voice: voice_path,
+            rate,
+        })
+    }
+
+    /// One background per scene, as long as the scene lasts in the mix.
+    fn backgrounds(
+        &mut self,
+        description: &Description,
+        speech: &Speech,
+        seed: u64,
+        observer: &mut dyn RenderObserver,
+    ) -> Result<Vec<Background>> {
+        stop_if_cancelled(observer)?;
+        observer.render_stage(RenderStage::Background);
+        let cache = self.background_settings.cache();
+        let mut made = Vec::with_capacity(description.scenes.len());
+        for (index, scene) in description.scenes.iter().enumerate() {
+            let (from, to) = mix::scene_span(&self.mix, &speech.scene_starts_s, speech.seconds(), index);
+            let answer = scene.answer.as_ref();
+            let request = SceneRequest {
+                caption: scene.caption.clone(),
+                place: answer.map(|a| a.place.clone()),
+                sounds: match answer {
+                    Some(_) if !scene.sounds.is_empty() => scene.sounds.clone(),
+                    Some(a) => a.sounds.clone(),
+                    None => Vec::new(),
+                },
+                level: answer.map(|a| scene_level(a.level)),
+                seed,
+            };
+            let background = background::make_background(
+                self.background.as_mut(),
+                &request,
+                (to - from).max(0.1),
+                &cache,
+                observer,
+            )
+            .with_context(|| {
+                format!(
+                    "generating the background of scene {} (\"{}\")",
+                    index + 1,
+                    scene.caption
+                )
+            })?;
+            made.push(background);
+        }
+        Ok(made)
+    }
+
+    fn scene_records(
+        &self,
+        description: &Description,
+        speech: &Speech,
+        backgrounds: Vec<Background>,
+    ) -> Vec<SceneRecord> {
+        description
+            .scenes
+            .iter()
+            .zip(&speech.scene_starts_s)
+            .zip(backgrounds)
+            .map(|((scene, start), background)| SceneRecord {
+                char_span: scene.char_span.clone(),
+                caption: scene.caption.clone(),
+                method: scene.method.as_str(),
+                fallback: scene.fallback.clone(),
+                starts_at_s: self.mix.pre_roll_s + start,
+                background_seconds: Some(background.seconds()),
+                background_from_cache: Some(background.cached),
+                background: Some(background.recipe),
+            })
+            .collect()
+    }
+}
+
+/// The describer's ambience level as the background's.
+fn scene_level(level: crate::describe::AmbienceLevel) -> background::Level {
+    use crate::describe::AmbienceLevel;
+    match level {
+        AmbienceLevel::Quiet => background::Level::Quiet,
+        AmbienceLevel::Moderate => background::Level::Moderate,
+        AmbienceLevel::Busy => background::Level::Busy,
     }
 }
 

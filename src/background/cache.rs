@@ -21,21 +21,17 @@ use crate::fsutil::AtomicFile;
 /// Everything that decides a background's samples.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CacheKey {
-    pub bundle: String,
-    pub caption: String,
-    pub negative: String,
-    pub seed: u64,
-    pub steps: usize,
-    pub scheduler: String,
-    pub guidance: f32,
+    /// The engine's identity (a bundle's id).
+    pub engine: String,
+    /// The engine's recipe for the scene.
+    pub recipe: serde_json::Value,
     pub seconds: f64,
-    pub variations: usize,
     /// Bumped when the engine's output for the same settings changes.
     pub engine_version: u32,
 }
 
 /// The engine version the cache keys carry.
-pub const ENGINE_VERSION: u32 = 1;
+pub const ENGINE_VERSION: u32 = 2;
 
 impl CacheKey {
     pub fn digest(&self) -> String {
@@ -73,8 +69,9 @@ impl BackgroundCache {
         self.dir.join(format!("{}.wav", key.digest()))
     }
 
-    /// The stored background for `key`, if there is a readable one.
-    pub fn get(&self, key: &CacheKey) -> Option<(Vec<f32>, u32)> {
+    /// The stored background for `key` (samples, rate, channels), if
+    /// there is a readable one.
+    pub fn get(&self, key: &CacheKey) -> Option<(Vec<f32>, u32, u16)> {
         if !self.enabled() {
             return None;
         }
@@ -83,19 +80,19 @@ impl BackgroundCache {
             return None;
         }
         let read = hound::WavReader::open(&path).and_then(|reader| {
-            let rate = reader.spec().sample_rate;
+            let spec = reader.spec();
             let samples: Result<Vec<f32>, _> = reader.into_samples::<f32>().collect();
-            samples.map(|s| (s, rate))
+            samples.map(|s| (s, spec.sample_rate, spec.channels))
         });
         match read {
-            Ok((samples, rate)) => {
+            Ok((samples, rate, channels)) => {
                 // Refreshing the time is what makes eviction least recently
                 // *used*; failing to is harmless.
                 if let Ok(file) = std::fs::File::options().append(true).open(&path) {
                     let _ = file.set_modified(SystemTime::now());
                 }
                 tracing::info!(file = %path.display(), "background taken from the cache");
-                Some((samples, rate))
+                Some((samples, rate, channels))
             }
             Err(e) => {
                 tracing::warn!(file = %path.display(), "unreadable cache entry removed: {e}");
@@ -111,6 +108,7 @@ impl BackgroundCache {
         key: &CacheKey,
         samples: &[f32],
         rate: u32,
+        channels: u16,
     ) -> Result<PathBuf, BackgroundError> {
         let path = self.wav_path(key);
         if !self.enabled() {
@@ -123,7 +121,7 @@ impl BackgroundCache {
         let mut bytes = std::io::Cursor::new(Vec::with_capacity(samples.len() * 4 + 64));
         {
             let spec = hound::WavSpec {
-                channels: 1,
+                channels: channels.max(1),
                 sample_rate: rate,
                 bits_per_sample: 32,
                 sample_format: hound::SampleFormat::Float,
@@ -194,15 +192,9 @@ mod tests {
 
     fn key(caption: &str) -> CacheKey {
         CacheKey {
-            bundle: "b".into(),
-            caption: caption.into(),
-            negative: String::new(),
-            seed: 1,
-            steps: 25,
-            scheduler: "dpm".into(),
-            guidance: 3.5,
+            engine: "b".into(),
+            recipe: serde_json::json!({ "caption": caption, "seed": 1, "steps": 25 }),
             seconds: 1.0,
-            variations: 2,
             engine_version: ENGINE_VERSION,
         }
     }
@@ -212,16 +204,13 @@ mod tests {
         let base = key("rain");
         let mut variants = vec![key("rain ")];
         let mut k = base.clone();
-        k.seed = 2;
+        k.recipe["seed"] = serde_json::json!(2);
         variants.push(k);
         let mut k = base.clone();
         k.seconds = 1.5;
         variants.push(k);
         let mut k = base.clone();
-        k.negative = "low quality".into();
-        variants.push(k);
-        let mut k = base.clone();
-        k.bundle = "c".into();
+        k.engine = "c".into();
         variants.push(k);
         for v in variants {
             assert_ne!(v.digest(), base.digest(), "{v:?}");
@@ -236,9 +225,13 @@ mod tests {
         let cache = BackgroundCache::new(dir.path(), 9_000);
         let samples: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.01).sin()).collect();
         assert!(cache.get(&key("a")).is_none());
-        cache.put(&key("a"), &samples, 16_000).unwrap();
-        let (back, rate) = cache.get(&key("a")).unwrap();
+        cache.put(&key("a"), &samples, 16_000, 1).unwrap();
+        let (back, rate, _) = cache.get(&key("a")).unwrap();
         assert_eq!((back, rate), (samples.clone(), 16_000));
+        let stereo = cache.put(&key("s"), &samples, 48_000, 2).unwrap();
+        assert_eq!(cache.get(&key("s")).map(|(_, r, c)| (r, c)), Some((48_000, 2)));
+        std::fs::remove_file(&stereo).unwrap();
+        std::fs::remove_file(stereo.with_extension("json")).unwrap();
         let set_age = |k: &CacheKey, secs: u64| {
             let f = std::fs::File::options()
                 .append(true)
@@ -247,12 +240,12 @@ mod tests {
             f.set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
                 .unwrap();
         };
-        cache.put(&key("b"), &samples, 16_000).unwrap();
+        cache.put(&key("b"), &samples, 16_000, 1).unwrap();
         set_age(&key("a"), 1000);
         set_age(&key("b"), 2000);
         // "a" is used again: now "b" is the least recently used.
         assert!(cache.get(&key("a")).is_some());
-        cache.put(&key("c"), &samples, 16_000).unwrap();
+        cache.put(&key("c"), &samples, 16_000, 1).unwrap();
         assert!(
             cache.get(&key("b")).is_none(),
             "least recently used evicted"

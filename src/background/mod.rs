@@ -1,43 +1,36 @@
-//! Background: AudioLDM2 on tract, from a caption to a background waveform.
+//! Background: a soundscape under the narration, from one of two engines
+//! behind one seam ([`Generator`]):
 //!
-//! - [`bundle`]: the bundle `quantize/export.py` writes (bundle.toml, seven
-//!   ONNX graphs, tokenizers, scheduler config), verified before use;
-//! - [`tokens`]: the CLAP and T5 token ids, exactly as diffusers makes them;
-//! - [`graph`]: one graph on tract at its fixed shapes;
-//! - [`conditioning`]: caption → CLAP, T5, projection, GPT-2 → what the UNet
-//!   attends to;
-//! - [`scheduler`]: DDIM and DPM-Solver++ behind one trait;
-//! - [`noise`]: the documented seeded initial latents;
-//! - [`engine`]: the pipeline as plain functions over the loaded graphs
-//!   (conditioning, denoising loop with classifier-free guidance, VAE,
-//!   vocoder), one native-length clip at a time;
-//! - [`long`]: backgrounds longer than one clip, without seams or an
-//!   audible loop;
-//! - [`cache`]: finished backgrounds stored by everything that made them.
+//! - [`soundscape`] (the default): the scene's sources synthesized from a
+//!   catalog of recipes; no weights, any board, hundreds of times faster
+//!   than real time;
+//! - [`audioldm2`]: AudioLDM2 on tract from a bundle that `quantize/`
+//!   makes of real (non-commercial) weights.
 //!
-//! `quantize/runner.py` is the executable spec of the engine; the
-//! integration tests check every intermediate against diffusers' own run.
+//! A scene asks for a background with a [`SceneRequest`] (caption, and
+//! the describer's place, sounds and level when it has them); the engine
+//! turns it into a [`SceneRecipe`] (what will play, everything that
+//! decides the samples: the report shows it, the cache key covers it),
+//! then into samples at the engine's rate and channel count.
+//! [`make_background`] adds the cache; [`open`] picks the engine from the
+//! settings (`auto`: AudioLDM2 when a bundle of real weights is
+//! installed, else the soundscape).
 
-pub mod bundle;
+pub mod audioldm2;
 pub mod cache;
-pub mod conditioning;
-pub mod engine;
-pub mod graph;
-pub mod long;
-pub mod noise;
-pub mod scheduler;
-pub mod tokens;
+pub mod soundscape;
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use engine::{Engine, MemoryMode, Request, SchedulerKind};
+pub use soundscape::Level;
 
 #[derive(Debug, Error)]
 pub enum BackgroundError {
     #[error(transparent)]
-    Bundle(#[from] bundle::BundleError),
+    Bundle(#[from] audioldm2::bundle::BundleError),
     #[error("{path}: {reason} (make the bundle again with quantize/export.py)")]
     Graph { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
@@ -45,15 +38,266 @@ pub enum BackgroundError {
     #[error("running the {component} graph failed: {reason}")]
     Inference { component: String, reason: String },
     #[error(transparent)]
-    Scheduler(#[from] scheduler::SchedulerError),
+    Scheduler(#[from] audioldm2::scheduler::SchedulerError),
     #[error("initial latents {path}: {reason}")]
     InitLatents { path: PathBuf, reason: String },
     #[error("{0}")]
     Request(String),
     #[error("background cache {path}: {reason}")]
     Cache { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Cancelled(String),
     #[error("internal error in the background engine: {0}")]
     Internal(String),
+}
+
+/// Which engine makes backgrounds (`background.engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// AudioLDM2 when a bundle of real weights is installed, else the
+    /// soundscape.
+    #[default]
+    Auto,
+    Soundscape,
+    Audioldm2,
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<EngineChoice, String> {
+        match s.trim().to_lowercase().as_str() {
+            "auto" => Ok(EngineChoice::Auto),
+            "soundscape" => Ok(EngineChoice::Soundscape),
+            "audioldm2" => Ok(EngineChoice::Audioldm2),
+            other => Err(format!(
+                "unknown engine `{other}`: use auto, soundscape or audioldm2"
+            )),
+        }
+    }
+}
+
+/// The engine that made a background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Soundscape,
+    Audioldm2,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Soundscape => "soundscape",
+            EngineKind::Audioldm2 => "audioldm2",
+        }
+    }
+}
+
+/// What a scene asks of a background engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SceneRequest {
+    /// The scene's caption (AudioLDM2's prompt; the soundscape reads it
+    /// when there is no structured answer).
+    pub caption: String,
+    /// The describer's place, sounds and level, when it gave them.
+    pub place: Option<String>,
+    pub sounds: Vec<String>,
+    pub level: Option<Level>,
+    pub seed: u64,
+}
+
+/// What an engine will play for a scene: everything that decides the
+/// samples besides the length. The report records it; the cache key
+/// covers it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "engine", rename_all = "lowercase")]
+pub enum SceneRecipe {
+    Soundscape(soundscape::ScenePlan),
+    Audioldm2(audioldm2::ClipRecipe),
+}
+
+/// The engine's settings, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineRecord {
+    pub engine: EngineKind,
+    /// The engine's identity (the bundle's, or the soundscape's version).
+    pub id: String,
+    pub seed: u64,
+    #[serde(flatten)]
+    pub details: serde_json::Value,
+}
+
+/// A background engine: from a scene's request to samples.
+pub trait Generator: Send {
+    fn kind(&self) -> EngineKind;
+    /// Identity for the cache: the same id and recipe give the same
+    /// samples.
+    fn id(&self) -> &str;
+    fn sample_rate(&self) -> u32;
+    fn channels(&self) -> u16;
+    /// What this engine will play for `request`.
+    fn prepare(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError>;
+    /// `seconds` of background for a recipe this engine prepared,
+    /// interleaved when there is more than one channel.
+    fn generate(
+        &mut self,
+        recipe: &SceneRecipe,
+        seconds: f64,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<f32>, BackgroundError>;
+    /// Loads what the engine needs now, so a service fails at start.
+    fn preload(&mut self, _observer: &mut dyn Observer) -> Result<(), BackgroundError> {
+        Ok(())
+    }
+    /// Whether keeping finished backgrounds pays: reading one back must be
+    /// cheaper than making it again.
+    fn worth_caching(&self) -> bool;
+    /// The engine's settings, for the report.
+    fn record(&self, seed: u64) -> EngineRecord;
+    /// How many clips a background of `seconds` is made from, for
+    /// progress displays.
+    fn clips_for(&self, _seconds: f64) -> usize {
+        1
+    }
+}
+
+/// Limits on a background's length.
+#[derive(Debug, Clone, Copy)]
+pub struct LengthLimits {
+    /// Longest background accepted, in seconds.
+    pub max_seconds: f64,
+}
+
+/// Checks a requested length and returns it in frames at `rate`.
+pub fn checked_frames(
+    seconds: f64,
+    rate: u32,
+    channels: u16,
+    limits: LengthLimits,
+) -> Result<usize, BackgroundError> {
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(BackgroundError::Request(format!(
+            "{seconds} seconds: a background needs a length above 0"
+        )));
+    }
+    if seconds > limits.max_seconds {
+        return Err(BackgroundError::Request(format!(
+            "{seconds} seconds is longer than the {} s allowed (background.max_seconds)",
+            limits.max_seconds
+        )));
+    }
+    let frames = (seconds * f64::from(rate)).round().max(1.0) as usize;
+    // The engine's work, the finished background and a copy on the way out.
+    let needed_bytes = frames as u64 * u64::from(channels.max(1)) * 4 * 3;
+    if let Some(available) = available_memory_bytes()
+        && needed_bytes > available
+    {
+        return Err(BackgroundError::Request(format!(
+            "{seconds} seconds of background needs about {} MiB, and only {} MiB of memory is available",
+            needed_bytes >> 20,
+            available >> 20
+        )));
+    }
+    Ok(frames)
+}
+
+fn available_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Everything that chooses and runs the background engine.
+#[derive(Debug, Clone)]
+pub struct BackgroundSettings {
+    pub engine: EngineChoice,
+    pub seed: u64,
+    pub limits: LengthLimits,
+    pub cache_dir: PathBuf,
+    /// 0 turns the cache off.
+    pub cache_max_bytes: u64,
+    pub audioldm2: audioldm2::Audioldm2Settings,
+}
+
+impl BackgroundSettings {
+    pub fn cache(&self) -> cache::BackgroundCache {
+        cache::BackgroundCache::new(&self.cache_dir, self.cache_max_bytes)
+    }
+}
+
+/// An engine, opened, and why `auto` chose it when that is worth saying.
+pub struct Opened {
+    pub generator: Box<dyn Generator>,
+    pub note: Option<String>,
+}
+
+/// Opens the engine the settings ask for. `auto` takes AudioLDM2 when a
+/// bundle of real weights is installed, else the soundscape (a bundle of
+/// random weights, or one that cannot be opened, is noted and passed
+/// over); an explicit `audioldm2` without a usable bundle is an error.
+pub fn open(settings: &BackgroundSettings) -> Result<Opened, BackgroundError> {
+    let a = &settings.audioldm2;
+    match settings.engine {
+        EngineChoice::Soundscape => Ok(Opened {
+            generator: Box::new(soundscape::Soundscape::new(settings.limits)),
+            note: None,
+        }),
+        EngineChoice::Audioldm2 => {
+            if !a.bundle.join("bundle.toml").is_file() {
+                return Err(BackgroundError::Request(format!(
+                    "background.engine is audioldm2 but there is no AudioLDM2 bundle at {}: {}",
+                    a.bundle.display(),
+                    audioldm2::MAKE_BUNDLE
+                )));
+            }
+            let engine = audioldm2::Audioldm2::open(a, settings.limits)?;
+            if engine.is_random_weights() {
+                tracing::warn!(
+                    bundle = %a.bundle.display(),
+                    "the background bundle holds random weights (a test or benchmark bundle): the background is noise"
+                );
+            }
+            Ok(Opened {
+                generator: Box::new(engine),
+                note: None,
+            })
+        }
+        EngineChoice::Auto => {
+            let soundscape = |note: String| {
+                tracing::info!("{note}");
+                Opened {
+                    generator: Box::new(soundscape::Soundscape::new(settings.limits)),
+                    note: Some(note),
+                }
+            };
+            if !a.bundle.join("bundle.toml").is_file() {
+                return Ok(soundscape(format!(
+                    "soundscape engine (no AudioLDM2 bundle at {})",
+                    a.bundle.display()
+                )));
+            }
+            match audioldm2::Audioldm2::open(a, settings.limits) {
+                Ok(engine) if engine.is_random_weights() => Ok(soundscape(format!(
+                    "soundscape engine (the AudioLDM2 bundle at {} holds random weights, for tests only)",
+                    a.bundle.display()
+                ))),
+                Ok(engine) => Ok(Opened {
+                    generator: Box::new(engine),
+                    note: None,
+                }),
+                Err(e) => {
+                    tracing::warn!("the AudioLDM2 bundle cannot be used ({e}); using the soundscape");
+                    Ok(soundscape(format!(
+                        "soundscape engine (the AudioLDM2 bundle at {} cannot be used: {e})",
+                        a.bundle.display()
+                    )))
+                }
+            }
+        }
+    }
 }
 
 /// What the engine is doing, for progress displays.
@@ -67,6 +311,8 @@ pub enum Stage {
     Denoising,
     /// VAE and vocoder.
     Decoding,
+    /// The soundscape's synthesis.
+    Synthesizing,
 }
 
 impl Stage {
@@ -76,6 +322,7 @@ impl Stage {
             Stage::Conditioning => "conditioning",
             Stage::Denoising => "denoising",
             Stage::Decoding => "decoding",
+            Stage::Synthesizing => "synthesizing",
         }
     }
 }
@@ -153,8 +400,8 @@ impl Observer for RecordToDir<'_> {
         };
         let path = dir.join(format!("{name}.npy"));
         let written = std::fs::create_dir_all(&dir).and_then(|()| match value {
-            Record::F32(shape, values) => noise::write_npy(&path, shape, values),
-            Record::I64(shape, values) => noise::write_npy(&path, shape, values),
+            Record::F32(shape, values) => audioldm2::noise::write_npy(&path, shape, values),
+            Record::I64(shape, values) => audioldm2::noise::write_npy(&path, shape, values),
         });
         if let Err(e) = written {
             tracing::warn!(path = %path.display(), "cannot record an intermediate: {e}");
@@ -171,63 +418,87 @@ impl Observer for Unobserved {}
 /// A finished background.
 #[derive(Debug, Clone)]
 pub struct Background {
+    /// Interleaved when there is more than one channel.
     pub samples: Vec<f32>,
     pub sample_rate: u32,
+    pub channels: u16,
     /// Taken from the cache rather than generated.
     pub cached: bool,
-    /// What made it (also the cache key).
-    pub key: cache::CacheKey,
+    /// What was played.
+    pub recipe: SceneRecipe,
+}
+
+impl Background {
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(self.channels.max(1)) / f64::from(self.sample_rate)
+    }
 }
 
 /// A background of `seconds` for `request`: from the cache when it holds
-/// one made with the same bundle and settings, else generated (see
-/// [`long::generate`]) and stored. Runs with given initial latents are
-/// never cached (the key does not hold them).
+/// one made by the same engine from the same recipe (and the engine's
+/// backgrounds are worth keeping), else generated and stored.
 pub fn make_background(
-    engine: &mut Engine,
-    request: &Request,
+    generator: &mut dyn Generator,
+    request: &SceneRequest,
     seconds: f64,
-    variations: usize,
-    limits: long::LengthLimits,
     cache: &cache::BackgroundCache,
     observer: &mut dyn Observer,
 ) -> Result<Background, BackgroundError> {
-    long::checked_samples(seconds, engine.sample_rate(), limits)?;
+    let recipe = generator.prepare(request)?;
+    make_from_recipe(generator, recipe, seconds, cache, observer)
+}
+
+/// [`make_background`] for a recipe already prepared.
+pub fn make_from_recipe(
+    generator: &mut dyn Generator,
+    recipe: SceneRecipe,
+    seconds: f64,
+    cache: &cache::BackgroundCache,
+    observer: &mut dyn Observer,
+) -> Result<Background, BackgroundError> {
+    let use_cache = generator.worth_caching() && cache.enabled() && recipe.cacheable();
     let key = cache::CacheKey {
-        bundle: engine.id().to_owned(),
-        caption: request.caption.clone(),
-        negative: request.negative.clone(),
-        seed: request.seed,
-        steps: request.steps,
-        scheduler: request.scheduler.as_str().to_owned(),
-        guidance: request.guidance,
+        engine: generator.id().to_owned(),
+        recipe: serde_json::to_value(&recipe).unwrap_or_default(),
         seconds,
-        variations,
         engine_version: cache::ENGINE_VERSION,
     };
-    let cacheable = request.init_latents.is_none();
-    if cacheable && let Some((samples, sample_rate)) = cache.get(&key) {
+    if use_cache && let Some((samples, sample_rate, channels)) = cache.get(&key) {
         return Ok(Background {
             samples,
             sample_rate,
+            channels,
             cached: true,
-            key,
+            recipe,
         });
     }
-    let samples = long::generate(engine, request, seconds, variations, limits, observer)?;
-    if cacheable && cache.enabled() {
+    observer.clips(generator.clips_for(seconds));
+    let samples = generator.generate(&recipe, seconds, observer)?;
+    if use_cache {
         // A full disk must not lose the background just made: it is
         // returned, and only the cache misses out.
-        if let Err(e) = cache.put(&key, &samples, engine.sample_rate()) {
+        if let Err(e) = cache.put(&key, &samples, generator.sample_rate(), generator.channels()) {
             tracing::warn!("{e}");
         }
     }
     Ok(Background {
         samples,
-        sample_rate: engine.sample_rate(),
+        sample_rate: generator.sample_rate(),
+        channels: generator.channels(),
         cached: false,
-        key,
+        recipe,
     })
+}
+
+impl SceneRecipe {
+    /// Runs from given initial latents are never cached (the key does not
+    /// hold them).
+    fn cacheable(&self) -> bool {
+        match self {
+            SceneRecipe::Soundscape(_) => true,
+            SceneRecipe::Audioldm2(clip) => clip.request.init_latents.is_none(),
+        }
+    }
 }
 
 /// Progress of a background as periodic log lines, an optional progress

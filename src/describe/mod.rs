@@ -80,6 +80,15 @@ pub struct DescribeSettings {
     pub threads: usize,
 }
 
+/// What one call may ask differently from the describer's settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallOptions {
+    pub method: Option<Method>,
+    /// The caption of method `fixed`.
+    pub caption: Option<String>,
+    pub seed: Option<u32>,
+}
+
 /// One scene's caption and how it was made.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SceneCaption {
@@ -195,6 +204,29 @@ impl Describer {
         text: &str,
         method: Method,
     ) -> Result<Description, DescribeError> {
+        self.describe_call(
+            text,
+            &CallOptions {
+                method: Some(method),
+                ..CallOptions::default()
+            },
+        )
+    }
+
+    /// Captions every scene of `text`, with what this one call asks
+    /// differently from the settings (a service job's method, caption or
+    /// seed); the settings themselves stay as they are.
+    pub fn describe_call(
+        &mut self,
+        text: &str,
+        options: &CallOptions,
+    ) -> Result<Description, DescribeError> {
+        let method = options.method.unwrap_or(self.settings.method);
+        let seed = options.seed.unwrap_or(self.settings.seed);
+        let fixed_caption = options
+            .caption
+            .clone()
+            .or_else(|| self.settings.caption.clone());
         if text.trim().is_empty() {
             return Err(DescribeError::EmptyText);
         }
@@ -231,9 +263,7 @@ impl Describer {
             };
             match method {
                 Method::Fixed => {
-                    let caption = self
-                        .settings
-                        .caption
+                    let caption = fixed_caption
                         .as_deref()
                         .map(str::trim)
                         .filter(|c| !c.is_empty())
@@ -249,7 +279,7 @@ impl Describer {
                 }
                 Method::Text => scene.caption = caption::text_prompt(scene_text),
                 Method::Llm => {
-                    match self.llm_caption(scene_text) {
+                    match self.llm_caption(scene_text, seed) {
                         Ok((answer, composed, stats)) => {
                             scene.llm = Some(stats);
                             scene.caption = composed.caption;
@@ -277,7 +307,7 @@ impl Describer {
         Ok(Description {
             requested: method,
             model,
-            seed: self.settings.seed,
+            seed,
             scenes,
         })
     }
@@ -286,9 +316,10 @@ impl Describer {
     fn llm_caption(
         &mut self,
         text: &str,
+        seed: u32,
     ) -> Result<(SoundAnswer, caption::Composed, LlmStats), String> {
         let sampling = Sampling {
-            seed: self.settings.seed,
+            seed,
             temperature: self.settings.temperature,
             timeout: self.settings.timeout,
         };

@@ -6,35 +6,47 @@ use ebur128::{EbuR128, Mode};
 
 use super::MixError;
 
-fn meter(rate: u32, mode: Mode) -> Result<EbuR128, MixError> {
-    EbuR128::new(1, rate, mode).map_err(|e| MixError::Loudness(e.to_string()))
+fn meter(channels: usize, rate: u32, mode: Mode) -> Result<EbuR128, MixError> {
+    EbuR128::new(channels.max(1) as u32, rate, mode).map_err(|e| MixError::Loudness(e.to_string()))
 }
 
 fn loudness_error(e: ebur128::Error) -> MixError {
     MixError::Loudness(e.to_string())
 }
 
+// Every function here takes interleaved frames of `channels` channels (a
+// mono track is one channel); BS.1770 sums the channels' powers, so a
+// sound in both channels of a stereo pair measures 3 dB louder than alone.
+
 /// Integrated (gated) loudness in LUFS; `-inf` for silence.
-pub fn integrated(samples: &[f32], rate: u32) -> Result<f64, MixError> {
-    let mut m = meter(rate, Mode::I)?;
+pub fn integrated(samples: &[f32], rate: u32, channels: usize) -> Result<f64, MixError> {
+    let mut m = meter(channels, rate, Mode::I)?;
     m.add_frames_f32(samples).map_err(loudness_error)?;
     m.loudness_global().map_err(loudness_error)
 }
 
 /// True peak in dBTP (4x oversampled, as BS.1770 defines it).
-pub fn true_peak_db(samples: &[f32], rate: u32) -> Result<f64, MixError> {
-    let mut m = meter(rate, Mode::TRUE_PEAK)?;
+pub fn true_peak_db(samples: &[f32], rate: u32, channels: usize) -> Result<f64, MixError> {
+    let mut m = meter(channels, rate, Mode::TRUE_PEAK)?;
     m.add_frames_f32(samples).map_err(loudness_error)?;
-    let peak = m.true_peak(0).map_err(loudness_error)?;
+    let mut peak = 0f64;
+    for c in 0..channels.max(1) {
+        peak = peak.max(m.true_peak(c as u32).map_err(loudness_error)?);
+    }
     Ok(20.0 * peak.max(1e-12).log10())
 }
 
-/// Short-term (3 s window) loudness every `hop` samples: element `i` is
-/// the loudness of the 3 s ending at sample `(i + 1) * hop`.
-pub fn short_term(samples: &[f32], rate: u32, hop: usize) -> Result<Vec<f64>, MixError> {
-    let mut m = meter(rate, Mode::S)?;
+/// Short-term (3 s window) loudness every `hop` frames: element `i` is
+/// the loudness of the 3 s ending at frame `(i + 1) * hop`.
+pub fn short_term(
+    samples: &[f32],
+    rate: u32,
+    hop: usize,
+    channels: usize,
+) -> Result<Vec<f64>, MixError> {
+    let mut m = meter(channels, rate, Mode::S)?;
     let mut out = Vec::with_capacity(samples.len() / hop.max(1) + 1);
-    for chunk in samples.chunks(hop.max(1)) {
+    for chunk in samples.chunks(hop.max(1) * channels.max(1)) {
         m.add_frames_f32(chunk).map_err(loudness_error)?;
         out.push(m.loudness_shortterm().map_err(loudness_error)?);
     }
@@ -62,8 +74,9 @@ pub fn normalize(
     rate: u32,
     target_lufs: f64,
     ceiling_dbtp: f64,
+    channels: usize,
 ) -> Result<Normalized, MixError> {
-    let measured = integrated(samples, rate)?;
+    let measured = integrated(samples, rate, channels)?;
     if !measured.is_finite() {
         return Err(MixError::Silent);
     }
@@ -86,8 +99,8 @@ pub fn normalize(
         }
         let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
         if peak > sample_ceiling {
-            limiter_db = apply_limiter(samples, rate, sample_ceiling);
-            loudness = integrated(samples, rate)?;
+            limiter_db = apply_limiter(samples, rate, sample_ceiling, channels);
+            loudness = integrated(samples, rate, channels)?;
         } else {
             // A plain gain moves integrated loudness by exactly that gain
             // (the relative gate moves with it): nothing to measure.
@@ -107,8 +120,8 @@ pub fn normalize(
         previous = Some((gain_db, loudness));
         gain_db += (target_lufs - loudness) / slope;
     }
-    let peak = true_peak_db(samples, rate)?;
-    let (reduction, true_peak_dbtp) = limit_from(samples, rate, ceiling_dbtp, peak)?;
+    let peak = true_peak_db(samples, rate, channels)?;
+    let (reduction, true_peak_dbtp) = limit_from(samples, rate, ceiling_dbtp, peak, channels)?;
     // The loudness reported is that of the final samples: measured, or,
     // when only a gain separates them from the measured input, the input's
     // plus the gain (exact: BS.1770's relative gate moves with the gain,
@@ -116,7 +129,7 @@ pub fn normalize(
     // the result by far less than 0.001 LU).
     let integrated_lufs = if reduction > 0.0 {
         limiter_db = f64::max(limiter_db, reduction);
-        integrated(samples, rate)?
+        integrated(samples, rate, channels)?
     } else {
         loudness
     };
@@ -134,9 +147,14 @@ pub fn normalize(
 /// under a ceiling a little below the true-peak limit; if the true peak
 /// still exceeds it, the ceiling is lowered and the limiter runs again.
 /// Returns the largest reduction in dB.
-pub fn limit(samples: &mut [f32], rate: u32, ceiling_dbtp: f64) -> Result<f64, MixError> {
-    let peak = true_peak_db(samples, rate)?;
-    Ok(limit_from(samples, rate, ceiling_dbtp, peak)?.0)
+pub fn limit(
+    samples: &mut [f32],
+    rate: u32,
+    ceiling_dbtp: f64,
+    channels: usize,
+) -> Result<f64, MixError> {
+    let peak = true_peak_db(samples, rate, channels)?;
+    Ok(limit_from(samples, rate, ceiling_dbtp, peak, channels)?.0)
 }
 
 /// [`limit`] for samples whose true peak is known to be `peak_dbtp`;
@@ -146,6 +164,7 @@ fn limit_from(
     rate: u32,
     ceiling_dbtp: f64,
     mut peak_dbtp: f64,
+    channels: usize,
 ) -> Result<(f64, f64), MixError> {
     if peak_dbtp <= ceiling_dbtp {
         return Ok((0.0, peak_dbtp));
@@ -155,8 +174,8 @@ fn limit_from(
     let mut reduction = 0.0;
     for _ in 0..6 {
         samples.copy_from_slice(&original);
-        reduction = apply_limiter(samples, rate, db_to_gain(ceiling_db));
-        peak_dbtp = true_peak_db(samples, rate)?;
+        reduction = apply_limiter(samples, rate, db_to_gain(ceiling_db), channels);
+        peak_dbtp = true_peak_db(samples, rate, channels)?;
         if peak_dbtp <= ceiling_dbtp {
             break;
         }
@@ -171,17 +190,16 @@ fn limit_from(
 const LIMITER_LOOKAHEAD_S: f32 = 0.002;
 const LIMITER_RELEASE_S: f32 = 0.03;
 
-fn apply_limiter(samples: &mut [f32], rate: u32, ceiling: f32) -> f64 {
+/// Linked across channels: one gain per frame, from its loudest sample.
+fn apply_limiter(samples: &mut [f32], rate: u32, ceiling: f32, channels: usize) -> f64 {
+    let channels = channels.max(1);
     let lookahead = ((rate as f32 * LIMITER_LOOKAHEAD_S) as usize).max(1);
     let release = 1.0 - (-1.0 / (rate as f32 * LIMITER_RELEASE_S)).exp();
     let needed: Vec<f32> = samples
-        .iter()
-        .map(|x| {
-            if x.abs() > ceiling {
-                ceiling / x.abs()
-            } else {
-                1.0
-            }
+        .chunks(channels)
+        .map(|frame| {
+            let x = frame.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if x > ceiling { ceiling / x } else { 1.0 }
         })
         .collect();
     // Minimum of `needed` over [n, n + lookahead) with a monotonic deque.
@@ -216,14 +234,14 @@ fn apply_limiter(samples: &mut [f32], rate: u32, ceiling: f32) -> f64 {
     }
     let mut gain = 1.0f32;
     let mut smallest = 1.0f32;
-    for (x, &target) in samples.iter_mut().zip(&smoothed) {
+    for (frame, &target) in samples.chunks_mut(channels).zip(&smoothed) {
         gain = if target < gain {
             target
         } else {
             gain + (target - gain) * release
         };
         smallest = smallest.min(gain);
-        *x *= gain;
+        frame.iter_mut().for_each(|x| *x *= gain);
     }
     -20.0 * f64::from(smallest).log10()
 }
@@ -236,14 +254,14 @@ mod tests {
     fn normalizes_to_the_target_under_the_ceiling() {
         let rate = 48_000;
         // Noise with loud clicks: the clicks need the limiter.
-        let mut x: Vec<f32> = crate::background::noise::gaussian_latents(3, rate as usize * 10)
+        let mut x: Vec<f32> = crate::background::audioldm2::noise::gaussian_latents(3, rate as usize * 10)
             .iter()
             .map(|v| 0.05 * v)
             .collect();
         for i in (0..x.len()).step_by(rate as usize) {
             x[i] = 0.99;
         }
-        let result = normalize(&mut x, rate, -16.0, -1.0).unwrap();
+        let result = normalize(&mut x, rate, -16.0, -1.0, 1).unwrap();
         assert!((result.integrated_lufs + 16.0).abs() <= 0.2, "{result:?}");
         assert!(result.true_peak_dbtp <= -1.0 + 1e-6, "{result:?}");
         assert!(result.limiter_db > 1.0, "{result:?}");
@@ -251,8 +269,27 @@ mod tests {
     }
 
     #[test]
+    fn stereo_is_measured_and_limited_as_one() {
+        let rate = 48_000;
+        let mono: Vec<f32> = crate::background::audioldm2::noise::gaussian_latents(5, rate as usize * 5)
+            .iter()
+            .map(|v| 0.1 * v)
+            .collect();
+        let stereo: Vec<f32> = mono.iter().flat_map(|&v| [v, v]).collect();
+        let one = integrated(&mono, rate, 1).unwrap();
+        let two = integrated(&stereo, rate, 2).unwrap();
+        assert!((two - one - 3.01).abs() < 0.05, "{one} {two}");
+        // A peak in one channel lowers both (linked).
+        let mut peaked = stereo.clone();
+        peaked[2 * 48_000] = 0.99;
+        limit(&mut peaked, rate, -6.0, 2).unwrap();
+        assert!(peaked[2 * 48_000].abs() < 0.55);
+        assert!((peaked[2 * 48_000 + 1] / stereo[2 * 48_000 + 1]) < 0.9);
+    }
+
+    #[test]
     fn silence_is_an_error() {
         let mut x = vec![0.0f32; 48_000];
-        assert!(normalize(&mut x, 48_000, -16.0, -1.0).is_err());
+        assert!(normalize(&mut x, 48_000, -16.0, -1.0, 1).is_err());
     }
 }

@@ -33,6 +33,8 @@ pub enum MixError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MixSettings {
     pub output_rate: u32,
+    /// 2: stereo (the speech in the centre); 1: mono.
+    pub channels: u16,
     /// Background before the speech starts, in seconds.
     pub pre_roll_s: f64,
     /// Background after the speech ends, in seconds.
@@ -48,6 +50,7 @@ impl Default for MixSettings {
     fn default() -> Self {
         Self {
             output_rate: 48_000,
+            channels: 2,
             pre_roll_s: 1.5,
             tail_s: 2.0,
             scene_crossfade_s: 2.0,
@@ -59,12 +62,13 @@ impl Default for MixSettings {
 }
 
 /// One scene's background: where its scene starts in the speech (seconds
-/// from the first word) and its audio.
+/// from the first word) and its audio (interleaved frames of `channels`).
 #[derive(Debug, Clone)]
 pub struct SceneBackground {
     pub speech_start_s: f64,
     pub samples: Vec<f32>,
     pub sample_rate: u32,
+    pub channels: u16,
 }
 
 /// The stretch of the output timeline scene `index` of `count` covers, in
@@ -93,6 +97,7 @@ pub fn scene_span(
 #[derive(Debug, Clone, Serialize)]
 pub struct MixReport {
     pub output_rate: u32,
+    pub channels: u16,
     pub duration_s: f64,
     pub pre_roll_s: f64,
     pub speech_s: f64,
@@ -131,8 +136,9 @@ fn rms_db(x: &[f32]) -> f32 {
     10.0 * power.max(1e-10).log10()
 }
 
-/// Mixes `speech` (at `speech_rate`) over `backgrounds` (none: speech
-/// alone, with the same pre-roll and tail of silence).
+/// Mixes `speech` (mono, at `speech_rate`) over `backgrounds` (none:
+/// speech alone, with the same pre-roll and tail of silence). The result
+/// is interleaved frames of `settings.channels`, the speech in the centre.
 pub fn mix(
     speech: &[f32],
     speech_rate: u32,
@@ -140,109 +146,41 @@ pub fn mix(
     settings: &MixSettings,
 ) -> Result<(Vec<f32>, MixReport), MixError> {
     let rate = settings.output_rate;
-    let to_samples = |s: f64| (s * f64::from(rate)).round() as usize;
-    // The speech and each background resample independently: in parallel.
-    let (speech, resampled_backgrounds) = std::thread::scope(|scope| {
-        let handles: Vec<_> = backgrounds
-            .iter()
-            .map(|b| scope.spawn(move || resample::resample(&b.samples, b.sample_rate, rate)))
-            .collect();
-        let speech = resample::resample(speech, speech_rate, rate);
-        let resampled: Vec<Result<Vec<f32>, MixError>> = handles.into_iter().map(joined).collect();
-        (speech, resampled)
-    });
+    let channels = usize::from(settings.channels.clamp(1, 2));
+    let to_frames = |s: f64| (s * f64::from(rate)).round() as usize;
+    let (speech, resampled_backgrounds) = resample_all(speech, speech_rate, backgrounds, rate);
     let speech = speech?;
-    let pre_roll = to_samples(settings.pre_roll_s);
-    let tail = to_samples(settings.tail_s);
+    let pre_roll = to_frames(settings.pre_roll_s);
+    let tail = to_frames(settings.tail_s);
     let total = pre_roll + speech.len() + tail;
-    let mut speech_track = vec![0f32; total];
-    speech_track[pre_roll..pre_roll + speech.len()].copy_from_slice(&speech);
+    let mut speech_mono = vec![0f32; total];
+    speech_mono[pre_roll..pre_roll + speech.len()].copy_from_slice(&speech);
     let speech_s = speech.len() as f64 / f64::from(rate);
     // The speech is brought to the target and its peaks limited on their
     // own first: the final limiter then has little left to do, and its
     // gain reduction does not pump the background under every plosive.
+    let mut speech_track = spread_to(&speech_mono, channels);
     let speech_loudness = loudness::normalize(
         &mut speech_track,
         rate,
         settings.target_lufs,
         settings.true_peak_dbtp - 0.5,
+        channels,
     )?
     .integrated_lufs;
+    let speech_mono: Vec<f32> = speech_track.iter().step_by(channels).copied().collect();
 
     let mut out = speech_track.clone();
-    let mut measured_difference = None;
-    let mut background_gain_db = None;
-    let mut ducked_track: Option<(Vec<f32>, Vec<f32>)> = None;
+    let mut ducked = None;
     if !backgrounds.is_empty() {
         let starts: Vec<f64> = backgrounds.iter().map(|b| b.speech_start_s).collect();
-        let mut track = vec![0f32; total];
-        let crossfade = to_samples(settings.scene_crossfade_s);
-        for (index, resampled) in resampled_backgrounds.into_iter().enumerate() {
-            let (start_s, end_s) = scene_span(settings, &starts, speech_s, index);
-            let (start, end) = (to_samples(start_s), to_samples(end_s).min(total));
-            let mut audio = resampled?;
-            audio.resize(end - start, 0.0);
-            let fade_in = if index == 0 {
-                pre_roll.min(to_samples(1.0))
-            } else {
-                crossfade
-            };
-            let fade_out = if index + 1 == backgrounds.len() {
-                tail.min(to_samples(1.5))
-            } else {
-                crossfade
-            };
-            equal_power_fades(&mut audio, fade_in, fade_out);
-            for (t, a) in track[start..end].iter_mut().zip(&audio) {
-                *t += a;
-            }
-        }
-        let envelope = ducking::speech_envelope(&speech_track, rate, &settings.ducking);
-        // Two independent measurements: side by side.
-        let (speech_short_term, background_loudness) = std::thread::scope(|scope| {
-            let short_term =
-                scope.spawn(|| loudness::short_term(&speech_track, rate, short_term_hop(rate)));
-            let in_speech: Vec<f32> = track
-                .iter()
-                .zip(&envelope)
-                .filter(|(_, e)| **e > 0.5)
-                .map(|(b, _)| *b)
-                .collect();
-            let background_loudness = loudness::integrated(&in_speech, rate);
-            (joined(short_term), background_loudness)
-        });
-        let (speech_short_term, background_loudness) = (speech_short_term?, background_loudness?);
-        let mut base_db = if background_loudness.is_finite() && speech_loudness.is_finite() {
-            speech_loudness - settings.ducking.speech_over_background_lu - background_loudness
-        } else {
-            0.0
-        };
-        // Set the gain from integrated loudness, then correct it once by
-        // what short-term loudness (what the listener hears) measures.
-        let mut ducked = vec![0f32; total];
-        let gains = ducking::background_gains(&envelope, base_db, &settings.ducking);
-        for ((d, b), g) in ducked.iter_mut().zip(&track).zip(&gains) {
-            *d = b * g;
-        }
-        measured_difference = speech_over_background(&speech_short_term, &ducked, &envelope, rate)?;
-        if let Some(d) = measured_difference {
-            base_db += d - settings.ducking.speech_over_background_lu;
-        }
-        // The last correction is measured again below, after the final gain.
-        let gains = ducking::background_gains(&envelope, base_db, &settings.ducking);
-        for ((d, b), g) in ducked.iter_mut().zip(&track).zip(&gains) {
-            *d = b * g;
-        }
-        // A background's own peaks (a door slam, thunder) are held 3 dB
-        // under the ceiling too, for the same reason as the speech's.
-        loudness::limit(&mut ducked, rate, settings.true_peak_dbtp - 3.0)?;
-        measured_difference = speech_over_background(&speech_short_term, &ducked, &envelope, rate)?
-            .or(measured_difference);
-        background_gain_db = Some(base_db);
-        for (o, d) in out.iter_mut().zip(&ducked) {
+        let layout = Layout { rate, channels, total, pre_roll, tail, speech_s };
+        let track = lay_out_backgrounds(resampled_backgrounds, &starts, &layout, settings)?;
+        let duck = duck_background(&track, &speech_track, &speech_mono, speech_loudness, &layout, settings)?;
+        for (o, d) in out.iter_mut().zip(&duck.samples) {
             *o += d;
         }
-        ducked_track = Some((ducked, gains));
+        ducked = Some(duck);
     }
     let before_normalizing = out.clone();
     let normalized = loudness::normalize(
@@ -250,17 +188,208 @@ pub fn mix(
         rate,
         settings.target_lufs,
         settings.true_peak_dbtp,
+        channels,
     )?;
-    // Levels as they are in the output: each track's level before
-    // normalizing, plus the normalizing gain and what the limiter took in
-    // that stretch.
-    let hop = to_samples(TRACE_HOP_S).max(1);
+    let trace = trace(&out, &before_normalizing, &speech_track, ducked.as_ref(), rate, channels, normalized.gain_db);
+    let report = MixReport {
+        output_rate: rate,
+        channels: channels as u16,
+        duration_s: total as f64 / f64::from(rate),
+        pre_roll_s: pre_roll as f64 / f64::from(rate),
+        speech_s,
+        tail_s: tail as f64 / f64::from(rate),
+        ducking: settings.ducking.mode,
+        integrated_lufs: normalized.integrated_lufs,
+        true_peak_dbtp: normalized.true_peak_dbtp,
+        speech_over_background_lu: ducked.as_ref().and_then(|d| d.measured_difference),
+        background_gain_db: ducked.as_ref().map(|d| d.base_db),
+        normalize_gain_db: normalized.gain_db,
+        limiter_db: normalized.limiter_db,
+        trace,
+    };
+    Ok((out, report))
+}
+
+/// A background's channels, each resampled to the output rate.
+type Resampled = Result<Vec<Vec<f32>>, MixError>;
+
+/// Resamples the speech and every channel of every background, side by
+/// side (they are independent).
+fn resample_all(
+    speech: &[f32],
+    speech_rate: u32,
+    backgrounds: &[SceneBackground],
+    rate: u32,
+) -> (Result<Vec<f32>, MixError>, Vec<Resampled>) {
+    std::thread::scope(|scope| {
+        let handles: Vec<Vec<_>> = backgrounds
+            .iter()
+            .map(|b| {
+                let channels = usize::from(b.channels.max(1));
+                (0..channels)
+                    .map(|c| {
+                        scope.spawn(move || {
+                            let channel: Vec<f32> =
+                                b.samples.iter().skip(c).step_by(channels).copied().collect();
+                            resample::resample(&channel, b.sample_rate, rate)
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let speech = resample::resample(speech, speech_rate, rate);
+        let resampled = handles
+            .into_iter()
+            .map(|channels| channels.into_iter().map(joined).collect())
+            .collect();
+        (speech, resampled)
+    })
+}
+
+/// Interleaves a mono track into `channels` identical channels (the
+/// centre of a stereo pair).
+fn spread_to(mono: &[f32], channels: usize) -> Vec<f32> {
+    if channels == 1 {
+        return mono.to_vec();
+    }
+    mono.iter()
+        .flat_map(|&v| std::iter::repeat_n(v, channels))
+        .collect()
+}
+
+/// The output timeline in frames.
+struct Layout {
+    rate: u32,
+    channels: usize,
+    total: usize,
+    pre_roll: usize,
+    tail: usize,
+    speech_s: f64,
+}
+
+/// Each scene's background on the timeline from where its scene starts,
+/// fading in, crossfading into the next and fading out: interleaved in
+/// the output's channels (a stereo background on a mono output mixed
+/// down, a mono one in the centre of a stereo output).
+fn lay_out_backgrounds(
+    resampled: Vec<Resampled>,
+    starts: &[f64],
+    layout: &Layout,
+    settings: &MixSettings,
+) -> Result<Vec<f32>, MixError> {
+    let to_frames = |s: f64| (s * f64::from(layout.rate)).round() as usize;
+    let channels = layout.channels;
+    let count = resampled.len();
+    let mut track = vec![0f32; layout.total * channels];
+    let crossfade = to_frames(settings.scene_crossfade_s);
+    for (index, planar) in resampled.into_iter().enumerate() {
+        let mut planar = planar?;
+        let (start_s, end_s) = scene_span(settings, starts, layout.speech_s, index);
+        let (start, end) = (to_frames(start_s), to_frames(end_s).min(layout.total));
+        let fade_in = if index == 0 { layout.pre_roll.min(to_frames(1.0)) } else { crossfade };
+        let fade_out = if index + 1 == count { layout.tail.min(to_frames(1.5)) } else { crossfade };
+        for channel in &mut planar {
+            channel.resize(end - start, 0.0);
+            equal_power_fades(channel, fade_in, fade_out);
+        }
+        let mapped = crate::output::play::to_device_channels(&planar, channels);
+        for (t, a) in track[start * channels..end * channels].iter_mut().zip(&mapped) {
+            *t += a;
+        }
+    }
+    Ok(track)
+}
+
+/// The background as it goes into the mix, and what set its level.
+struct Ducked {
+    samples: Vec<f32>,
+    gains: Vec<f32>,
+    base_db: f64,
+    measured_difference: Option<f64>,
+}
+
+/// Sets the background's level so the speech stands the configured
+/// loudness above it while it speaks, ducks it under the speech, and holds
+/// its own peaks under the ceiling.
+fn duck_background(
+    track: &[f32],
+    speech_track: &[f32],
+    speech_mono: &[f32],
+    speech_loudness: f64,
+    layout: &Layout,
+    settings: &MixSettings,
+) -> Result<Ducked, MixError> {
+    let (rate, channels) = (layout.rate, layout.channels);
+    let envelope = ducking::speech_envelope(speech_mono, rate, &settings.ducking);
+    // Two independent measurements: side by side.
+    let (speech_short_term, background_loudness) = std::thread::scope(|scope| {
+        let short_term = scope
+            .spawn(|| loudness::short_term(speech_track, rate, short_term_hop(rate), channels));
+        let in_speech: Vec<f32> = track
+            .chunks(channels)
+            .zip(&envelope)
+            .filter(|(_, e)| **e > 0.5)
+            .flat_map(|(frame, _)| frame.iter().copied())
+            .collect();
+        let background_loudness = loudness::integrated(&in_speech, rate, channels);
+        (joined(short_term), background_loudness)
+    });
+    let (speech_short_term, background_loudness) = (speech_short_term?, background_loudness?);
+    let mut base_db = if background_loudness.is_finite() && speech_loudness.is_finite() {
+        speech_loudness - settings.ducking.speech_over_background_lu - background_loudness
+    } else {
+        0.0
+    };
+    let apply = |gains: &[f32]| -> Vec<f32> {
+        track
+            .chunks(channels)
+            .zip(gains)
+            .flat_map(|(frame, g)| frame.iter().map(move |b| b * g))
+            .collect()
+    };
+    // Set the gain from integrated loudness, then correct it once by
+    // what short-term loudness (what the listener hears) measures.
+    let gains = ducking::background_gains(&envelope, base_db, &settings.ducking);
+    let ducked = apply(&gains);
+    let measured = speech_over_background(&speech_short_term, &ducked, &envelope, rate, channels)?;
+    if let Some(d) = measured {
+        base_db += d - settings.ducking.speech_over_background_lu;
+    }
+    // The last correction is measured again below, after the final gain.
+    let gains = ducking::background_gains(&envelope, base_db, &settings.ducking);
+    let mut ducked = apply(&gains);
+    // A background's own peaks (a door slam, thunder) are held 3 dB
+    // under the ceiling too, for the same reason as the speech's.
+    loudness::limit(&mut ducked, rate, settings.true_peak_dbtp - 3.0, channels)?;
+    let measured_difference =
+        speech_over_background(&speech_short_term, &ducked, &envelope, rate, channels)?.or(measured);
+    Ok(Ducked {
+        samples: ducked,
+        gains,
+        base_db,
+        measured_difference,
+    })
+}
+
+/// Levels as they are in the output: each track's level before
+/// normalizing, plus the normalizing gain and what the limiter took in
+/// that stretch.
+fn trace(
+    out: &[f32],
+    before_normalizing: &[f32],
+    speech_track: &[f32],
+    ducked: Option<&Ducked>,
+    rate: u32,
+    channels: usize,
+    normalize_gain_db: f64,
+) -> MixTrace {
+    let hop = ((TRACE_HOP_S * f64::from(rate)).round() as usize).max(1) * channels;
     let applied_db: Vec<f32> = out
         .chunks(hop)
         .zip(before_normalizing.chunks(hop))
         .map(|(after, before)| {
             if rms_db(before) <= -99.0 {
-                normalized.gain_db as f32
+                normalize_gain_db as f32
             } else {
                 rms_db(after) - rms_db(before)
             }
@@ -274,35 +403,21 @@ pub fn mix(
             .collect()
     };
     let mut trace = MixTrace {
-        speech_db: level(&speech_track),
+        speech_db: level(speech_track),
         ..MixTrace::default()
     };
-    if let Some((ducked, gains)) = &ducked_track {
-        trace.background_db = level(ducked);
-        let gain_db: Vec<f32> = gains
-            .chunks(hop)
+    if let Some(d) = ducked {
+        trace.background_db = level(&d.samples);
+        let gain_db: Vec<f32> = d
+            .gains
+            .chunks(hop / channels)
             .map(|g| 20.0 * g[0].max(1e-6).log10())
             .collect();
         // Relative to its highest: the ducking's depth and timing.
         let highest = gain_db.iter().copied().fold(f32::MIN, f32::max);
         trace.background_gain_db = gain_db.iter().map(|g| g - highest).collect();
     }
-    let report = MixReport {
-        output_rate: rate,
-        duration_s: total as f64 / f64::from(rate),
-        pre_roll_s: pre_roll as f64 / f64::from(rate),
-        speech_s,
-        tail_s: tail as f64 / f64::from(rate),
-        ducking: settings.ducking.mode,
-        integrated_lufs: normalized.integrated_lufs,
-        true_peak_dbtp: normalized.true_peak_dbtp,
-        speech_over_background_lu: measured_difference,
-        background_gain_db,
-        normalize_gain_db: normalized.gain_db,
-        limiter_db: normalized.limiter_db,
-        trace,
-    };
-    Ok((out, report))
+    trace
 }
 
 /// A resampling or measuring thread's result; its panic becomes an error.
@@ -328,11 +443,12 @@ pub fn speech_over_background(
     background: &[f32],
     envelope: &[f32],
     rate: u32,
+    channels: usize,
 ) -> Result<Option<f64>, MixError> {
     let hop = short_term_hop(rate);
     let window = 3 * rate as usize;
     let s = speech_short_term;
-    let b = loudness::short_term(background, rate, hop)?;
+    let b = loudness::short_term(background, rate, hop, channels)?;
     let mut differences: Vec<f64> = Vec::new();
     for (i, (ls, lb)) in s.iter().zip(&b).enumerate() {
         let end = ((i + 1) * hop).min(envelope.len());
@@ -389,7 +505,7 @@ mod tests {
     }
 
     fn noise(seed: u64, rate: u32, seconds: f64, level: f32) -> Vec<f32> {
-        crate::background::noise::gaussian_latents(seed, (seconds * f64::from(rate)) as usize)
+        crate::background::audioldm2::noise::gaussian_latents(seed, (seconds * f64::from(rate)) as usize)
             .iter()
             .map(|v| v * level)
             .collect()
@@ -404,7 +520,10 @@ mod tests {
     #[test]
     fn the_mix_meets_its_loudness_and_ducking_targets() {
         let speech = speech_like(22_050, 20.0);
-        let settings = MixSettings::default();
+        let settings = MixSettings {
+            channels: 1,
+            ..MixSettings::default()
+        };
         let starts = [0.0, 10.0];
         let spans: Vec<(f64, f64)> = (0..2)
             .map(|i| scene_span(&settings, &starts, 20.0, i))
@@ -416,6 +535,7 @@ mod tests {
                 speech_start_s: starts[i],
                 samples: noise(i as u64 + 1, 16_000, b - a, 0.1 + 0.1 * i as f32),
                 sample_rate: 16_000,
+                channels: 1,
             })
             .collect();
         let (out, report) = mix(&speech, 22_050, &backgrounds, &settings).unwrap();
@@ -446,13 +566,17 @@ mod tests {
     #[test]
     fn constant_ducking_and_speech_alone() {
         let speech = speech_like(16_000, 8.0);
-        let mut settings = MixSettings::default();
+        let mut settings = MixSettings {
+            channels: 1,
+            ..MixSettings::default()
+        };
         settings.ducking.mode = Ducking::Constant;
         let span = scene_span(&settings, &[0.0], 8.0, 0);
         let background = SceneBackground {
             speech_start_s: 0.0,
             samples: noise(9, 16_000, span.1 - span.0, 0.2),
             sample_rate: 16_000,
+            channels: 1,
         };
         let (_, report) = mix(&speech, 16_000, &[background], &settings).unwrap();
         assert!(
@@ -466,5 +590,40 @@ mod tests {
             "silent pre-roll without background"
         );
         assert!((report.integrated_lufs + 16.0).abs() <= 0.5);
+    }
+
+    #[test]
+    fn stereo_backgrounds_stay_stereo_and_the_speech_is_centred() {
+        let speech = speech_like(22_050, 12.0);
+        let settings = MixSettings::default();
+        assert_eq!(settings.channels, 2);
+        let span = scene_span(&settings, &[0.0], 12.0, 0);
+        let frames = ((span.1 - span.0) * 48_000.0) as usize;
+        // Left and right: independent noise.
+        let (l, r) = (noise(1, 48_000, span.1 - span.0, 0.1), noise(2, 48_000, span.1 - span.0, 0.1));
+        let stereo: Vec<f32> = l.iter().zip(&r).flat_map(|(a, b)| [*a, *b]).take(2 * frames).collect();
+        let background = SceneBackground {
+            speech_start_s: 0.0,
+            samples: stereo,
+            sample_rate: 48_000,
+            channels: 2,
+        };
+        let (out, report) = mix(&speech, 22_050, std::slice::from_ref(&background), &settings).unwrap();
+        assert_eq!(report.channels, 2);
+        assert_eq!(out.len() % 2, 0);
+        assert!((report.integrated_lufs + 16.0).abs() <= 0.5, "{report:?}");
+        assert!((report.speech_over_background_lu.unwrap() - 15.0).abs() <= 1.5, "{report:?}");
+        // The pre-roll is the background alone: left and right differ.
+        let pre: Vec<f32> = out[..2 * 48_000].to_vec();
+        let (pl, pr): (Vec<f32>, Vec<f32>) = pre.chunks(2).map(|f| (f[0], f[1])).unzip();
+        assert!(pl.iter().zip(&pr).any(|(a, b)| (a - b).abs() > 1e-3));
+        // Speech alone in stereo: both channels the same (the centre).
+        let (alone, _) = mix(&speech, 22_050, &[], &settings).unwrap();
+        assert!(alone.chunks(2).all(|f| f[0] == f[1]));
+        // Mono output mixes a stereo background down.
+        let mono = MixSettings { channels: 1, ..settings.clone() };
+        let (down, report) = mix(&speech, 22_050, &[background], &mono).unwrap();
+        assert_eq!(report.channels, 1);
+        assert_eq!(down.len(), alone.len() / 2);
     }
 }

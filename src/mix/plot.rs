@@ -156,3 +156,185 @@ pub fn draw(
     root.present().map_err(|e| fail(&e))?;
     Ok(())
 }
+
+/// One layer of a background as it plays: its level over time.
+pub struct LayerTrace {
+    pub name: String,
+    /// Seconds between values.
+    pub hop_s: f64,
+    /// Level in dBFS (RMS) per hop.
+    pub level_db: Vec<f32>,
+}
+
+/// Lowest and highest frequency the spectrogram shows (log axis).
+const SPECTROGRAM_HZ: (f32, f32) = (40.0, 20_000.0);
+
+/// A spectrogram of `samples` (interleaved, mixed to mono) as dB per
+/// pixel column and row: columns over time, rows from low to high on a
+/// log frequency axis.
+fn spectrogram(samples: &[f32], rate: u32, channels: u16, columns: usize, rows: usize) -> Vec<Vec<f32>> {
+    let channels = usize::from(channels.max(1));
+    let mono: Vec<f32> = samples
+        .chunks_exact(channels)
+        .map(|f| f.iter().sum::<f32>() / channels as f32)
+        .collect();
+    let size = 2048;
+    let mut planner = realfft::RealFftPlanner::<f32>::new();
+    let fft = planner.plan_fft_forward(size);
+    let window: Vec<f32> = (0..size)
+        .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / size as f32).cos())
+        .collect();
+    let (mut input, mut output) = (fft.make_input_vec(), fft.make_output_vec());
+    let bin_hz = rate as f32 / size as f32;
+    let (low, high) = SPECTROGRAM_HZ;
+    let row_edges: Vec<usize> = (0..=rows)
+        .map(|r| {
+            let hz = low * (high / low).powf(r as f32 / rows as f32);
+            ((hz / bin_hz) as usize).clamp(1, size / 2)
+        })
+        .collect();
+    let frames_per_column = mono.len() as f64 / columns.max(1) as f64;
+    (0..columns)
+        .map(|c| {
+            // One frame at the middle of each column's stretch.
+            let centre = ((c as f64 + 0.5) * frames_per_column) as usize;
+            let start = centre.saturating_sub(size / 2);
+            for (i, v) in input.iter_mut().enumerate() {
+                *v = mono.get(start + i).copied().unwrap_or(0.0) * window[i];
+            }
+            if fft.process(&mut input, &mut output).is_err() {
+                return vec![-120.0; rows];
+            }
+            (0..rows)
+                .map(|r| {
+                    let (a, b) = (row_edges[r], row_edges[r + 1].max(row_edges[r] + 1));
+                    let power = output[a..b.min(output.len())]
+                        .iter()
+                        .map(|z| z.norm_sqr())
+                        .sum::<f32>()
+                        / (b - a) as f32;
+                    10.0 * (power / (size as f32 * size as f32 / 4.0)).max(1e-12).log10()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Dark blue to yellow through magenta and orange, for 0..1.
+fn heat(x: f32) -> RGBColor {
+    let x = x.clamp(0.0, 1.0);
+    let stops = [
+        (0.0, (8.0, 8.0, 40.0)),
+        (0.35, (120.0, 30.0, 120.0)),
+        (0.7, (240.0, 110.0, 40.0)),
+        (1.0, (255.0, 240.0, 150.0)),
+    ];
+    let k = stops.iter().rposition(|(at, _)| x >= *at).unwrap_or(0).min(stops.len() - 2);
+    let ((a, ca), (b, cb)) = (stops[k], stops[k + 1]);
+    let t = (x - a) / (b - a);
+    let mix = |p: f32, q: f32| (p + (q - p) * t) as u8;
+    RGBColor(mix(ca.0, cb.0), mix(ca.1, cb.1), mix(ca.2, cb.2))
+}
+
+/// Draws a background into `path` (PNG, 1600 x 900): its spectrogram
+/// (log frequency) above, and below one row per layer showing when and
+/// how loud it plays, so a technician can see what the scene holds.
+pub fn draw_background(
+    path: &Path,
+    samples: &[f32],
+    rate: u32,
+    channels: u16,
+    title: &str,
+    layers: &[LayerTrace],
+) -> Result<(), String> {
+    register_font()?;
+    let fail = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    let frames = samples.len() / usize::from(channels.max(1));
+    let duration = (frames as f32 / rate as f32).max(0.1);
+    let root = BitMapBackend::new(path, (1600, 900)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let (top, bottom) = root.split_vertically(520);
+    let mut chart = ChartBuilder::on(&top)
+        .margin(15)
+        .caption(title, ("sans-serif", 20))
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f32..duration, (SPECTROGRAM_HZ.0..SPECTROGRAM_HZ.1).log_scale())
+        .map_err(|e| fail(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("Hz")
+        .label_style(("sans-serif", 14))
+        .disable_mesh()
+        .draw()
+        .map_err(|e| fail(&e))?;
+    let (columns, rows) = (400usize, 120usize);
+    let cells = spectrogram(samples, rate, channels, columns, rows);
+    let ceiling = cells.iter().flatten().copied().fold(-120f32, f32::max);
+    let (low, high) = SPECTROGRAM_HZ;
+    let column_s = duration / columns as f32;
+    chart
+        .draw_series(cells.iter().enumerate().flat_map(|(c, column)| {
+            column.iter().enumerate().map(move |(r, db)| {
+                let f0 = low * (high / low).powf(r as f32 / rows as f32);
+                let f1 = low * (high / low).powf((r + 1) as f32 / rows as f32);
+                let t0 = c as f32 * column_s;
+                // 70 dB of range under the loudest cell.
+                let shade = heat((db - ceiling + 70.0) / 70.0);
+                Rectangle::new([(t0, f0), (t0 + column_s, f1)], shade.filled())
+            })
+        }))
+        .map_err(|e| fail(&e))?;
+
+    let rows_area = bottom.margin(5, 15, 85, 15);
+    let count = layers.len().max(1);
+    let mut layer_chart = ChartBuilder::on(&rows_area)
+        .x_label_area_size(30)
+        .y_label_area_size(0)
+        .build_cartesian_2d(0f32..duration, 0f32..count as f32)
+        .map_err(|e| fail(&e))?;
+    layer_chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .label_style(("sans-serif", 14))
+        .disable_y_mesh()
+        .disable_y_axis()
+        .draw()
+        .map_err(|e| fail(&e))?;
+    let palette = [
+        RGBColor(30, 110, 200),
+        RGBColor(40, 160, 80),
+        RGBColor(210, 110, 20),
+        RGBColor(170, 40, 150),
+        RGBColor(200, 40, 40),
+        RGBColor(90, 90, 90),
+        RGBColor(20, 150, 160),
+    ];
+    for (index, layer) in layers.iter().enumerate() {
+        // Row `index` from the top: a filled level, 60 dB of range.
+        let base = (count - 1 - index) as f32;
+        let colour = palette[index % palette.len()];
+        let points: Vec<(f32, f32)> = layer
+            .level_db
+            .iter()
+            .enumerate()
+            .map(|(i, db)| {
+                let height = ((db + 60.0) / 60.0).clamp(0.0, 1.0) * 0.85;
+                ((i as f64 * layer.hop_s) as f32, base + height)
+            })
+            .collect();
+        layer_chart
+            .draw_series(AreaSeries::new(points, base, colour.mix(0.5)).border_style(colour))
+            .map_err(|e| fail(&e))?;
+        layer_chart
+            .draw_series(std::iter::once(Text::new(
+                layer.name.clone(),
+                (duration * 0.005, base + 0.9),
+                ("sans-serif", 15).into_font().color(&BLACK),
+            )))
+            .map_err(|e| fail(&e))?;
+    }
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}

@@ -52,8 +52,9 @@ impl Default for PlaybackSettings {
 
 /// Where audio goes.
 pub trait Sink {
-    /// Plays mono `samples` at `rate`, returning when all are queued.
-    fn write(&mut self, samples: &[f32], rate: u32) -> Result<(), PlayError>;
+    /// Plays `samples` (interleaved frames of `channels`) at `rate`,
+    /// returning when all are queued.
+    fn write(&mut self, samples: &[f32], rate: u32, channels: u16) -> Result<(), PlayError>;
     /// Waits until everything queued has been played.
     fn finish(&mut self) -> Result<(), PlayError>;
 }
@@ -94,7 +95,7 @@ impl AlsaSink {
         self.pcm.as_ref().map(|(_, n)| *n)
     }
 
-    fn open(&self, rate: u32) -> Result<(PCM, Negotiated), PlayError> {
+    fn open(&self, rate: u32, channels: u16) -> Result<(PCM, Negotiated), PlayError> {
         let fail = |reason: String| PlayError::Open {
             device: self.settings.device.clone(),
             reason,
@@ -104,10 +105,10 @@ impl AlsaSink {
         // Ask for ~200 ms of buffer in ~50 ms periods. Some devices (JACK,
         // for one) cannot make that buffer from whole periods: they get
         // the device's own buffer size instead of no sound at all.
-        let format = Self::set_hw_params(&pcm, rate, true)
+        let format = Self::set_hw_params(&pcm, rate, channels, true)
             .or_else(|first| {
                 tracing::debug!("the device refused a 200 ms buffer ({first}); using its own");
-                Self::set_hw_params(&pcm, rate, false)
+                Self::set_hw_params(&pcm, rate, channels, false)
             })
             .map_err(fail)?;
         // Read back what the device settled on: the `_near` setters can
@@ -139,7 +140,12 @@ impl AlsaSink {
 
     /// Chooses access, sample format, channels, rate and (with
     /// `small_buffer`) the buffer size, and applies them.
-    fn set_hw_params(pcm: &PCM, rate: u32, small_buffer: bool) -> Result<SampleFormat, String> {
+    fn set_hw_params(
+        pcm: &PCM,
+        rate: u32,
+        channels: u16,
+        small_buffer: bool,
+    ) -> Result<SampleFormat, String> {
         let hw = HwParams::any(pcm).map_err(|e| e.to_string())?;
         hw.set_access(Access::RWInterleaved)
             .map_err(|e| format!("interleaved access: {e}"))?;
@@ -153,7 +159,8 @@ impl AlsaSink {
         .find(|(f, _)| hw.test_format(*f).is_ok())
         .ok_or_else(|| "it takes none of S16, S32 or FLOAT samples".to_string())?;
         hw.set_format(format.0).map_err(|e| e.to_string())?;
-        hw.set_channels_near(1).map_err(|e| e.to_string())?;
+        hw.set_channels_near(u32::from(channels.max(1)))
+            .map_err(|e| e.to_string())?;
         hw.set_rate_near(rate, ValueOr::Nearest)
             .map_err(|e| e.to_string())?;
         if small_buffer {
@@ -167,11 +174,11 @@ impl AlsaSink {
     }
 
     /// Opens the device, retrying with backoff until `reopen_for` has passed.
-    fn open_with_backoff(&mut self, rate: u32) -> Result<(), PlayError> {
+    fn open_with_backoff(&mut self, rate: u32, channels: u16) -> Result<(), PlayError> {
         let started = Instant::now();
         let mut wait = Duration::from_millis(250);
         loop {
-            match self.open(rate) {
+            match self.open(rate, channels) {
                 Ok(opened) => {
                     self.pcm = Some(opened);
                     return Ok(());
@@ -188,14 +195,10 @@ impl AlsaSink {
         }
     }
 
-    /// Writes interleaved frames, recovering from underruns; a device
-    /// error other than an underrun closes the device (the caller reopens).
-    fn write_frames(pcm: &PCM, n: Negotiated, frames: &[f32]) -> Result<usize, alsa::Error> {
-        let channels = n.channels as usize;
-        let interleaved: Vec<f32> = frames
-            .iter()
-            .flat_map(|&s| std::iter::repeat_n(s, channels))
-            .collect();
+    /// Writes interleaved frames (already in the device's channels),
+    /// recovering from underruns; a device error other than an underrun
+    /// closes the device (the caller reopens).
+    fn write_frames(pcm: &PCM, n: Negotiated, interleaved: &[f32]) -> Result<usize, alsa::Error> {
         let written = match n.format {
             SampleFormat::S16 => {
                 let data: Vec<i16> = interleaved
@@ -233,36 +236,50 @@ impl AlsaSink {
 }
 
 impl Sink for AlsaSink {
-    fn write(&mut self, samples: &[f32], rate: u32) -> Result<(), PlayError> {
+    fn write(&mut self, samples: &[f32], rate: u32, channels: u16) -> Result<(), PlayError> {
         if self.pcm.is_none() {
-            self.open_with_backoff(rate)?;
+            self.open_with_backoff(rate, channels)?;
         }
         let Some((_, negotiated)) = &self.pcm else {
             return Ok(());
         };
         let negotiated = *negotiated;
-        let mut audio = if negotiated.rate == rate {
-            samples.to_vec()
+        let channels = usize::from(channels.max(1));
+        let planar: Vec<Vec<f32>> = (0..channels)
+            .map(|c| samples.iter().skip(c).step_by(channels).copied().collect())
+            .collect();
+        let mut planar = if negotiated.rate == rate {
+            planar
         } else {
-            crate::mix::resample::resample(samples, rate, negotiated.rate)
+            planar
+                .iter()
+                .map(|p| crate::mix::resample::resample(p, rate, negotiated.rate))
+                .collect::<Result<_, _>>()
                 .map_err(|e| PlayError::Resample(e.to_string()))?
         };
         let volume = self.settings.volume.clamp(0.0, 1.0);
         if volume < 1.0 {
-            audio.iter_mut().for_each(|s| *s *= volume);
+            planar.iter_mut().flatten().for_each(|s| *s *= volume);
         }
+        let device_channels = negotiated.channels.max(1) as usize;
+        let audio = to_device_channels(&planar, device_channels);
+        let frames = audio.len() / device_channels;
         let mut position = 0;
         let mut failing_since: Option<Instant> = None;
         let mut retry_wait = Duration::from_millis(100);
-        while position < audio.len() {
-            let end = (position + PERIOD_FRAMES).min(audio.len());
+        while position < frames {
+            let end = (position + PERIOD_FRAMES).min(frames);
+            let chunk = &audio[position * device_channels..end * device_channels];
             let result = match &self.pcm {
-                Some((pcm, n)) => Self::write_frames(pcm, *n, &audio[position..end]),
+                Some((pcm, n)) if n.channels as usize == device_channels => {
+                    Self::write_frames(pcm, *n, chunk)
+                }
+                Some(_) => Err(alsa::Error::unsupported("device reopened with other channels")),
                 None => Err(alsa::Error::unsupported("device closed")),
             };
             match result {
-                Ok(frames) => {
-                    position += frames;
+                Ok(written) => {
+                    position += written;
                     failing_since = None;
                     retry_wait = Duration::from_millis(100);
                 }
@@ -287,7 +304,7 @@ impl Sink for AlsaSink {
                     // be retried in a tight loop.
                     std::thread::sleep(retry_wait);
                     retry_wait = (retry_wait * 2).min(Duration::from_secs(4));
-                    self.open_with_backoff(negotiated.rate)?;
+                    self.open_with_backoff(negotiated.rate, negotiated.channels as u16)?;
                 }
             }
         }
@@ -309,15 +326,38 @@ impl Sink for AlsaSink {
     }
 }
 
-/// Reads a mono or multi-channel WAV as mono f32 (channels averaged).
-pub fn read_wav(path: &Path) -> Result<(Vec<f32>, u32), PlayError> {
+/// Interleaves planar channels into a device's channel count: the same
+/// channels as they are; a mono file on every channel; more channels
+/// than the device takes mixed down (a stereo narration on a mono
+/// speaker: left and right averaged); channels the file lacks silent.
+pub fn to_device_channels(planar: &[Vec<f32>], device_channels: usize) -> Vec<f32> {
+    let frames = planar.first().map_or(0, Vec::len);
+    let file_channels = planar.len();
+    let mut out = Vec::with_capacity(frames * device_channels);
+    for i in 0..frames {
+        if device_channels == 1 {
+            out.push(planar.iter().map(|c| c[i]).sum::<f32>() / file_channels.max(1) as f32);
+            continue;
+        }
+        for d in 0..device_channels {
+            out.push(match file_channels {
+                1 => planar[0][i],
+                n if d < n => planar[d][i],
+                _ => 0.0,
+            });
+        }
+    }
+    out
+}
+
+/// A WAV file's samples (interleaved, in [-1, 1]), rate and channels.
+pub fn read_wav(path: &Path) -> Result<(Vec<f32>, u32, u16), PlayError> {
     let fail = |reason: String| PlayError::Read {
         path: path.to_path_buf(),
         reason,
     };
     let reader = hound::WavReader::open(path).map_err(|e| fail(e.to_string()))?;
     let spec = reader.spec();
-    let channels = usize::from(spec.channels.max(1));
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader
             .into_samples::<f32>()
@@ -332,17 +372,13 @@ pub fn read_wav(path: &Path) -> Result<(Vec<f32>, u32), PlayError> {
                 .map_err(|e| fail(e.to_string()))?
         }
     };
-    let mono = interleaved
-        .chunks(channels)
-        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
-        .collect();
-    Ok((mono, spec.sample_rate))
+    Ok((interleaved, spec.sample_rate, spec.channels.max(1)))
 }
 
 /// Plays a WAV file on `sink` to the end.
 pub fn play_file(sink: &mut dyn Sink, path: &Path) -> Result<(), PlayError> {
-    let (samples, rate) = read_wav(path)?;
-    sink.write(&samples, rate)?;
+    let (samples, rate, channels) = read_wav(path)?;
+    sink.write(&samples, rate, channels)?;
     sink.finish()
 }
 

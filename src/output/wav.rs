@@ -14,7 +14,7 @@ pub struct WavError {
     pub reason: String,
 }
 
-/// A mono 16-bit WAV file written piece by piece, so a long narration is
+/// A 16-bit WAV file written piece by piece, so a long narration is
 /// never held whole in memory; it appears under its name on `finish`.
 pub struct WavStream {
     path: PathBuf,
@@ -22,10 +22,21 @@ pub struct WavStream {
     writer: hound::WavWriter<BufWriter<File>>,
     samples: u64,
     sample_rate: u32,
+    channels: u16,
 }
 
 impl WavStream {
+    /// A mono file.
     pub fn create(path: &Path, sample_rate: u32) -> Result<WavStream, WavError> {
+        Self::create_channels(path, sample_rate, 1)
+    }
+
+    /// A file of `channels` interleaved channels.
+    pub fn create_channels(
+        path: &Path,
+        sample_rate: u32,
+        channels: u16,
+    ) -> Result<WavStream, WavError> {
         let err = |reason: String| WavError {
             path: path.to_path_buf(),
             reason,
@@ -35,7 +46,7 @@ impl WavStream {
         // open file shares its offset, and `file` keeps the commit logic.
         let handle = file.as_file().try_clone().map_err(|e| err(e.to_string()))?;
         let spec = hound::WavSpec {
-            channels: 1,
+            channels: channels.max(1),
             sample_rate,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
@@ -48,10 +59,11 @@ impl WavStream {
             writer,
             samples: 0,
             sample_rate,
+            channels: channels.max(1),
         })
     }
 
-    /// Appends samples in [-1, 1].
+    /// Appends samples in [-1, 1] (interleaved frames).
     pub fn write(&mut self, samples: &[f32]) -> Result<(), WavError> {
         for s in samples {
             // Same conversion as piper-tts: scale by 32767 and clip.
@@ -68,12 +80,12 @@ impl WavStream {
     /// Appends `seconds` of silence.
     pub fn write_silence(&mut self, seconds: f32) -> Result<(), WavError> {
         let n = (seconds.max(0.0) * self.sample_rate as f32).round() as usize;
-        self.write(&vec![0.0; n])
+        self.write(&vec![0.0; n * usize::from(self.channels)])
     }
 
     /// Seconds written so far.
     pub fn duration(&self) -> f64 {
-        self.samples as f64 / f64::from(self.sample_rate)
+        self.samples as f64 / f64::from(self.channels) / f64::from(self.sample_rate)
     }
 
     /// Completes the header, flushes to disk and moves the file into place.
@@ -87,9 +99,15 @@ impl WavStream {
     }
 }
 
-/// Writes mono samples in [-1, 1] as a 16-bit WAV file in one go.
-pub fn write_wav_i16(path: &Path, samples: &[f32], sample_rate: u32) -> Result<(), WavError> {
-    let mut wav = WavStream::create(path, sample_rate)?;
+/// Writes samples in [-1, 1] (interleaved frames of `channels`) as a
+/// 16-bit WAV file in one go.
+pub fn write_wav_i16(
+    path: &Path,
+    samples: &[f32],
+    sample_rate: u32,
+    channels: u16,
+) -> Result<(), WavError> {
+    let mut wav = WavStream::create_channels(path, sample_rate, channels)?;
     wav.write(samples)?;
     wav.finish()
 }

@@ -52,6 +52,19 @@ pub struct Overrides {
     pub output: Option<String>,
 }
 
+impl Overrides {
+    /// What the render itself takes from them.
+    pub fn render(&self) -> crate::render::Overrides {
+        crate::render::Overrides {
+            voice: self.voice.clone(),
+            rate: self.rate,
+            method: self.method,
+            caption: self.caption.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
 /// A plain file name: no folders, not hidden, not `..`, no control bytes.
 pub fn plain_name(name: &str, what: &str) -> Result<(), JobError> {
     let bad = |why: &str| Err(JobError::Invalid(format!("{what} \"{name}\" {why}")));

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 use super::engine::{Engine, Request};
-use super::{BackgroundError, Observer};
+use super::{BackgroundError, LengthLimits, Observer};
 
 /// Longest crossfade between segments, in seconds.
 const CROSSFADE_S: f64 = 1.0;
@@ -128,13 +128,6 @@ fn fade_out(samples: &mut [f32], length: usize) {
     }
 }
 
-/// Limits on a background's length.
-#[derive(Debug, Clone, Copy)]
-pub struct LengthLimits {
-    /// Longest background accepted, in seconds.
-    pub max_seconds: f64,
-}
-
 /// Generates a background of `seconds` seconds from one clip per two clip
 /// lengths (one clip up to twice its length, which it fills with two
 /// segments at different offsets), at most `variations` clips of the same
@@ -149,7 +142,7 @@ pub fn generate(
     limits: LengthLimits,
     observer: &mut dyn Observer,
 ) -> Result<Vec<f32>, BackgroundError> {
-    let samples = checked_samples(seconds, engine.sample_rate(), limits)?;
+    let samples = crate::background::checked_frames(seconds, engine.sample_rate(), 1, limits)?;
     let clip_samples = engine.clip_samples();
     let needed = samples.div_ceil(2 * clip_samples.max(1));
     let count = needed.clamp(1, variations.max(1));
@@ -169,45 +162,6 @@ pub fn generate(
         engine.sample_rate(),
         request.seed,
     ))
-}
-
-/// Checks a requested length and returns it in samples.
-pub fn checked_samples(
-    seconds: f64,
-    rate: u32,
-    limits: LengthLimits,
-) -> Result<usize, BackgroundError> {
-    if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(BackgroundError::Request(format!(
-            "{seconds} seconds: a background needs a length above 0"
-        )));
-    }
-    if seconds > limits.max_seconds {
-        return Err(BackgroundError::Request(format!(
-            "{seconds} seconds is longer than the {} s allowed (background.max_seconds)",
-            limits.max_seconds
-        )));
-    }
-    let samples = (seconds * f64::from(rate)).round().max(1.0) as usize;
-    // The clips, the laid-out background and a copy on the way out.
-    let needed_bytes = samples as u64 * 4 * 3;
-    if let Some(available) = available_memory_bytes()
-        && needed_bytes > available
-    {
-        return Err(BackgroundError::Request(format!(
-            "{seconds} seconds of background needs about {} MiB, and only {} MiB of memory is available",
-            needed_bytes >> 20,
-            available >> 20
-        )));
-    }
-    Ok(samples)
-}
-
-fn available_memory_bytes() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]
@@ -289,15 +243,5 @@ mod tests {
         // Seeded: the same seed lays out the same background.
         assert_eq!(out, fit_to_length(&clips, samples, rate, 7));
         assert_ne!(out, fit_to_length(&clips, samples, rate, 8));
-    }
-
-    #[test]
-    fn bad_lengths_are_refused() {
-        let limits = LengthLimits { max_seconds: 600.0 };
-        for seconds in [0.0, -1.0, f64::NAN, f64::INFINITY, 601.0] {
-            let err = checked_samples(seconds, 16_000, limits).unwrap_err();
-            assert!(err.to_string().contains("second"), "{err}");
-        }
-        assert_eq!(checked_samples(1.5, 16_000, limits).unwrap(), 24_000);
     }
 }

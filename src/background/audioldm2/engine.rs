@@ -66,7 +66,7 @@ pub enum MemoryMode {
 }
 
 /// One clip to generate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
     pub caption: String,
     /// What the background should not sound like; empty for none (then
@@ -78,6 +78,7 @@ pub struct Request {
     pub guidance: f32,
     pub seed: u64,
     /// Initial latents instead of the seeded noise (parity checks).
+    #[serde(skip)]
     pub init_latents: Option<Vec<f32>>,
 }
 
