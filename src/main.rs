@@ -356,7 +356,9 @@ struct BackgroundArgs {
 
 #[derive(Debug, Args)]
 struct SoundsArgs {
-    /// Print the catalog as JSON (sources with their recipes, places).
+    /// Show one source or place with its whole recipe.
+    id: Option<String>,
+    /// Print the catalog (or the one entry) as JSON, recipes included.
     #[arg(long)]
     json: bool,
 }
@@ -875,6 +877,15 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
     if generator.kind() != bg::EngineKind::Soundscape && (args.place.is_some() || args.level.is_some()) {
         anyhow::bail!("--place and --level are for the soundscape engine (--engine soundscape)");
     }
+    if let Some(place) = &args.place {
+        let catalog = bg::soundscape::catalog::Catalog::builtin();
+        if bg::soundscape::plan::match_place(catalog, place).is_none() {
+            anyhow::bail!(
+                "unknown place `{place}`: use one of {} (or a phrase naming one, e.g. \"a harbour at dawn\")",
+                catalog.place_ids().join(", ")
+            );
+        }
+    }
     let request = SceneRequest {
         caption: args.caption,
         place: args.place,
@@ -1015,6 +1026,30 @@ fn print_plan(plan: &vivid::background::soundscape::ScenePlan) {
 
 fn sounds(args: SoundsArgs) -> Result<ExitCode> {
     let catalog = vivid::background::soundscape::catalog::Catalog::builtin();
+    if let Some(id) = &args.id {
+        let entry = match (catalog.source(id), catalog.place(id)) {
+            (Some(source), _) => serde_json::to_value(source)?,
+            (None, Some(place)) => serde_json::to_value(place)?,
+            (None, None) => {
+                let all: Vec<&str> = catalog
+                    .sources
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .chain(catalog.place_ids())
+                    .collect();
+                anyhow::bail!(
+                    "no sound source or place `{id}` in the catalog; `vivid sounds` lists them: {}",
+                    all.join(", ")
+                );
+            }
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&entry)?);
+        } else {
+            print!("{}", toml::to_string_pretty(&entry)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.json {
         println!(
             "{}",

@@ -193,7 +193,7 @@ fn every_tiny_graph_runs_in_tract() {
 
 #[test]
 fn schedulers_reproduce_diffusers_from_its_noise_predictions() {
-    use vivid::background::scheduler::{Ddim, DpmSolverPlusPlus, Scheduler, SchedulerConfig};
+    use vivid::background::audioldm2::scheduler::{Ddim, DpmSolverPlusPlus, Scheduler, SchedulerConfig};
     let bundle = fixtures().join("tiny-fp32");
     let config: SchedulerConfig =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("scheduler.json")).unwrap())
@@ -243,8 +243,8 @@ fn schedulers_reproduce_diffusers_from_its_noise_predictions() {
 
 #[test]
 fn prompts_tokenize_exactly_as_diffusers() {
-    use vivid::background::bundle::BundleMeta;
-    use vivid::background::tokens::PromptTokenizer;
+    use vivid::background::audioldm2::bundle::BundleMeta;
+    use vivid::background::audioldm2::tokens::PromptTokenizer;
     let bundle = fixtures().join("tiny-fp32");
     let meta = BundleMeta::load(&bundle).unwrap();
     let tokenizer = PromptTokenizer::load(&bundle, &meta).unwrap();

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use vivid::background::{Engine, MemoryMode, Observer, Record, Request, SchedulerKind, Stage};
+use vivid::background::audioldm2::{Engine, MemoryMode, Request, SchedulerKind};
+use vivid::background::{Observer, Record, Stage};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audioldm2")
@@ -226,9 +227,9 @@ fn low_memory_mode_gives_the_same_audio() {
 fn a_profile_names_the_ops_that_ran() {
     // `vivid bench background --profile`: the tiny UNet timed op by op on
     // the CPU shows vivid's fused attention next to tract's products.
-    use vivid::background::graph::{ComputeDevice, Graph};
+    use vivid::background::audioldm2::graph::{ComputeDevice, Graph};
     let bundle = fixtures().join("tiny-fp32");
-    let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
+    let meta = vivid::background::audioldm2::bundle::BundleMeta::load(&bundle).unwrap();
     let graph = Graph::load(&bundle, &meta, "unet", ComputeDevice::Cpu).unwrap();
     let times = graph
         .profile(graph.sample_inputs().unwrap())
@@ -432,12 +433,12 @@ fn rewrite_tiny_graph(
 ) -> Rewritten {
     use tract_onnx::prelude::*;
     let bundle = fixtures().join("tiny-fp32");
-    let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
+    let meta = vivid::background::audioldm2::bundle::BundleMeta::load(&bundle).unwrap();
     let entry = &meta.component[component];
     let mut model = tract_onnx::onnx()
         .model_for_path(bundle.join(&entry.file))
         .unwrap();
-    let tensors = vivid::background::graph::sample_tensors(&entry.inputs).unwrap();
+    let tensors = vivid::background::audioldm2::graph::sample_tensors(&entry.inputs).unwrap();
     let mut inputs: TVec<TValue> = tvec![];
     for (index, tensor) in tensors.into_iter().enumerate() {
         let fact = TypedFact::shape_and_dt_of(&tensor);
@@ -477,7 +478,7 @@ fn f32_vec(tensor: &tract_onnx::prelude::Tensor) -> Vec<f32> {
 fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
     // The rewrite the CUDA runtime needs (tract-cuda has no GeluExact
     // kernel), checked where it can be: on the CPU, against the fused plan.
-    let r = rewrite_tiny_graph("unet", vivid::background::graph::unfuse_exact_gelu);
+    let r = rewrite_tiny_graph("unet", vivid::background::audioldm2::graph::unfuse_exact_gelu);
     assert!(r.replaced > 0, "the UNet's GEGLU blocks use exact GELU");
     assert_eq!(r.left, 0, "none left");
     assert_within_of_peak(&r, 1e-5);
@@ -491,9 +492,9 @@ fn a_graph_that_returns_nan_fails_with_its_name() {
     // input runs. (The VAE and vocoder are no test of this: tract's
     // activations there turn NaN into numbers.)
     use tract_onnx::prelude::*;
-    use vivid::background::graph::{ComputeDevice, Graph};
+    use vivid::background::audioldm2::graph::{ComputeDevice, Graph};
     let bundle = fixtures().join("tiny-fp32");
-    let meta = vivid::background::bundle::BundleMeta::load(&bundle).unwrap();
+    let meta = vivid::background::audioldm2::bundle::BundleMeta::load(&bundle).unwrap();
     let projection = Graph::load(&bundle, &meta, "projection", ComputeDevice::Cpu).unwrap();
     let inputs = |fill: f32| -> Vec<Tensor> {
         meta.component["projection"]
@@ -521,7 +522,7 @@ fn cubes_for_the_gpu_compute_the_same_on_the_cpu() {
     // T5's gated GELU (tanh form) cubes with Pow(x, 3): tract-cuda has
     // Square and Mul kernels but no PowConst one. x·x·x instead of powf(x,
     // 3) may differ in the last bit; the T5 states must stay within 1e-5.
-    let r = rewrite_tiny_graph("t5_encoder", vivid::background::graph::expand_cubes);
+    let r = rewrite_tiny_graph("t5_encoder", vivid::background::audioldm2::graph::expand_cubes);
     assert!(r.replaced > 0, "T5's GELU cubes with Pow");
     assert_eq!(r.left, 0, "none left");
     assert_within_of_peak(&r, 1e-5);
@@ -582,8 +583,8 @@ fn text_graphs_at_a_free_length_match_them_padded_to_the_longest() {
     // positions: here the same graph, loaded both ways, on a 19-token
     // sequence whose last 3 tokens (T5) or a stretch in the middle
     // (GPT-2, as a padded negative prompt has) are masked.
-    use vivid::background::bundle::BundleMeta;
-    use vivid::background::graph::{ComputeDevice, Graph, f32_tensor, f32_values, i64_tensor};
+    use vivid::background::audioldm2::bundle::BundleMeta;
+    use vivid::background::audioldm2::graph::{ComputeDevice, Graph, f32_tensor, f32_values, i64_tensor};
     let dir = crate::common::tiny_bundle();
     let meta = BundleMeta::load(&dir).unwrap();
     let n = 19;
@@ -605,7 +606,7 @@ fn text_graphs_at_a_free_length_match_them_padded_to_the_longest() {
                 i64_tensor(&[1, len], &ids).unwrap()
             } else {
                 let width = 24;
-                let mut embeds = vivid::background::noise::gaussian_latents(7, n * width);
+                let mut embeds = vivid::background::audioldm2::noise::gaussian_latents(7, n * width);
                 embeds.resize(len * width, 0.0);
                 f32_tensor(&[1, len, width], &embeds).unwrap()
             }

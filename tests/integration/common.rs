@@ -136,3 +136,49 @@ pub fn compare(ours: &[f32], theirs: &[f32]) -> Comparison {
         reference_peak,
     }
 }
+
+/// A WAV file's contents: rate, channels and interleaved samples in
+/// [-1, 1].
+pub struct Wav {
+    pub rate: u32,
+    pub channels: u16,
+    pub samples: Vec<f32>,
+}
+
+impl Wav {
+    pub fn frames(&self) -> usize {
+        self.samples.len() / usize::from(self.channels.max(1))
+    }
+
+    /// One channel's samples.
+    pub fn channel(&self, index: usize) -> Vec<f32> {
+        self.samples
+            .iter()
+            .skip(index)
+            .step_by(usize::from(self.channels.max(1)))
+            .copied()
+            .collect()
+    }
+}
+
+/// Reads a 16-bit or float WAV file (the one reader the tests share).
+pub fn read_wav(path: &Path) -> Wav {
+    let reader = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("{} is a WAV file: {e}", path.display()));
+    let spec = reader.spec();
+    let samples = match spec.sample_format {
+        hound::SampleFormat::Int => reader
+            .into_samples::<i16>()
+            .map(|s| f32::from(s.expect("WAV sample")) / 32767.0)
+            .collect(),
+        hound::SampleFormat::Float => reader
+            .into_samples::<f32>()
+            .map(|s| s.expect("WAV sample"))
+            .collect(),
+    };
+    Wav {
+        rate: spec.sample_rate,
+        channels: spec.channels,
+        samples,
+    }
+}

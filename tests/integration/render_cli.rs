@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{llm_lock, run, test_models_dir, text, tiny_bundle, vivid, write_config};
+use crate::common::{
+    llm_lock, read_wav, run, test_models_dir, text, tiny_bundle, vivid, write_config,
+};
 
 const NARRATION: &str = "The harbour was quiet that morning. Fog lay over the water and the \
 fishing boats waited at their moorings, ropes creaking as the tide turned.\n\nLater, in the \
@@ -24,16 +26,6 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
             dir.join("cache").display()
         ),
     )
-}
-
-fn read_wav(path: &Path) -> (u32, Vec<f32>) {
-    let reader = hound::WavReader::open(path).unwrap();
-    let rate = reader.spec().sample_rate;
-    let samples = reader
-        .into_samples::<i16>()
-        .map(|s| f32::from(s.unwrap()) / 32767.0)
-        .collect();
-    (rate, samples)
 }
 
 fn report(wav: &Path) -> Value {
@@ -69,8 +61,11 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
     assert!(picture.len() > 20_000, "lines and text drawn");
     // Default output: the input's name in paths.output_dir.
     let wav = tmp.path().join("out/harbour.wav");
-    let (rate, samples) = read_wav(&wav);
+    let audio = read_wav(&wav);
+    let (rate, channels, samples) = (audio.rate, usize::from(audio.channels), &audio.samples);
     assert_eq!(rate, 48_000);
+    assert_eq!(channels, 2, "stereo by default; AudioLDM2's mono clips in the centre");
+    assert_eq!(audio.channel(0), audio.channel(1));
     let r = report(&wav);
 
     // Two paragraphs: two scenes, each with its own background, the second
@@ -87,9 +82,9 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
     }
 
     // Measured on the file: loudness target, true-peak ceiling.
-    let integrated = vivid::mix::loudness::integrated(&samples, rate).unwrap();
+    let integrated = vivid::mix::loudness::integrated(samples, rate, channels).unwrap();
     assert!((integrated + 16.0).abs() <= 0.5, "{integrated} LUFS");
-    let peak = vivid::mix::loudness::true_peak_db(&samples, rate).unwrap();
+    let peak = vivid::mix::loudness::true_peak_db(samples, rate, channels).unwrap();
     assert!(peak <= -1.0 + 0.05, "{peak} dBTP");
     // Speech over background while speech plays, as set (15 LU).
     let difference = r["mix"]["speech_over_background_lu"].as_f64().unwrap();
@@ -99,10 +94,10 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
         + r["mix"]["speech_s"].as_f64().unwrap()
         + r["mix"]["tail_s"].as_f64().unwrap())
         * 48_000.0;
-    assert!((samples.len() as f64 - expected).abs() <= 1024.0);
+    assert!((audio.frames() as f64 - expected).abs() <= 1024.0);
     assert!((r["mix"]["pre_roll_s"].as_f64().unwrap() - 1.5).abs() < 1e-3);
     // The pre-roll is background alone: not silent.
-    let pre_roll_rms = (samples[..48_000].iter().map(|v| v * v).sum::<f32>() / 48_000.0).sqrt();
+    let pre_roll_rms = (samples[..96_000].iter().map(|v| v * v).sum::<f32>() / 96_000.0).sqrt();
     assert!(pre_roll_rms > 1e-4, "background in the pre-roll");
 
     // The report names the input, the models and the background settings.
@@ -112,48 +107,103 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
     );
     assert_eq!(r["input"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(r["voice"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(r["background"]["engine"], "audioldm2");
     assert_eq!(r["background"]["scheduler"], "dpm");
-    assert!(r["background_missing"].is_null());
+    assert_eq!(r["scenes"][0]["background"]["engine"], "audioldm2");
     for stage in ["describe", "speak", "background", "mix", "write"] {
         assert!(r["seconds"][stage].as_f64().unwrap() >= 0.0);
     }
 }
 
+/// The README's example text, as the first command narrates it.
+fn example_text() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/welcome.txt")
+}
+
 #[test]
-fn without_a_bundle_render_writes_speech_alone_and_says_how_to_get_one() {
+fn by_default_the_narration_plays_over_a_soundscape_at_its_level() {
     let _llm = llm_lock();
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("note.txt");
-    std::fs::write(&input, "Welcome to the lighthouse. Mind the steps.\n").unwrap();
     let cfg = config(tmp.path(), "");
-    let wav = tmp.path().join("note.wav");
+    let wav = tmp.path().join("welcome.wav");
     let out = run(vivid()
         .arg("--config")
         .arg(&cfg)
         .arg("render")
-        .arg(&input)
+        .arg(example_text())
         .arg("-o")
         .arg(&wav));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("quantize/export.py"),
-        "{}",
-        text(&out.stderr)
-    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("soundscape"), "{stderr}");
     let r = report(&wav);
-    assert!(r["background"].is_null());
+    assert_eq!(r["background"]["engine"], "soundscape", "{r:#}");
     assert!(
-        r["background_missing"]
-            .as_str()
-            .unwrap()
-            .contains("quantize/export.py")
+        r["background_note"].as_str().unwrap().contains("no AudioLDM2 bundle"),
+        "{r:#}"
     );
-    assert!(r["mix"]["speech_over_background_lu"].is_null());
-    let (rate, samples) = read_wav(&wav);
-    let integrated = vivid::mix::loudness::integrated(&samples, rate).unwrap();
+    // Every scene has a plan with sources from the catalog (or the
+    // place's bed, said so), recorded in the report.
+    for scene in r["scenes"].as_array().unwrap() {
+        let plan = &scene["background"];
+        assert_eq!(plan["engine"], "soundscape", "{scene:#}");
+        let layers = plan["layers"].as_array().unwrap();
+        assert!(!layers.is_empty(), "{scene:#}");
+        for layer in layers {
+            let id = layer["source"].as_str().unwrap();
+            assert!(
+                vivid::background::soundscape::catalog::Catalog::builtin()
+                    .source(id)
+                    .is_some(),
+                "{id}"
+            );
+        }
+        assert!(
+            layers.iter().any(|l| l["role"] == "source") || plan["note"].is_string(),
+            "{scene:#}"
+        );
+    }
+    let audio = read_wav(&wav);
+    let (rate, channels) = (audio.rate, usize::from(audio.channels));
+    assert_eq!((rate, channels), (48_000, 2));
+    let integrated = vivid::mix::loudness::integrated(&audio.samples, rate, channels).unwrap();
     assert!((integrated + 16.0).abs() <= 0.5, "{integrated} LUFS");
-    // No background: the pre-roll is silence.
-    assert!(samples[..48_000].iter().all(|v| v.abs() < 1e-4));
+    let peak = vivid::mix::loudness::true_peak_db(&audio.samples, rate, channels).unwrap();
+    assert!(peak <= -1.0 + 0.05, "{peak} dBTP");
+    let difference = r["mix"]["speech_over_background_lu"].as_f64().unwrap();
+    assert!((difference - 15.0).abs() <= 1.5, "{difference} LU");
+    // The pre-roll is the soundscape alone, in stereo: sound, and the two
+    // channels differ.
+    let pre_roll = 48_000;
+    let (left, right) = (&audio.channel(0)[..pre_roll], &audio.channel(1)[..pre_roll]);
+    let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+    assert!(rms(left) > 1e-3 && rms(right) > 1e-3, "soundscape in the pre-roll");
+    assert!(left.iter().zip(right).any(|(l, r)| (l - r).abs() > 1e-3), "stereo");
+}
+
+#[test]
+fn mono_output_and_an_explicit_engine_without_its_bundle() {
+    let _llm = llm_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("note.txt");
+    std::fs::write(&input, "Welcome to the lighthouse. Mind the steps.\n").unwrap();
+    let wav = tmp.path().join("note.wav");
+    let cfg = config(tmp.path(), "[mix]\nchannels = 1\n");
+    let out = run(vivid().arg("--config").arg(&cfg).arg("render").arg(&input).arg("-o").arg(&wav));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let audio = read_wav(&wav);
+    assert_eq!(audio.channels, 1);
+    let integrated = vivid::mix::loudness::integrated(&audio.samples, audio.rate, 1).unwrap();
+    assert!((integrated + 16.0).abs() <= 0.5, "{integrated} LUFS");
+    // AudioLDM2 asked for by name, with no bundle: an error that says
+    // where it looked and how to make one; nothing written.
+    let cfg = config(tmp.path(), "engine = \"audioldm2\"\n");
+    let wav = tmp.path().join("none.wav");
+    let out = run(vivid().arg("--config").arg(&cfg).arg("render").arg(&input).arg("-o").arg(&wav));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no AudioLDM2 bundle") && stderr.contains("quantize/export.py"), "{stderr}");
+    assert!(!wav.exists());
 }
 
 #[test]
