@@ -219,6 +219,12 @@ pub struct ScoredCaption {
     pub seconds: f64,
     #[serde(default)]
     pub llm: Option<crate::describe::LlmStats>,
+    /// The model's sound phrases that keep the caption rules (llm only)
+    /// that a soundscape catalog source matches, and those none does.
+    #[serde(default)]
+    pub catalog_matched: usize,
+    #[serde(default)]
+    pub catalog_unmatched: Vec<String>,
 }
 
 impl ScoredCaption {
@@ -270,6 +276,19 @@ impl DescribeRun {
         (sources > 0).then(|| expected as f64 / sources as f64)
     }
 
+    /// Share of the model's sound phrases the soundscape's catalog
+    /// matches (llm only), and the phrases none matched.
+    pub fn catalog_match(&self) -> Option<(f64, Vec<&str>)> {
+        let matched: usize = self.captions.iter().map(|c| c.catalog_matched).sum();
+        let unmatched: Vec<&str> = self
+            .captions
+            .iter()
+            .flat_map(|c| c.catalog_unmatched.iter().map(String::as_str))
+            .collect();
+        let total = matched + unmatched.len();
+        (total > 0).then(|| (matched as f64 / total as f64, unmatched))
+    }
+
     pub fn good_share(&self) -> f64 {
         self.share(ScoredCaption::good)
     }
@@ -315,7 +334,17 @@ pub fn run_describe_devset(
             .scenes
             .first()
             .context("a dev-set text gave no scene")?;
+        // The phrases the soundscape is given: the answer's sounds that
+        // keep the caption rules (speech, crowds and music are dropped
+        // before any engine sees them).
+        let phrases = &scene.sounds;
+        let catalog = crate::background::soundscape::catalog::Catalog::builtin();
+        let (matched, unmatched): (Vec<&String>, Vec<&String>) = phrases
+            .iter()
+            .partition(|p| crate::background::soundscape::plan::match_source(catalog, p).is_some());
         captions.push(ScoredCaption {
+            catalog_matched: matched.len(),
+            catalog_unmatched: unmatched.into_iter().cloned().collect(),
             method_kept: scene.method == method,
             keeps_rules: caption::rule_breaks(&scene.caption, &item.text).is_empty(),
             names_expected: item.names_expected_sound(&scene.caption),
@@ -561,4 +590,78 @@ pub fn time_mix_per_minute() -> Result<(f64, f64)> {
     resample_times.sort_by(f64::total_cmp);
     mix_times.sort_by(f64::total_cmp);
     Ok((resample_times[1], mix_times[1]))
+}
+
+/// The soundscape benchmark's scenes: a quiet, a moderate and a busy one
+/// (five sources and the place's beds, with its reverb).
+pub fn soundscape_scenes() -> Vec<(&'static str, crate::background::soundscape::ScenePlan)> {
+    use crate::background::soundscape::{Level, SceneInput, catalog::Catalog, plan::plan};
+    let scene = |place: &str, sounds: &[&str], level: Level| {
+        plan(
+            Catalog::builtin(),
+            &SceneInput {
+                caption: String::new(),
+                place: Some(place.into()),
+                sounds: sounds.iter().map(|s| s.to_string()).collect(),
+                level: Some(level),
+            },
+            1,
+        )
+    };
+    vec![
+        ("quiet church, a clock", scene("church", &["a clock ticking"], Level::Quiet)),
+        (
+            "moderate forest, birds, a stream, an owl",
+            scene("forest", &["birds chirping", "a babbling stream", "an owl hooting"], Level::Moderate),
+        ),
+        (
+            "busy harbour, 5 sources",
+            scene(
+                "harbour",
+                &["gulls calling", "ropes creaking", "a ship's bell", "oars splashing", "a steam engine chugging"],
+                Level::Busy,
+            ),
+        ),
+    ]
+}
+
+/// Renders `seconds` of a plan into a sink that keeps nothing (as a
+/// stream to a file or a device would), returning the seconds it took.
+pub fn time_soundscape(plan: &crate::background::soundscape::ScenePlan, seconds: f64) -> f64 {
+    let frames = (seconds * 48_000.0) as usize;
+    let mut checksum = 0f64;
+    let started = Instant::now();
+    // Nothing stops the render: `keep_going` always says yes.
+    let _ = crate::background::soundscape::render_into(
+        plan,
+        frames,
+        &mut |block| checksum += f64::from(block[0]),
+        &mut |_| Ok(()),
+    );
+    let spent = started.elapsed().as_secs_f64();
+    std::hint::black_box(checksum);
+    spent
+}
+
+/// fundsp's own 32-line stereo reverb over `seconds` of noise, the
+/// reference the soundscape's room is measured against in the same run.
+pub fn time_fundsp_reverb(seconds: f64) -> f64 {
+    use fundsp::prelude32::{BufferVec, reverb_stereo};
+    let mut unit = reverb_stereo(12.0, 1.5, 0.5);
+    unit.set_sample_rate(48_000.0);
+    let mut input = BufferVec::new(2);
+    for i in 0..64 {
+        input.set_f32(0, i, ((i * 7919) % 13) as f32 / 13.0 - 0.5);
+        input.set_f32(1, i, ((i * 104_729) % 17) as f32 / 17.0 - 0.5);
+    }
+    let mut output = BufferVec::new(2);
+    let blocks = (seconds * 48_000.0 / 64.0) as usize;
+    let started = Instant::now();
+    let mut checksum = 0f32;
+    for _ in 0..blocks {
+        unit.process(64, &input.buffer_ref(), &mut output.buffer_mut());
+        checksum += output.at_f32(0, 0);
+    }
+    std::hint::black_box(checksum);
+    started.elapsed().as_secs_f64()
 }

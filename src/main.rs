@@ -147,9 +147,14 @@ struct BenchRenderArgs {
 
 #[derive(Debug, Args)]
 struct BenchBackgroundArgs {
-    /// The bundle to measure.
-    #[arg(long, value_name = "DIR")]
-    bundle: PathBuf,
+    /// soundscape: the soundscape engine (speed a core, memory at two
+    /// lengths, against fundsp's own reverb); audioldm2 (the default): the
+    /// bundle given with --bundle.
+    #[arg(long, value_name = "ENGINE", default_value = "audioldm2")]
+    engine: vivid::background::EngineChoice,
+    /// The AudioLDM2 bundle to measure.
+    #[arg(long, value_name = "DIR", required_if_eq("engine", "audioldm2"))]
+    bundle: Option<PathBuf>,
     /// DPM-Solver++ steps of the timed clip.
     #[arg(long, default_value_t = 25)]
     steps: usize,
@@ -1173,12 +1178,60 @@ fn bench_render(mut config: Config, args: BenchRenderArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `vivid bench background --engine soundscape`.
+fn bench_soundscape() -> Result<ExitCode> {
+    use vivid::bench::{soundscape_scenes, time_fundsp_reverb, time_soundscape};
+    // The renderer runs on one thread; everything here is one core's work.
+    let scenes = soundscape_scenes();
+    let (_, busy) = scenes.last().expect("three scenes");
+    // Memory first, before anything else raises the peak: a stream of 60 s,
+    // then of 600 s, of the busy scene.
+    time_soundscape(busy, 60.0);
+    let after_minute = vivid::compute::peak_rss_kb();
+    time_soundscape(busy, 600.0);
+    let after_ten = vivid::compute::peak_rss_kb();
+    println!(
+        "peak RSS streaming the busy scene: {:.1} MiB after 60 s, {:.1} MiB after 600 s (+{:.2} MiB)",
+        after_minute as f64 / 1024.0,
+        after_ten as f64 / 1024.0,
+        after_ten.saturating_sub(after_minute) as f64 / 1024.0
+    );
+    let seconds = 120.0;
+    let reference = time_fundsp_reverb(seconds);
+    println!(
+        "reference, same run: fundsp reverb_stereo alone, {seconds:.0} s at 48 kHz: {:.2} s ({:.0}x real time)",
+        reference,
+        seconds / reference
+    );
+    for (name, plan) in &scenes {
+        let spent = time_soundscape(plan, seconds);
+        let layers: Vec<&str> = plan.layers.iter().map(|l| l.source.as_str()).collect();
+        println!(
+            "{name}: {seconds:.0} s of 48 kHz stereo in {spent:.2} s on one core = {:.0}x real time ({:.2}x the fundsp reverb's time); layers: {}",
+            seconds / spent,
+            spent / reference,
+            layers.join(", ")
+        );
+    }
+    println!(
+        "peak RSS {:.0} MiB",
+        vivid::compute::peak_rss_kb() as f64 / 1024.0
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
+    if args.engine == vivid::background::EngineChoice::Soundscape {
+        return bench_soundscape();
+    }
+    let Some(bundle) = args.bundle.clone() else {
+        anyhow::bail!("bench background --engine audioldm2 needs --bundle DIR");
+    };
     use vivid::background::audioldm2::MemoryMode;
     use vivid::background::audioldm2::graph::ComputeDevice;
     use vivid::bench::{self, ReferenceBackgroundRun};
     if args.profile {
-        return profile_background(&args.bundle);
+        return profile_background(&bundle);
     }
     let cores = vivid::compute::available_cores();
     let device = args.device;
@@ -1201,7 +1254,7 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
         MemoryMode::Resident
     };
     let ours = bench::run_vivid_background(
-        &args.bundle,
+        &bundle,
         args.steps,
         &threads,
         mode,
@@ -1224,14 +1277,14 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
         if !on_gpu {
             references.push((
                 "onnxruntime",
-                bench::run_reference_background(python, "ort", &args.bundle, cores, args.steps)?,
+                bench::run_reference_background(python, "ort", &bundle, cores, args.steps)?,
             ));
         }
     }
-    let meta = vivid::background::audioldm2::bundle::BundleMeta::load(&args.bundle)?;
+    let meta = vivid::background::audioldm2::bundle::BundleMeta::load(&bundle)?;
     println!(
         "background benchmark: {} ({}, {:.2} s clips, UNet batch {}), {}, {cores} cores, {} mode",
-        args.bundle.display(),
+        bundle.display(),
         meta.precision,
         ours.seconds,
         ours.unet_batch,
@@ -1530,6 +1583,17 @@ fn bench_describe(config: &Config, args: BenchDescribeArgs) -> Result<ExitCode> 
         let fallbacks = run.captions.iter().filter(|c| !c.method_kept).count();
         if fallbacks > 0 {
             println!("  ({fallbacks} captions fell back to the text itself)");
+        }
+        if let Some((share, unmatched)) = run.catalog_match() {
+            println!(
+                "  sound phrases a soundscape catalog source matches: {:.0}%{}",
+                100.0 * share,
+                if unmatched.is_empty() {
+                    String::new()
+                } else {
+                    format!("; unmatched: {}", unmatched.join("; "))
+                }
+            );
         }
     }
     println!(

@@ -87,6 +87,12 @@ const SPEECH_STEMS: &[&str] = &[
     "said=",
     "word=",
     "dialog",
+    // A cheering or laughing crowd is voices too: AudioLDM2 renders it as
+    // babble, and the soundscape has no voices ("crowd footsteps" stays).
+    "cheer",
+    "applau",
+    "clapping",
+    "laugh",
     "singer",
     "singing",
     "sings",
