@@ -609,16 +609,29 @@ pub fn soundscape_scenes() -> Vec<(&'static str, crate::background::soundscape::
         )
     };
     vec![
-        ("quiet church, a clock", scene("church", &["a clock ticking"], Level::Quiet)),
+        (
+            "quiet church, a clock",
+            scene("church", &["a clock ticking"], Level::Quiet),
+        ),
         (
             "moderate forest, birds, a stream, an owl",
-            scene("forest", &["birds chirping", "a babbling stream", "an owl hooting"], Level::Moderate),
+            scene(
+                "forest",
+                &["birds chirping", "a babbling stream", "an owl hooting"],
+                Level::Moderate,
+            ),
         ),
         (
             "busy harbour, 5 sources",
             scene(
                 "harbour",
-                &["gulls calling", "ropes creaking", "a ship's bell", "oars splashing", "a steam engine chugging"],
+                &[
+                    "gulls calling",
+                    "ropes creaking",
+                    "a ship's bell",
+                    "oars splashing",
+                    "a steam engine chugging",
+                ],
                 Level::Busy,
             ),
         ),

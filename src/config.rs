@@ -875,7 +875,10 @@ fn validate(path: &Path, text: &str, file: &ConfigFile) -> Result<(), ConfigErro
     if !(1..=2).contains(&file.mix.channels) {
         return Err(invalid(
             "mix.channels",
-            format!("{} is not allowed: 1 (mono) or 2 (stereo)", file.mix.channels),
+            format!(
+                "{} is not allowed: 1 (mono) or 2 (stereo)",
+                file.mix.channels
+            ),
         ));
     }
     if !(0.0..=1.0).contains(&file.playback.volume) {
@@ -1073,15 +1076,33 @@ mod tests {
         let msg = parse("[background]\nseed = 3\nsteps = 30\n")
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("line 3") && msg.contains("background.steps"), "{msg}");
+        assert!(
+            msg.contains("line 3") && msg.contains("background.steps"),
+            "{msg}"
+        );
         assert!(msg.contains("[background.audioldm2]"), "{msg}");
-        let file = parse("[background]\nengine = \"soundscape\"\n[background.audioldm2]\nsteps = 30\n").unwrap();
+        let file =
+            parse("[background]\nengine = \"soundscape\"\n[background.audioldm2]\nsteps = 30\n")
+                .unwrap();
         assert_eq!(file.background.audioldm2.steps, 30);
-        assert_eq!(file.background.engine, crate::background::EngineChoice::Soundscape);
-        let msg = parse("[background.audioldm2]\nsteps = 0\n").unwrap_err().to_string();
-        assert!(msg.contains("background.audioldm2.steps") && msg.contains("line 2"), "{msg}");
-        let msg = parse("[background]\nengine = \"magic\"\n").unwrap_err().to_string();
-        assert!(msg.contains("soundscape") && msg.contains("audioldm2"), "{msg}");
+        assert_eq!(
+            file.background.engine,
+            crate::background::EngineChoice::Soundscape
+        );
+        let msg = parse("[background.audioldm2]\nsteps = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("background.audioldm2.steps") && msg.contains("line 2"),
+            "{msg}"
+        );
+        let msg = parse("[background]\nengine = \"magic\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("soundscape") && msg.contains("audioldm2"),
+            "{msg}"
+        );
         let msg = parse("[mix]\nchannels = 6\n").unwrap_err().to_string();
         assert!(msg.contains("mix.channels"), "{msg}");
     }

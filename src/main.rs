@@ -854,7 +854,9 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
         settings.cache_max_bytes = 0;
     }
     let mut generator: Box<dyn Generator> = if settings.engine == EngineChoice::Soundscape
-        || (settings.engine == EngineChoice::Auto && args.init_latents.is_none() && args.record.is_none())
+        || (settings.engine == EngineChoice::Auto
+            && args.init_latents.is_none()
+            && args.record.is_none())
     {
         bg::open(&settings)?.generator
     } else {
@@ -879,7 +881,9 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
         }
         Box::new(engine)
     };
-    if generator.kind() != bg::EngineKind::Soundscape && (args.place.is_some() || args.level.is_some()) {
+    if generator.kind() != bg::EngineKind::Soundscape
+        && (args.place.is_some() || args.level.is_some())
+    {
         anyhow::bail!("--place and --level are for the soundscape engine (--engine soundscape)");
     }
     if let Some(place) = &args.place {
@@ -917,10 +921,21 @@ fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
         }
         None => &mut progress,
     };
-    let made = bg::make_from_recipe(generator.as_mut(), recipe, args.seconds, &settings.cache(), observer)
-        .context("generating the background")?;
+    let made = bg::make_from_recipe(
+        generator.as_mut(),
+        recipe,
+        args.seconds,
+        &settings.cache(),
+        observer,
+    )
+    .context("generating the background")?;
     bar.finish_and_clear();
-    vivid::output::wav::write_wav_i16(&args.output, &made.samples, made.sample_rate, made.channels)?;
+    vivid::output::wav::write_wav_i16(
+        &args.output,
+        &made.samples,
+        made.sample_rate,
+        made.channels,
+    )?;
     eprintln!(
         "wrote {}: {:.2} s of {} background ({} Hz, {} channel{}){} in {:.1} s",
         args.output.display(),
@@ -956,7 +971,11 @@ fn draw_background_plot(png: &std::path::Path, made: &vivid::background::Backgro
                     name: format!(
                         "{} ({}, {:.0} dB, pan {:+.1}, distance {:.1})",
                         layer.source,
-                        if layer.role == soundscape::Role::Bed { "bed" } else { "source" },
+                        if layer.role == soundscape::Role::Bed {
+                            "bed"
+                        } else {
+                            "source"
+                        },
                         layer.gain_db,
                         layer.pan,
                         layer.distance
@@ -979,11 +998,18 @@ fn draw_background_plot(png: &std::path::Path, made: &vivid::background::Backgro
             (title, layers)
         }
         SceneRecipe::Audioldm2(clip) => {
-            let mono = vivid::background::soundscape::descriptors::mono(&made.samples, usize::from(made.channels));
-            let level = vivid::background::soundscape::descriptors::envelope(&mono, made.sample_rate, hop as f32)
-                .iter()
-                .map(|rms| 20.0 * rms.max(1e-9).log10())
-                .collect();
+            let mono = vivid::background::soundscape::descriptors::mono(
+                &made.samples,
+                usize::from(made.channels),
+            );
+            let level = vivid::background::soundscape::descriptors::envelope(
+                &mono,
+                made.sample_rate,
+                hop as f32,
+            )
+            .iter()
+            .map(|rms| 20.0 * rms.max(1e-9).log10())
+            .collect();
             (
                 format!("AudioLDM2: {}", clip.request.caption),
                 vec![LayerTrace {
@@ -994,8 +1020,15 @@ fn draw_background_plot(png: &std::path::Path, made: &vivid::background::Backgro
             )
         }
     };
-    vivid::mix::plot::draw_background(png, &made.samples, made.sample_rate, made.channels, &title, &layers)
-        .map_err(|e| anyhow::anyhow!("{e} (the background itself was written)"))?;
+    vivid::mix::plot::draw_background(
+        png,
+        &made.samples,
+        made.sample_rate,
+        made.channels,
+        &title,
+        &layers,
+    )
+    .map_err(|e| anyhow::anyhow!("{e} (the background itself was written)"))?;
     eprintln!("drew the background into {}", png.display());
     Ok(())
 }
@@ -1217,7 +1250,34 @@ fn bench_soundscape() -> Result<ExitCode> {
         "peak RSS {:.0} MiB",
         vivid::compute::peak_rss_kb() as f64 / 1024.0
     );
+    print_source_descriptors();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every catalog source alone for 20 s, measured as its tests measure it:
+/// the level it plays at while it sounds (the catalog's gain_db brings
+/// each to -26 dBFS), frame flatness, centroid, band shares, onsets.
+fn print_source_descriptors() {
+    use vivid::background::soundscape::{alone, catalog::Catalog, descriptors as d, render};
+    println!(
+        "{:<18} {:>9} {:>8} {:>9} {:>7} {:>7} {:>9} {:>7}",
+        "source", "level dB", "flatness", "centroid", "<1 kHz", "3-7 kHz", "onsets/s", "swell"
+    );
+    for source in &Catalog::builtin().sources {
+        let x = d::mono(&render(&alone(&source.id), 20.0), 2);
+        let spectrum = d::Spectrum::of(&x, 48_000, 4096);
+        println!(
+            "{:<18} {:>9.1} {:>8.3} {:>9.0} {:>7.2} {:>7.2} {:>9.1} {:>7.2}",
+            source.id,
+            d::active_level_db(&x, 48_000),
+            d::frame_flatness(&x, 48_000),
+            spectrum.centroid(),
+            spectrum.band_share(20.0, 1000.0),
+            spectrum.band_share(3000.0, 7000.0),
+            d::onset_rate(&x, 48_000, 6.0),
+            d::slow_modulation_share(&x, 48_000, 0.35),
+        );
+    }
 }
 
 fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
@@ -1364,7 +1424,9 @@ fn bench_background(args: BenchBackgroundArgs) -> Result<ExitCode> {
 /// `vivid bench compare`: one graph on tract's CPU runtime against another
 /// device, node by node.
 fn bench_compare(args: BenchCompareArgs) -> Result<ExitCode> {
-    use vivid::background::audioldm2::graph::{Graph, NodeComparison, compare_devices, sample_tensors};
+    use vivid::background::audioldm2::graph::{
+        Graph, NodeComparison, compare_devices, sample_tensors,
+    };
     let meta = vivid::background::audioldm2::bundle::BundleMeta::load(&args.bundle)?;
     let entry = meta.component(&args.bundle, &args.graph)?;
     let mut inputs = sample_tensors(&entry.inputs)?;

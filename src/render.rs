@@ -220,7 +220,8 @@ impl Renderer {
     /// load on first use, or with [`Renderer::preload`]); the describer's
     /// model loads on first use too.
     pub fn new(config: &Config) -> Result<Renderer> {
-        let voice = Voice::load(&config.voice).context(format!("loading the voice ({VOICE_HINT})"))?;
+        let voice =
+            Voice::load(&config.voice).context(format!("loading the voice ({VOICE_HINT})"))?;
         let background_settings = config.background_settings();
         let opened = background::open(&background_settings).with_context(|| {
             format!(
@@ -278,7 +279,10 @@ impl Renderer {
         let speak_s = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        let seed = job.overrides.seed.map_or(self.background_settings.seed, u64::from);
+        let seed = job
+            .overrides
+            .seed
+            .map_or(self.background_settings.seed, u64::from);
         let backgrounds = self.backgrounds(&description, &speech, seed, observer)?;
         let background_s = clock.elapsed().as_secs_f64();
 
@@ -295,16 +299,21 @@ impl Renderer {
                 channels: b.channels,
             })
             .collect();
-        let (samples, mix_report) =
-            mix::mix(&speech.samples, speech.sample_rate, &scene_backgrounds, &self.mix)
-                .context("mixing")?;
+        let (samples, mix_report) = mix::mix(
+            &speech.samples,
+            speech.sample_rate,
+            &scene_backgrounds,
+            &self.mix,
+        )
+        .context("mixing")?;
         drop(scene_backgrounds);
         let mix_s = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
         stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Write);
-        let mut wav = WavStream::create_channels(output, mix_report.output_rate, mix_report.channels)?;
+        let mut wav =
+            WavStream::create_channels(output, mix_report.output_rate, mix_report.channels)?;
         wav.write(&samples)?;
         wav.finish()?;
         let scenes = self.scene_records(&description, &speech, backgrounds);
@@ -390,7 +399,10 @@ impl Renderer {
         for scene in &description.scenes {
             scene_starts_s.push(samples.len() as f64 / f64::from(sample_rate));
             let scene_text = job.text.get(scene.span.clone()).unwrap_or_default();
-            for sentence in voice.speak(scene_text, &options).context("speaking the text")? {
+            for sentence in voice
+                .speak(scene_text, &options)
+                .context("speaking the text")?
+            {
                 let sentence = sentence.context("speaking the text")?;
                 if !samples.is_empty() {
                     samples.extend_from_slice(&silence);
@@ -420,7 +432,8 @@ impl Renderer {
         let cache = self.background_settings.cache();
         let mut made = Vec::with_capacity(description.scenes.len());
         for (index, scene) in description.scenes.iter().enumerate() {
-            let (from, to) = mix::scene_span(&self.mix, &speech.scene_starts_s, speech.seconds(), index);
+            let (from, to) =
+                mix::scene_span(&self.mix, &speech.scene_starts_s, speech.seconds(), index);
             let answer = scene.answer.as_ref();
             let request = SceneRequest {
                 caption: scene.caption.clone(),

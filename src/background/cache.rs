@@ -229,7 +229,10 @@ mod tests {
         let (back, rate, _) = cache.get(&key("a")).unwrap();
         assert_eq!((back, rate), (samples.clone(), 16_000));
         let stereo = cache.put(&key("s"), &samples, 48_000, 2).unwrap();
-        assert_eq!(cache.get(&key("s")).map(|(_, r, c)| (r, c)), Some((48_000, 2)));
+        assert_eq!(
+            cache.get(&key("s")).map(|(_, r, c)| (r, c)),
+            Some((48_000, 2))
+        );
         std::fs::remove_file(&stereo).unwrap();
         std::fs::remove_file(stereo.with_extension("json")).unwrap();
         let set_age = |k: &CacheKey, secs: u64| {

@@ -289,7 +289,9 @@ pub fn open(settings: &BackgroundSettings) -> Result<Opened, BackgroundError> {
                     note: None,
                 }),
                 Err(e) => {
-                    tracing::warn!("the AudioLDM2 bundle cannot be used ({e}); using the soundscape");
+                    tracing::warn!(
+                        "the AudioLDM2 bundle cannot be used ({e}); using the soundscape"
+                    );
                     Ok(soundscape(format!(
                         "soundscape engine (the AudioLDM2 bundle at {} cannot be used: {e})",
                         a.bundle.display()
@@ -477,7 +479,12 @@ pub fn make_from_recipe(
     if use_cache {
         // A full disk must not lose the background just made: it is
         // returned, and only the cache misses out.
-        if let Err(e) = cache.put(&key, &samples, generator.sample_rate(), generator.channels()) {
+        if let Err(e) = cache.put(
+            &key,
+            &samples,
+            generator.sample_rate(),
+            generator.channels(),
+        ) {
             tracing::warn!("{e}");
         }
     }

@@ -174,9 +174,23 @@ pub fn mix(
     let mut ducked = None;
     if !backgrounds.is_empty() {
         let starts: Vec<f64> = backgrounds.iter().map(|b| b.speech_start_s).collect();
-        let layout = Layout { rate, channels, total, pre_roll, tail, speech_s };
+        let layout = Layout {
+            rate,
+            channels,
+            total,
+            pre_roll,
+            tail,
+            speech_s,
+        };
         let track = lay_out_backgrounds(resampled_backgrounds, &starts, &layout, settings)?;
-        let duck = duck_background(&track, &speech_track, &speech_mono, speech_loudness, &layout, settings)?;
+        let duck = duck_background(
+            &track,
+            &speech_track,
+            &speech_mono,
+            speech_loudness,
+            &layout,
+            settings,
+        )?;
         for (o, d) in out.iter_mut().zip(&duck.samples) {
             *o += d;
         }
@@ -190,7 +204,15 @@ pub fn mix(
         settings.true_peak_dbtp,
         channels,
     )?;
-    let trace = trace(&out, &before_normalizing, &speech_track, ducked.as_ref(), rate, channels, normalized.gain_db);
+    let trace = trace(
+        &out,
+        &before_normalizing,
+        &speech_track,
+        ducked.as_ref(),
+        rate,
+        channels,
+        normalized.gain_db,
+    );
     let report = MixReport {
         output_rate: rate,
         channels: channels as u16,
@@ -229,8 +251,13 @@ fn resample_all(
                 (0..channels)
                     .map(|c| {
                         scope.spawn(move || {
-                            let channel: Vec<f32> =
-                                b.samples.iter().skip(c).step_by(channels).copied().collect();
+                            let channel: Vec<f32> = b
+                                .samples
+                                .iter()
+                                .skip(c)
+                                .step_by(channels)
+                                .copied()
+                                .collect();
                             resample::resample(&channel, b.sample_rate, rate)
                         })
                     })
@@ -286,14 +313,25 @@ fn lay_out_backgrounds(
         let mut planar = planar?;
         let (start_s, end_s) = scene_span(settings, starts, layout.speech_s, index);
         let (start, end) = (to_frames(start_s), to_frames(end_s).min(layout.total));
-        let fade_in = if index == 0 { layout.pre_roll.min(to_frames(1.0)) } else { crossfade };
-        let fade_out = if index + 1 == count { layout.tail.min(to_frames(1.5)) } else { crossfade };
+        let fade_in = if index == 0 {
+            layout.pre_roll.min(to_frames(1.0))
+        } else {
+            crossfade
+        };
+        let fade_out = if index + 1 == count {
+            layout.tail.min(to_frames(1.5))
+        } else {
+            crossfade
+        };
         for channel in &mut planar {
             channel.resize(end - start, 0.0);
             equal_power_fades(channel, fade_in, fade_out);
         }
         let mapped = crate::output::play::to_device_channels(&planar, channels);
-        for (t, a) in track[start * channels..end * channels].iter_mut().zip(&mapped) {
+        for (t, a) in track[start * channels..end * channels]
+            .iter_mut()
+            .zip(&mapped)
+        {
             *t += a;
         }
     }
@@ -362,7 +400,8 @@ fn duck_background(
     // under the ceiling too, for the same reason as the speech's.
     loudness::limit(&mut ducked, rate, settings.true_peak_dbtp - 3.0, channels)?;
     let measured_difference =
-        speech_over_background(&speech_short_term, &ducked, &envelope, rate, channels)?.or(measured);
+        speech_over_background(&speech_short_term, &ducked, &envelope, rate, channels)?
+            .or(measured);
     Ok(Ducked {
         samples: ducked,
         gains,
@@ -505,10 +544,13 @@ mod tests {
     }
 
     fn noise(seed: u64, rate: u32, seconds: f64, level: f32) -> Vec<f32> {
-        crate::background::audioldm2::noise::gaussian_latents(seed, (seconds * f64::from(rate)) as usize)
-            .iter()
-            .map(|v| v * level)
-            .collect()
+        crate::background::audioldm2::noise::gaussian_latents(
+            seed,
+            (seconds * f64::from(rate)) as usize,
+        )
+        .iter()
+        .map(|v| v * level)
+        .collect()
     }
 
     fn largest_jump(x: &[f32]) -> f32 {
@@ -600,19 +642,36 @@ mod tests {
         let span = scene_span(&settings, &[0.0], 12.0, 0);
         let frames = ((span.1 - span.0) * 48_000.0) as usize;
         // Left and right: independent noise.
-        let (l, r) = (noise(1, 48_000, span.1 - span.0, 0.1), noise(2, 48_000, span.1 - span.0, 0.1));
-        let stereo: Vec<f32> = l.iter().zip(&r).flat_map(|(a, b)| [*a, *b]).take(2 * frames).collect();
+        let (l, r) = (
+            noise(1, 48_000, span.1 - span.0, 0.1),
+            noise(2, 48_000, span.1 - span.0, 0.1),
+        );
+        let stereo: Vec<f32> = l
+            .iter()
+            .zip(&r)
+            .flat_map(|(a, b)| [*a, *b])
+            .take(2 * frames)
+            .collect();
         let background = SceneBackground {
             speech_start_s: 0.0,
             samples: stereo,
             sample_rate: 48_000,
             channels: 2,
         };
-        let (out, report) = mix(&speech, 22_050, std::slice::from_ref(&background), &settings).unwrap();
+        let (out, report) = mix(
+            &speech,
+            22_050,
+            std::slice::from_ref(&background),
+            &settings,
+        )
+        .unwrap();
         assert_eq!(report.channels, 2);
         assert_eq!(out.len() % 2, 0);
         assert!((report.integrated_lufs + 16.0).abs() <= 0.5, "{report:?}");
-        assert!((report.speech_over_background_lu.unwrap() - 15.0).abs() <= 1.5, "{report:?}");
+        assert!(
+            (report.speech_over_background_lu.unwrap() - 15.0).abs() <= 1.5,
+            "{report:?}"
+        );
         // The pre-roll is the background alone: left and right differ.
         let pre: Vec<f32> = out[..2 * 48_000].to_vec();
         let (pl, pr): (Vec<f32>, Vec<f32>) = pre.chunks(2).map(|f| (f[0], f[1])).unzip();
@@ -621,7 +680,10 @@ mod tests {
         let (alone, _) = mix(&speech, 22_050, &[], &settings).unwrap();
         assert!(alone.chunks(2).all(|f| f[0] == f[1]));
         // Mono output mixes a stereo background down.
-        let mono = MixSettings { channels: 1, ..settings.clone() };
+        let mono = MixSettings {
+            channels: 1,
+            ..settings.clone()
+        };
         let (down, report) = mix(&speech, 22_050, &[background], &mono).unwrap();
         assert_eq!(report.channels, 1);
         assert_eq!(down.len(), alone.len() / 2);

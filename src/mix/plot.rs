@@ -172,7 +172,13 @@ const SPECTROGRAM_HZ: (f32, f32) = (40.0, 20_000.0);
 /// A spectrogram of `samples` (interleaved, mixed to mono) as dB per
 /// pixel column and row: columns over time, rows from low to high on a
 /// log frequency axis.
-fn spectrogram(samples: &[f32], rate: u32, channels: u16, columns: usize, rows: usize) -> Vec<Vec<f32>> {
+fn spectrogram(
+    samples: &[f32],
+    rate: u32,
+    channels: u16,
+    columns: usize,
+    rows: usize,
+) -> Vec<Vec<f32>> {
     let channels = usize::from(channels.max(1));
     let mono: Vec<f32> = samples
         .chunks_exact(channels)
@@ -213,7 +219,9 @@ fn spectrogram(samples: &[f32], rate: u32, channels: u16, columns: usize, rows: 
                         .map(|z| z.norm_sqr())
                         .sum::<f32>()
                         / (b - a) as f32;
-                    10.0 * (power / (size as f32 * size as f32 / 4.0)).max(1e-12).log10()
+                    10.0 * (power / (size as f32 * size as f32 / 4.0))
+                        .max(1e-12)
+                        .log10()
                 })
                 .collect()
         })
@@ -229,7 +237,11 @@ fn heat(x: f32) -> RGBColor {
         (0.7, (240.0, 110.0, 40.0)),
         (1.0, (255.0, 240.0, 150.0)),
     ];
-    let k = stops.iter().rposition(|(at, _)| x >= *at).unwrap_or(0).min(stops.len() - 2);
+    let k = stops
+        .iter()
+        .rposition(|(at, _)| x >= *at)
+        .unwrap_or(0)
+        .min(stops.len() - 2);
     let ((a, ca), (b, cb)) = (stops[k], stops[k + 1]);
     let t = (x - a) / (b - a);
     let mix = |p: f32, q: f32| (p + (q - p) * t) as u8;
@@ -259,7 +271,10 @@ pub fn draw_background(
         .caption(title, ("sans-serif", 20))
         .x_label_area_size(35)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f32..duration, (SPECTROGRAM_HZ.0..SPECTROGRAM_HZ.1).log_scale())
+        .build_cartesian_2d(
+            0f32..duration,
+            (SPECTROGRAM_HZ.0..SPECTROGRAM_HZ.1).log_scale(),
+        )
         .map_err(|e| fail(&e))?;
     chart
         .configure_mesh()

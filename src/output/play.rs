@@ -274,7 +274,9 @@ impl Sink for AlsaSink {
                 Some((pcm, n)) if n.channels as usize == device_channels => {
                     Self::write_frames(pcm, *n, chunk)
                 }
-                Some(_) => Err(alsa::Error::unsupported("device reopened with other channels")),
+                Some(_) => Err(alsa::Error::unsupported(
+                    "device reopened with other channels",
+                )),
                 None => Err(alsa::Error::unsupported("device closed")),
             };
             match result {

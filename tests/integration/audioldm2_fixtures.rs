@@ -193,7 +193,9 @@ fn every_tiny_graph_runs_in_tract() {
 
 #[test]
 fn schedulers_reproduce_diffusers_from_its_noise_predictions() {
-    use vivid::background::audioldm2::scheduler::{Ddim, DpmSolverPlusPlus, Scheduler, SchedulerConfig};
+    use vivid::background::audioldm2::scheduler::{
+        Ddim, DpmSolverPlusPlus, Scheduler, SchedulerConfig,
+    };
     let bundle = fixtures().join("tiny-fp32");
     let config: SchedulerConfig =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("scheduler.json")).unwrap())

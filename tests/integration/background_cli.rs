@@ -270,13 +270,26 @@ fn soundscape(dir: &Path, caption: &str, extra: &[&str], out: &Path) -> std::pro
 #[test]
 fn the_soundscape_writes_seeded_stereo_and_draws_its_plan() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (tmp.path().join("a.wav"), tmp.path().join("b.wav"), tmp.path().join("c.wav"));
+    let (a, b, c) = (
+        tmp.path().join("a.wav"),
+        tmp.path().join("b.wav"),
+        tmp.path().join("c.wav"),
+    );
     let png = tmp.path().join("a.png");
     let caption = "Waves crash on the shore while gulls call";
     let out = soundscape(
         tmp.path(),
         caption,
-        &["--seconds", "6", "--seed", "3", "--level", "busy", "--plot", png.to_str().unwrap()],
+        &[
+            "--seconds",
+            "6",
+            "--seed",
+            "3",
+            "--level",
+            "busy",
+            "--plot",
+            png.to_str().unwrap(),
+        ],
         &a,
     );
     let stderr = text(&out.stderr);
@@ -290,21 +303,50 @@ fn the_soundscape_writes_seeded_stereo_and_draws_its_plan() {
     assert_eq!(wav.frames(), 6 * 48_000);
     assert_ne!(wav.channel(0), wav.channel(1), "stereo");
     // Same seed in another process: the same file; another seed: not.
-    assert!(soundscape(tmp.path(), caption, &["--seconds", "6", "--seed", "3", "--level", "busy"], &b).status.success());
+    assert!(
+        soundscape(
+            tmp.path(),
+            caption,
+            &["--seconds", "6", "--seed", "3", "--level", "busy"],
+            &b
+        )
+        .status
+        .success()
+    );
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-    assert!(soundscape(tmp.path(), caption, &["--seconds", "6", "--seed", "4", "--level", "busy"], &c).status.success());
+    assert!(
+        soundscape(
+            tmp.path(),
+            caption,
+            &["--seconds", "6", "--seed", "4", "--level", "busy"],
+            &c
+        )
+        .status
+        .success()
+    );
     assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
     // The picture: 1600 x 900, spectrogram and a row per layer.
     let picture = std::fs::read(&png).unwrap();
     assert_eq!(&picture[..8], b"\x89PNG\r\n\x1a\n");
-    assert_eq!(u32::from_be_bytes(picture[16..20].try_into().unwrap()), 1600);
+    assert_eq!(
+        u32::from_be_bytes(picture[16..20].try_into().unwrap()),
+        1600
+    );
     assert_eq!(u32::from_be_bytes(picture[20..24].try_into().unwrap()), 900);
     // A caption with nothing the catalog knows still plays the place's
     // bed, and says so.
-    let out = soundscape(tmp.path(), "a feeling of deep gratitude", &["--seconds", "2", "--place", "church"], &c);
+    let out = soundscape(
+        tmp.path(),
+        "a feeling of deep gratitude",
+        &["--seconds", "2", "--place", "church"],
+        &c,
+    );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("church") && stderr.contains("plays alone"), "{stderr}");
+    assert!(
+        stderr.contains("church") && stderr.contains("plays alone"),
+        "{stderr}"
+    );
     let bed = read_any_wav(&c);
     assert!(bed.samples.iter().any(|v| v.abs() > 1e-3), "not silence");
 }
@@ -326,13 +368,22 @@ fn the_soundscape_refuses_bad_input_clearly() {
     fails(&["--seconds", "0"], &["above 0"]);
     fails(&["--seconds=-2"], &["above 0"]);
     fails(&["--seconds", "99999"], &["background.max_seconds"]);
-    fails(&["--seconds", "2", "--place", "the moon"], &["the moon", "harbour", "church", "cave"]);
-    fails(&["--seconds", "2", "--level", "loud"], &["loud", "quiet", "moderate", "busy"]);
+    fails(
+        &["--seconds", "2", "--place", "the moon"],
+        &["the moon", "harbour", "church", "cave"],
+    );
+    fails(
+        &["--seconds", "2", "--level", "loud"],
+        &["loud", "quiet", "moderate", "busy"],
+    );
     // The catalog: listed, as JSON, one entry, and an unknown id.
     let listed = run(vivid().arg("sounds"));
     let stdout = text(&listed.stdout);
     assert!(listed.status.success());
-    assert!(stdout.contains("church-bell") && stdout.contains("ship-deck"), "{stdout}");
+    assert!(
+        stdout.contains("church-bell") && stdout.contains("ship-deck"),
+        "{stdout}"
+    );
     let json = run(vivid().args(["sounds", "--json"]));
     let catalog: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(catalog["sources"].as_array().unwrap().len() >= 32);
@@ -341,5 +392,8 @@ fn the_soundscape_refuses_bad_input_clearly() {
     let unknown = run(vivid().args(["sounds", "unicorns"]));
     assert!(!unknown.status.success());
     let stderr = text(&unknown.stderr);
-    assert!(stderr.contains("unicorns") && stderr.contains("crickets"), "{stderr}");
+    assert!(
+        stderr.contains("unicorns") && stderr.contains("crickets"),
+        "{stderr}"
+    );
 }

@@ -478,7 +478,10 @@ fn f32_vec(tensor: &tract_onnx::prelude::Tensor) -> Vec<f32> {
 fn gelu_unfused_for_the_gpu_computes_the_same_on_the_cpu() {
     // The rewrite the CUDA runtime needs (tract-cuda has no GeluExact
     // kernel), checked where it can be: on the CPU, against the fused plan.
-    let r = rewrite_tiny_graph("unet", vivid::background::audioldm2::graph::unfuse_exact_gelu);
+    let r = rewrite_tiny_graph(
+        "unet",
+        vivid::background::audioldm2::graph::unfuse_exact_gelu,
+    );
     assert!(r.replaced > 0, "the UNet's GEGLU blocks use exact GELU");
     assert_eq!(r.left, 0, "none left");
     assert_within_of_peak(&r, 1e-5);
@@ -522,7 +525,10 @@ fn cubes_for_the_gpu_compute_the_same_on_the_cpu() {
     // T5's gated GELU (tanh form) cubes with Pow(x, 3): tract-cuda has
     // Square and Mul kernels but no PowConst one. x·x·x instead of powf(x,
     // 3) may differ in the last bit; the T5 states must stay within 1e-5.
-    let r = rewrite_tiny_graph("t5_encoder", vivid::background::audioldm2::graph::expand_cubes);
+    let r = rewrite_tiny_graph(
+        "t5_encoder",
+        vivid::background::audioldm2::graph::expand_cubes,
+    );
     assert!(r.replaced > 0, "T5's GELU cubes with Pow");
     assert_eq!(r.left, 0, "none left");
     assert_within_of_peak(&r, 1e-5);
@@ -584,7 +590,9 @@ fn text_graphs_at_a_free_length_match_them_padded_to_the_longest() {
     // sequence whose last 3 tokens (T5) or a stretch in the middle
     // (GPT-2, as a padded negative prompt has) are masked.
     use vivid::background::audioldm2::bundle::BundleMeta;
-    use vivid::background::audioldm2::graph::{ComputeDevice, Graph, f32_tensor, f32_values, i64_tensor};
+    use vivid::background::audioldm2::graph::{
+        ComputeDevice, Graph, f32_tensor, f32_values, i64_tensor,
+    };
     let dir = crate::common::tiny_bundle();
     let meta = BundleMeta::load(&dir).unwrap();
     let n = 19;
@@ -606,7 +614,8 @@ fn text_graphs_at_a_free_length_match_them_padded_to_the_longest() {
                 i64_tensor(&[1, len], &ids).unwrap()
             } else {
                 let width = 24;
-                let mut embeds = vivid::background::audioldm2::noise::gaussian_latents(7, n * width);
+                let mut embeds =
+                    vivid::background::audioldm2::noise::gaussian_latents(7, n * width);
                 embeds.resize(len * width, 0.0);
                 f32_tensor(&[1, len, width], &embeds).unwrap()
             }

@@ -309,7 +309,10 @@ fn default_model_holds_its_score_on_the_dev_set() {
     eprintln!("catalog match {matched:.3}; unmatched: {unmatched:?}");
     // 90 % measured here (README); the bound leaves room for the
     // kernels of another CPU, as the share above does.
-    assert!(matched >= 0.85, "{matched:.2} matched; unmatched: {unmatched:?}");
+    assert!(
+        matched >= 0.85,
+        "{matched:.2} matched; unmatched: {unmatched:?}"
+    );
 }
 
 #[test]

@@ -154,10 +154,16 @@ fn example_config_is_complete_and_valid() {
             // header and each of its keys.
             let nested = value.as_table().map(|t| (format!("{section}.{key}"), t));
             if let Some((name, nested)) = nested {
-                assert!(text.contains(&format!("\n[{name}]\n")), "deploy/vivid.toml has [{name}]");
+                assert!(
+                    text.contains(&format!("\n[{name}]\n")),
+                    "deploy/vivid.toml has [{name}]"
+                );
                 for inner in nested.keys() {
                     keys += 1;
-                    assert!(text.contains(&format!("\n{inner} =")), "deploy/vivid.toml sets {name}.{inner}");
+                    assert!(
+                        text.contains(&format!("\n{inner} =")),
+                        "deploy/vivid.toml sets {name}.{inner}"
+                    );
                 }
                 continue;
             }

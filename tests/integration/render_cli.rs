@@ -64,7 +64,10 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
     let audio = read_wav(&wav);
     let (rate, channels, samples) = (audio.rate, usize::from(audio.channels), &audio.samples);
     assert_eq!(rate, 48_000);
-    assert_eq!(channels, 2, "stereo by default; AudioLDM2's mono clips in the centre");
+    assert_eq!(
+        channels, 2,
+        "stereo by default; AudioLDM2's mono clips in the centre"
+    );
     assert_eq!(audio.channel(0), audio.channel(1));
     let r = report(&wav);
 
@@ -139,7 +142,10 @@ fn by_default_the_narration_plays_over_a_soundscape_at_its_level() {
     let r = report(&wav);
     assert_eq!(r["background"]["engine"], "soundscape", "{r:#}");
     assert!(
-        r["background_note"].as_str().unwrap().contains("no AudioLDM2 bundle"),
+        r["background_note"]
+            .as_str()
+            .unwrap()
+            .contains("no AudioLDM2 bundle"),
         "{r:#}"
     );
     // Every scene has a plan with sources from the catalog (or the
@@ -177,8 +183,14 @@ fn by_default_the_narration_plays_over_a_soundscape_at_its_level() {
     let pre_roll = 48_000;
     let (left, right) = (&audio.channel(0)[..pre_roll], &audio.channel(1)[..pre_roll]);
     let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
-    assert!(rms(left) > 1e-3 && rms(right) > 1e-3, "soundscape in the pre-roll");
-    assert!(left.iter().zip(right).any(|(l, r)| (l - r).abs() > 1e-3), "stereo");
+    assert!(
+        rms(left) > 1e-3 && rms(right) > 1e-3,
+        "soundscape in the pre-roll"
+    );
+    assert!(
+        left.iter().zip(right).any(|(l, r)| (l - r).abs() > 1e-3),
+        "stereo"
+    );
 }
 
 #[test]
@@ -189,7 +201,13 @@ fn mono_output_and_an_explicit_engine_without_its_bundle() {
     std::fs::write(&input, "Welcome to the lighthouse. Mind the steps.\n").unwrap();
     let wav = tmp.path().join("note.wav");
     let cfg = config(tmp.path(), "[mix]\nchannels = 1\n");
-    let out = run(vivid().arg("--config").arg(&cfg).arg("render").arg(&input).arg("-o").arg(&wav));
+    let out = run(vivid()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("render")
+        .arg(&input)
+        .arg("-o")
+        .arg(&wav));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let audio = read_wav(&wav);
     assert_eq!(audio.channels, 1);
@@ -199,10 +217,19 @@ fn mono_output_and_an_explicit_engine_without_its_bundle() {
     // where it looked and how to make one; nothing written.
     let cfg = config(tmp.path(), "engine = \"audioldm2\"\n");
     let wav = tmp.path().join("none.wav");
-    let out = run(vivid().arg("--config").arg(&cfg).arg("render").arg(&input).arg("-o").arg(&wav));
+    let out = run(vivid()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("render")
+        .arg(&input)
+        .arg("-o")
+        .arg(&wav));
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("no AudioLDM2 bundle") && stderr.contains("quantize/export.py"), "{stderr}");
+    assert!(
+        stderr.contains("no AudioLDM2 bundle") && stderr.contains("quantize/export.py"),
+        "{stderr}"
+    );
     assert!(!wav.exists());
 }
 

@@ -2,9 +2,9 @@
 //! Each renders stereo, left and right from independent noise so a bed
 //! is wide, with its slow controls updated once a block.
 
-use super::catalog::{Bed, Hum, Insects, Surf, Wind};
-use super::dsp::{self, Colour, Filter, FilterKind, Noise, Rng, Smooth, Wander, RATE};
 use super::Layer;
+use super::catalog::{Bed, Hum, Insects, Surf, Wind};
+use super::dsp::{self, Colour, Filter, FilterKind, Noise, RATE, Rng, Smooth, Wander};
 
 /// Filtered noise with a slow random swell.
 pub struct NoiseBed {
@@ -295,10 +295,17 @@ impl Layer for HumLayer {
         let highest = (0.45 * RATE / hz) as usize;
         for i in 0..left.len() {
             self.phase = (self.phase + step).fract();
-            let base = std::f64::consts::TAU * self.phase;
+            let base = (std::f64::consts::TAU * self.phase) as f32;
+            // The harmonics by the Chebyshev recurrence
+            // sin((k+1)x) = 2 cos(x) sin(kx) - sin((k-1)x): one sine and
+            // one cosine a sample, however many harmonics.
+            let (sine, cosine) = base.sin_cos();
+            let (mut previous, mut current) = (0.0f32, sine);
             let mut tone = 0.0f32;
-            for (k, a) in self.amplitudes.iter().enumerate().take(highest) {
-                tone += a * (base * (k + 1) as f64).sin() as f32;
+            for a in self.amplitudes.iter().take(highest) {
+                tone += a * current;
+                let next = 2.0 * cosine * current - previous;
+                (previous, current) = (current, next);
             }
             let throb = if self.throb_hz > 0.0 {
                 self.throb_phase = (self.throb_phase + self.throb_hz / RATE).fract();
@@ -393,7 +400,8 @@ impl Layer for InsectLayer {
                     continue;
                 }
                 // A raised-cosine pulse: no clicks at its edges.
-                let envelope = 0.5 - 0.5 * (std::f32::consts::TAU * within as f32 / pulse as f32).cos();
+                let envelope =
+                    0.5 - 0.5 * (std::f32::consts::TAU * within as f32 / pulse as f32).cos();
                 let v = if self.recipe.noisy {
                     // Cicadas swell over their long song.
                     let song = insect.position as f32 / (insect.pulses as usize * period) as f32;

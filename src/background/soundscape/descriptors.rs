@@ -59,7 +59,9 @@ impl Spectrum {
                 break;
             }
         }
-        power.iter_mut().for_each(|p| *p /= f64::from(frames.max(1)));
+        power
+            .iter_mut()
+            .for_each(|p| *p /= f64::from(frames.max(1)));
         Spectrum {
             bin_hz: rate as f32 / size as f32,
             power,
@@ -156,7 +158,11 @@ impl Spectrum {
             self.power[i + 1].max(1e-30).ln(),
         );
         let offset = 0.5 * (a - c) / (a - 2.0 * b + c);
-        let offset = if offset.is_finite() { offset.clamp(-0.5, 0.5) } else { 0.0 };
+        let offset = if offset.is_finite() {
+            offset.clamp(-0.5, 0.5)
+        } else {
+            0.0
+        };
         (i as f64 + offset) as f32 * self.bin_hz
     }
 }
@@ -234,10 +240,7 @@ pub fn onset_strength(x: &[f32], rate: u32) -> Vec<f32> {
         .iter()
         .map(|e| 20.0 * e.max(1e-6).log10())
         .collect();
-    levels
-        .windows(2)
-        .map(|w| (w[1] - w[0]).max(0.0))
-        .collect()
+    levels.windows(2).map(|w| (w[1] - w[0]).max(0.0)).collect()
 }
 
 /// Onsets per second: rises of the 10 ms level of at least `min_db` that
@@ -258,7 +261,10 @@ pub fn onset_period(x: &[f32], rate: u32, min_s: f32, max_s: f32) -> (f32, f64) 
     let (low, high) = ((min_s / 0.01) as usize, (max_s / 0.01) as usize);
     (low.max(1)..=high.min(onsets.len().saturating_sub(1)))
         .map(|lag| (lag as f32 * 0.01, autocorrelation(&onsets, lag)))
-        .fold((0.0, f64::MIN), |best, c| if c.1 > best.1 { c } else { best })
+        .fold(
+            (0.0, f64::MIN),
+            |best, c| if c.1 > best.1 { c } else { best },
+        )
 }
 
 /// How much the level swings: standard deviation over mean of the
@@ -266,8 +272,11 @@ pub fn onset_period(x: &[f32], rate: u32, min_s: f32, max_s: f32) -> (f32, f64) 
 pub fn modulation_depth(x: &[f32], rate: u32, hop_s: f32) -> f64 {
     let e = envelope(x, rate, hop_s);
     let mean = e.iter().map(|v| f64::from(*v)).sum::<f64>() / e.len().max(1) as f64;
-    let variance =
-        e.iter().map(|v| (f64::from(*v) - mean).powi(2)).sum::<f64>() / e.len().max(1) as f64;
+    let variance = e
+        .iter()
+        .map(|v| (f64::from(*v) - mean).powi(2))
+        .sum::<f64>()
+        / e.len().max(1) as f64;
     variance.sqrt() / mean.max(1e-30)
 }
 
@@ -282,9 +291,8 @@ pub fn slow_modulation_share(x: &[f32], rate: u32, cutoff_hz: f32) -> f64 {
     padded.iter_mut().for_each(|v| *v -= mean);
     padded.resize(size, 0.0);
     let spectrum = Spectrum::of(&padded, 20, size);
-    let power = |low: f32, high: f32| -> f64 {
-        spectrum.power[spectrum.bins(low, high)].iter().sum()
-    };
+    let power =
+        |low: f32, high: f32| -> f64 { spectrum.power[spectrum.bins(low, high)].iter().sum() };
     power(0.05, cutoff_hz) / power(0.05, 10.0).max(1e-30)
 }
 
@@ -330,7 +338,10 @@ mod tests {
     fn descriptors_tell_tones_from_noise() {
         let t = tone(1000.0, 2.0);
         let noise = crate::background::audioldm2::noise::gaussian_latents(1, 96_000);
-        let (st, sn) = (Spectrum::of(&t, 48_000, 4096), Spectrum::of(&noise, 48_000, 4096));
+        let (st, sn) = (
+            Spectrum::of(&t, 48_000, 4096),
+            Spectrum::of(&noise, 48_000, 4096),
+        );
         assert!(st.flatness(100.0, 16_000.0) < 0.05);
         assert!(sn.flatness(100.0, 16_000.0) > 0.5);
         assert!((st.centroid() - 1000.0).abs() < 50.0);
@@ -349,7 +360,8 @@ mod tests {
         let mut ticks = vec![0f32; 48_000 * 6];
         for k in 0..12 {
             for i in 0..200 {
-                ticks[k * 24_000 + i] = (0.5 - i as f32 / 400.0) * if i % 2 == 0 { 1.0 } else { -1.0 };
+                ticks[k * 24_000 + i] =
+                    (0.5 - i as f32 / 400.0) * if i % 2 == 0 { 1.0 } else { -1.0 };
             }
         }
         let (period, strength) = onset_period(&ticks, 48_000, 0.2, 2.0);

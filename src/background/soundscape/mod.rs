@@ -57,19 +57,30 @@ fn layer(recipe: &Recipe, density: f32, mut rng: Rng) -> Box<dyn Layer> {
         Recipe::Wind(r) => Box::new(beds::WindLayer::new(r, rng)),
         Recipe::Hum(r) => Box::new(beds::HumLayer::new(r, rng)),
         Recipe::Insects(r) => Box::new(beds::InsectLayer::new(r, rng, density)),
-        Recipe::Impacts(r) => Box::new(EventLayer::new(ImpactSynth::new(r), &r.timing, density, rng)),
+        Recipe::Impacts(r) => Box::new(EventLayer::new(
+            ImpactSynth::new(r),
+            &r.timing,
+            density,
+            rng,
+        )),
         Recipe::Modal(r) => {
             let synth = ModalSynth::new(r, &mut rng);
             Box::new(EventLayer::new(synth, &r.timing, density, rng))
         }
         Recipe::Calls(r) => Box::new(EventLayer::new(CallSynth::new(r), &r.timing, density, rng)),
         Recipe::Creaks(r) => Box::new(EventLayer::new(CreakSynth::new(r), &r.timing, density, rng)),
-        Recipe::Thunder(r) => {
-            Box::new(EventLayer::new(ThunderSynth::new(r), &r.timing, density, rng))
-        }
-        Recipe::Passby(r) => {
-            Box::new(EventLayer::new(PassbySynth::new(r), &r.timing, density, rng))
-        }
+        Recipe::Thunder(r) => Box::new(EventLayer::new(
+            ThunderSynth::new(r),
+            &r.timing,
+            density,
+            rng,
+        )),
+        Recipe::Passby(r) => Box::new(EventLayer::new(
+            PassbySynth::new(r),
+            &r.timing,
+            density,
+            rng,
+        )),
     }
 }
 
@@ -78,7 +89,7 @@ fn layer(recipe: &Recipe, density: f32, mut rng: Rng) -> Box<dyn Layer> {
 struct Voice {
     layers: Vec<Box<dyn Layer>>,
     gains: (f32, f32),
-    distance: [Filter; 2],
+    distance: Option<[Filter; 2]>,
     send: f32,
 }
 
@@ -143,8 +154,13 @@ impl Renderer {
             let cutoff = 1500.0 + 16_500.0 * (1.0 - d) * (1.0 - d);
             voices.push(Voice {
                 layers,
-                gains: (level * l * std::f32::consts::SQRT_2, level * r * std::f32::consts::SQRT_2),
-                distance: [0, 1].map(|_| Filter::new(FilterKind::Lowpass, cutoff, 0.6)),
+                gains: (
+                    level * l * std::f32::consts::SQRT_2,
+                    level * r * std::f32::consts::SQRT_2,
+                ),
+                // Near sources keep their whole band: no filter to run.
+                distance: (cutoff < 15_000.0)
+                    .then(|| [0, 1].map(|_| Filter::new(FilterKind::Lowpass, cutoff, 0.6))),
                 send: 0.5 + d,
             });
         }
@@ -185,8 +201,11 @@ impl Renderer {
                 layer.render(&mut voice_l[..frames], &mut voice_r[..frames]);
             }
             for i in 0..frames {
-                let l = voice.gains.0 * voice.distance[0].next(voice_l[i]);
-                let r = voice.gains.1 * voice.distance[1].next(voice_r[i]);
+                let (l, r) = match &mut voice.distance {
+                    Some([dl, dr]) => (dl.next(voice_l[i]), dr.next(voice_r[i])),
+                    None => (voice_l[i], voice_r[i]),
+                };
+                let (l, r) = (voice.gains.0 * l, voice.gains.1 * r);
                 dry_l[i] += l;
                 dry_r[i] += r;
                 send_l[i] += voice.send * self.wet * l;
@@ -208,7 +227,8 @@ impl Renderer {
             (&mut dry_l[..frames], &mut dry_r[..frames]),
         );
         for i in 0..frames {
-            self.limiter.push(MASTER_GAIN * dry_l[i], MASTER_GAIN * dry_r[i], out);
+            self.limiter
+                .push(MASTER_GAIN * dry_l[i], MASTER_GAIN * dry_r[i], out);
         }
     }
 
@@ -241,7 +261,9 @@ impl Limiter {
     }
 
     fn needed(step: &[(f32, f32)]) -> f32 {
-        let peak = step.iter().fold(0f32, |m, (l, r)| m.max(l.abs()).max(r.abs()));
+        let peak = step
+            .iter()
+            .fold(0f32, |m, (l, r)| m.max(l.abs()).max(r.abs()));
         if peak > CEILING { CEILING / peak } else { 1.0 }
     }
 
@@ -358,12 +380,40 @@ pub fn render_traced(plan: &ScenePlan, seconds: f64) -> (Vec<f32>, Vec<Trace>) {
     (samples, renderer.traces().to_vec())
 }
 
+/// A plan of `id` alone, close and in the centre, in a dry open place:
+/// how a source is measured (its tests, its calibration in `vivid bench
+/// background --engine soundscape`).
+pub fn alone(id: &str) -> ScenePlan {
+    ScenePlan {
+        place: plan::DEFAULT_PLACE.into(),
+        place_matched: None,
+        level: Level::Moderate,
+        layers: vec![PlannedLayer {
+            source: id.into(),
+            role: Role::Source,
+            matched: None,
+            gain_db: 0.0,
+            pan: 0.0,
+            distance: 0.0,
+            density: 1.0,
+        }],
+        unmatched: vec![],
+        seed: 11,
+        note: None,
+    }
+}
+
 /// The whole of [`render_into`] as one interleaved vector.
 pub fn render(plan: &ScenePlan, seconds: f64) -> Vec<f32> {
     let frames = (seconds.max(0.0) * f64::from(RATE)).round() as usize;
     let mut samples = Vec::with_capacity(2 * frames);
     // Nothing here can fail: `keep_going` never stops it.
-    let _ = render_into(plan, frames, &mut |block| samples.extend_from_slice(block), &mut |_| Ok(()));
+    let _ = render_into(
+        plan,
+        frames,
+        &mut |block| samples.extend_from_slice(block),
+        &mut |_| Ok(()),
+    );
     samples
 }
 

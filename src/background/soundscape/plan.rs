@@ -80,7 +80,6 @@ pub enum Role {
     Bed,
 }
 
-
 /// One source as it plays in the scene.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedLayer {
@@ -150,7 +149,10 @@ fn stem(word: &str) -> String {
     }
     // "clopping" -> "clopp": a doubled last consonant goes.
     let bytes = w.as_bytes();
-    if bytes.len() > 4 && bytes[bytes.len() - 1] == bytes[bytes.len() - 2] && !matches!(bytes[bytes.len() - 1], b'l' | b's') {
+    if bytes.len() > 4
+        && bytes[bytes.len() - 1] == bytes[bytes.len() - 2]
+        && !matches!(bytes[bytes.len() - 1], b'l' | b's')
+    {
         w.truncate(w.len() - 1);
     }
     w
@@ -170,7 +172,11 @@ pub fn score(source: &Source, words: &[String]) -> u32 {
         .map(|s| 3 + s.len() as u32)
         .max()
         .unwrap_or(0);
-    let mut keywords: Vec<String> = source.keywords.iter().map(|k| stem(&k.to_lowercase())).collect();
+    let mut keywords: Vec<String> = source
+        .keywords
+        .iter()
+        .map(|k| stem(&k.to_lowercase()))
+        .collect();
     keywords.sort_unstable();
     keywords.dedup();
     let keyword_score = keywords.iter().filter(|k| words.contains(k)).count() as u32;
@@ -215,7 +221,11 @@ pub fn match_place<'c>(catalog: &'c Catalog, phrase: &str) -> Option<&'c Place> 
     let words = stems(phrase);
     let mut best: Option<(&Place, usize)> = None;
     for place in &catalog.places {
-        let mut keywords: Vec<String> = place.keywords.iter().map(|k| stem(&k.to_lowercase())).collect();
+        let mut keywords: Vec<String> = place
+            .keywords
+            .iter()
+            .map(|k| stem(&k.to_lowercase()))
+            .collect();
         keywords.sort_unstable();
         keywords.dedup();
         let hits = keywords.iter().filter(|k| words.contains(k)).count();
@@ -237,7 +247,15 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
         }
     };
     if input.sounds.is_empty() {
-        for (source, _) in sources_in(catalog, &input.caption) {
+        // A caption names each sound once: a source that only shares a
+        // word with one already chosen of its kind ("rain" after "heavy
+        // rain") is the same sound again, not another one.
+        let mut kinds = Vec::new();
+        for (source, score) in sources_in(catalog, &input.caption) {
+            if score < 3 && kinds.contains(&source.category) {
+                continue;
+            }
+            kinds.push(source.category);
             add(source, &input.caption);
         }
     } else {
@@ -257,7 +275,13 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
     // across the front, shuffled by the seed.
     let count = chosen.len();
     let mut slots: Vec<f32> = (0..count)
-        .map(|i| if count == 1 { 0.0 } else { -0.6 + 1.2 * i as f32 / (count - 1) as f32 })
+        .map(|i| {
+            if count == 1 {
+                0.0
+            } else {
+                -0.6 + 1.2 * i as f32 / (count - 1) as f32
+            }
+        })
         .collect();
     for i in (1..slots.len()).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
@@ -280,7 +304,9 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
         if layers.iter().any(|l| &l.source == bed) {
             continue;
         }
-        let Some(source) = catalog.source(bed) else { continue };
+        let Some(source) = catalog.source(bed) else {
+            continue;
+        };
         layers.push(PlannedLayer {
             source: source.id.clone(),
             role: Role::Bed,
@@ -293,9 +319,15 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
     }
     let note = (count == 0).then(|| {
         if input.sounds.is_empty() {
-            format!("nothing in the caption matched a catalog source: the place's bed ({}) plays alone", place.id)
+            format!(
+                "nothing in the caption matched a catalog source: the place's bed ({}) plays alone",
+                place.id
+            )
         } else {
-            format!("no sound matched a catalog source: the place's bed ({}) plays alone", place.id)
+            format!(
+                "no sound matched a catalog source: the place's bed ({}) plays alone",
+                place.id
+            )
         }
     });
     ScenePlan {
@@ -311,10 +343,7 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
 
 /// The place: named by the scene, else implied by its sounds or caption,
 /// else open air.
-fn choose_place<'c>(
-    catalog: &'c Catalog,
-    input: &SceneInput,
-) -> (&'c Place, Option<String>) {
+fn choose_place<'c>(catalog: &'c Catalog, input: &SceneInput) -> (&'c Place, Option<String>) {
     if let Some(phrase) = &input.place
         && let Some(place) = match_place(catalog, phrase)
     {
@@ -373,8 +402,14 @@ mod tests {
     #[test]
     fn places_are_found_by_phrase_or_implied() {
         let catalog = Catalog::builtin();
-        assert_eq!(match_place(catalog, "a busy harbour at dawn").unwrap().id, "harbour");
-        assert_eq!(match_place(catalog, "inside the old cathedral").unwrap().id, "church");
+        assert_eq!(
+            match_place(catalog, "a busy harbour at dawn").unwrap().id,
+            "harbour"
+        );
+        assert_eq!(
+            match_place(catalog, "inside the old cathedral").unwrap().id,
+            "church"
+        );
         assert_eq!(match_place(catalog, "cave").unwrap().id, "cave");
         let input = SceneInput {
             caption: String::new(),
@@ -408,9 +443,41 @@ mod tests {
             .filter(|l| l.role == Role::Source)
             .map(|l| l.source.as_str())
             .collect();
-        assert_eq!(sources, ["seagulls", "creaking-wood"], "two at a quiet level");
+        assert_eq!(
+            sources,
+            ["seagulls", "creaking-wood"],
+            "two at a quiet level"
+        );
         assert_eq!(a.unmatched, ["nonsense words here"]);
-        assert!(a.layers.iter().any(|l| l.role == Role::Bed && l.source == "water-lapping"));
+        assert!(
+            a.layers
+                .iter()
+                .any(|l| l.role == Role::Bed && l.source == "water-lapping")
+        );
+    }
+
+    #[test]
+    fn a_caption_names_each_sound_once() {
+        let input = SceneInput {
+            caption: "Heavy rain, thunder and the wind howling around a cottage".into(),
+            level: Some(Level::Busy),
+            ..SceneInput::default()
+        };
+        let p = plan(Catalog::builtin(), &input, 1);
+        let sources: Vec<&str> = p
+            .layers
+            .iter()
+            .filter(|l| l.role == Role::Source)
+            .map(|l| l.source.as_str())
+            .collect();
+        for id in ["rain-heavy", "thunder", "wind-howling"] {
+            assert!(sources.contains(&id), "{id}: {sources:?}");
+        }
+        assert!(
+            !sources.contains(&"rain-light") && !sources.contains(&"wind-gusts"),
+            "{sources:?}"
+        );
+        assert_eq!(p.place, "small-room");
     }
 
     #[test]
