@@ -1190,14 +1190,11 @@ fn bench_render(mut config: Config, args: BenchRenderArgs) -> Result<ExitCode> {
     let total = started.elapsed().as_secs_f64();
     let s = &report.seconds;
     println!(
-        "render of a {:.1} s narration ({} scenes, {}): {total:.1} s = describe {:.2} + speak {:.2} + background {:.2} + mix {:.2} + write {:.2} (+ loading and hashing)",
+        "render of a {:.1} s narration ({} scenes, background: {} {}): {total:.1} s = describe {:.2} + speak {:.2} + background {:.2} + mix {:.2} + write {:.2} (+ loading and hashing)",
         report.mix.speech_s,
         report.scenes.len(),
-        format!(
-            "background: {} {}",
-            report.background.engine.as_str(),
-            report.background.details
-        ),
+        report.background.engine.as_str(),
+        report.background.details,
         s.describe,
         s.speak,
         s.background,

@@ -219,7 +219,7 @@ impl AlsaSink {
                     .collect();
                 pcm.io_i32()?.writei(&data)
             }
-            SampleFormat::F32 => pcm.io_f32()?.writei(&interleaved),
+            SampleFormat::F32 => pcm.io_f32()?.writei(interleaved),
         };
         match written {
             Ok(frames) => Ok(frames),

@@ -59,8 +59,8 @@ impl Layer for NoiseBed {
         let target = self.gain * (1.0 - r.swell_depth + r.swell_depth * swell);
         for i in 0..left.len() {
             let level = self.level.next(target);
-            let mut l = self.filters[0].next(self.noise[0].next());
-            let mut rr = self.filters[1].next(self.noise[1].next());
+            let mut l = self.filters[0].next(self.noise[0].sample());
+            let mut rr = self.filters[1].next(self.noise[1].sample());
             if let Some(darken) = &mut self.darken {
                 l = darken[0].next(l);
                 rr = darken[1].next(rr);
@@ -161,8 +161,8 @@ impl Layer for SurfLayer {
             let target = self.gain * 1.3 * envelope;
             for i in 0..left.len() {
                 let level = engine.level.next(target);
-                let body = engine.filter.next(engine.noise.next());
-                let foam = engine.foam_band.next(engine.foam.next());
+                let body = engine.filter.next(engine.noise.sample());
+                let foam = engine.foam_band.next(engine.foam.sample());
                 let v = level * (body + 0.12 * level * foam);
                 left[i] += engine.pan.0 * v;
                 right[i] += engine.pan.1 * v;
@@ -170,8 +170,8 @@ impl Layer for SurfLayer {
         }
         let bed = 0.12 * self.gain;
         for i in 0..left.len() {
-            left[i] += bed * self.bed_filters[0].next(self.bed[0].next());
-            right[i] += bed * self.bed_filters[1].next(self.bed[1].next());
+            left[i] += bed * self.bed_filters[0].next(self.bed[0].sample());
+            right[i] += bed * self.bed_filters[1].next(self.bed[1].sample());
         }
     }
 }
@@ -235,14 +235,15 @@ impl Layer for WindLayer {
             let whistle_level = self.whistle_level.next(whistle_target);
             let mut whistle = 0.0;
             if self.recipe.howl > 0.0 {
-                let excitation = self.whistle_noise.next();
+                let excitation = self.whistle_noise.sample();
                 for (filter, _) in &mut self.whistles {
                     whistle += filter.next(excitation);
                 }
             }
-            left[i] += level * self.filters[0].next(self.noise[0].next()) + whistle_level * whistle;
-            right[i] +=
-                level * self.filters[1].next(self.noise[1].next()) + 0.8 * whistle_level * whistle;
+            left[i] +=
+                level * self.filters[0].next(self.noise[0].sample()) + whistle_level * whistle;
+            right[i] += level * self.filters[1].next(self.noise[1].sample())
+                + 0.8 * whistle_level * whistle;
         }
     }
 }
@@ -314,8 +315,8 @@ impl Layer for HumLayer {
                 1.0
             };
             let v = self.gain * throb * tone;
-            let nl = self.noise_gain * self.noise_filters[0].next(self.noise[0].next());
-            let nr = self.noise_gain * self.noise_filters[1].next(self.noise[1].next());
+            let nl = self.noise_gain * self.noise_filters[0].next(self.noise[0].sample());
+            let nr = self.noise_gain * self.noise_filters[1].next(self.noise[1].sample());
             left[i] += v + self.gain * nl;
             right[i] += v + self.gain * nr;
         }
@@ -406,7 +407,7 @@ impl Layer for InsectLayer {
                     // Cicadas swell over their long song.
                     let song = insect.position as f32 / (insect.pulses as usize * period) as f32;
                     let swell = (std::f32::consts::PI * song).sin().max(0.0);
-                    3.0 * swell * insect.band.next(insect.noise.next())
+                    3.0 * swell * insect.band.next(insect.noise.sample())
                 } else {
                     insect.phase = (insect.phase + step).fract();
                     let angle = std::f32::consts::TAU * insect.phase;

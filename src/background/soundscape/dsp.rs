@@ -118,7 +118,7 @@ impl Noise {
     }
 
     #[inline]
-    pub fn next(&mut self) -> f32 {
+    pub fn sample(&mut self) -> f32 {
         let white = self.white.get_mono();
         match self.colour {
             Colour::White => white,
@@ -366,9 +366,9 @@ impl Reverb {
             0.35 * (taps[1] + taps[3] + taps[5] + taps[7]),
         );
         let h = hadamard8(taps);
-        for line in 0..8 {
+        for (line, mixed) in h.iter().enumerate() {
             // Damping: a one-pole low-pass in the loop.
-            let value = h[line] * self.feedback[line];
+            let value = mixed * self.feedback[line];
             self.damped[line] += (1.0 - self.damping) * (value - self.damped[line]);
             let injected = if line % 2 == 0 { input.0 } else { input.1 };
             let position = self.positions[line];

@@ -298,7 +298,7 @@ fn decaying_noise(
     let mut out: Vec<f32> = (0..n)
         .map(|i| {
             let t = i as f32 / RATE;
-            gain * (-t / tau).exp() * band.next(noise.next())
+            gain * (-t / tau).exp() * band.next(noise.sample())
         })
         .collect();
     attack(&mut out, attack_n as f32 / RATE);
@@ -480,7 +480,7 @@ impl CallSynth {
             }
             v *= norm;
             if r.noise > 0.0 {
-                v = (1.0 - r.noise) * v + r.noise * 1.2 * breath.next(noise.next());
+                v = (1.0 - r.noise) * v + r.noise * 1.2 * breath.next(noise.sample());
             }
             if r.pulse_hz > 0.0 {
                 v *= 0.5 - 0.5 * (std::f32::consts::TAU * r.pulse_hz * t).cos();
@@ -627,9 +627,9 @@ impl EventSynth for ThunderSynth {
                     strength * (1.0 - (-u / 0.15).exp()) * (-u / decay).exp()
                 })
                 .sum();
-            let mut v = 2.5 * envelope * low.next(noise.next());
+            let mut v = 2.5 * envelope * low.next(noise.sample());
             if crack && t < 0.4 {
-                v += 0.6 * (-t / 0.08).exp() * crack_band.next(crack_noise.next());
+                v += 0.6 * (-t / 0.08).exp() * crack_band.next(crack_noise.sample());
             }
             out.push(v);
         }
@@ -676,7 +676,7 @@ impl EventSynth for PassbySynth {
                 band.retune(hz * (1.2 - 0.4 * x));
             }
             let envelope = 1.0 / (1.0 + ((x - 0.5) / width).powi(2));
-            out.push(1.5 * envelope * band.next(noise.next()));
+            out.push(1.5 * envelope * band.next(noise.sample()));
         }
         attack(&mut out, 0.05);
         fade_end(&mut out);

@@ -209,7 +209,7 @@ pub fn sources_in<'c>(catalog: &'c Catalog, caption: &str) -> Vec<(&'c Source, u
         .map(|s| (s, score(s, &words)))
         .filter(|(_, s)| *s > 0)
         .collect();
-    found.sort_by(|a, b| b.1.cmp(&a.1));
+    found.sort_by_key(|(_, score)| std::cmp::Reverse(*score));
     found
 }
 
