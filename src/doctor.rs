@@ -77,6 +77,7 @@ pub fn run_checks(config: &Config, manifest: &Manifest) -> Vec<Check> {
     let mut checks = Vec::new();
     checks.extend(check_models(config, manifest));
     checks.push(check_describer(config));
+    checks.push(check_background(config));
     checks.push(check_espeak_data());
     checks.push(check_playback(config));
     checks.extend(check_dirs(config));
@@ -104,6 +105,36 @@ fn check_models(config: &Config, manifest: &Manifest) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// The background engine the settings choose, and why: `auto` says
+/// whether it found a bundle of real weights; an explicit `audioldm2`
+/// without a usable bundle fails. AudioLDM2's graphs are not loaded here
+/// (a minute on a small board); its bundle.toml and file list are read.
+fn check_background(config: &Config) -> Check {
+    let subject = "background";
+    let settings = config.background_settings();
+    match crate::background::open(&settings) {
+        Ok(opened) => {
+            let engine = opened.generator.kind().as_str();
+            let detail = match opened.note {
+                Some(note) => note,
+                None if engine == "audioldm2" => format!(
+                    "AudioLDM2 bundle {} ({})",
+                    settings.audioldm2.bundle.display(),
+                    opened.generator.id()
+                ),
+                None => format!("{engine} engine"),
+            };
+            Check::pass(subject, detail)
+        }
+        Err(e) => Check::not_ok(
+            Status::Fail,
+            subject,
+            e.to_string(),
+            "set background.engine = \"soundscape\" (no weights needed), or make a bundle as the error says",
+        ),
+    }
 }
 
 /// The describer's model as the config names it (it may be one outside

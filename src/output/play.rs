@@ -436,3 +436,23 @@ impl Player {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::to_device_channels;
+
+    #[test]
+    fn channels_map_to_the_device() {
+        let stereo = vec![vec![1.0, 0.5], vec![0.0, -0.5]];
+        // Stereo on a mono device: left and right averaged.
+        assert_eq!(to_device_channels(&stereo, 1), vec![0.5, 0.0]);
+        // As it is on a stereo device; silent extra channels on a wider one.
+        assert_eq!(to_device_channels(&stereo, 2), vec![1.0, 0.0, 0.5, -0.5]);
+        assert_eq!(
+            to_device_channels(&stereo, 4),
+            vec![1.0, 0.0, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0]
+        );
+        // Mono on every channel.
+        assert_eq!(to_device_channels(&[vec![0.25]], 2), vec![0.25, 0.25]);
+    }
+}

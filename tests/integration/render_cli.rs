@@ -231,6 +231,18 @@ fn mono_output_and_an_explicit_engine_without_its_bundle() {
         "{stderr}"
     );
     assert!(!wav.exists());
+    // `vivid doctor` says the same before any job runs.
+    let out = run(vivid().arg("--config").arg(&cfg).arg("doctor"));
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("background") && l.contains("AudioLDM2"))
+        .unwrap_or_else(|| panic!("no background line: {stdout}"));
+    assert!(
+        line.contains("FAIL") && line.contains("no AudioLDM2 bundle"),
+        "{line}"
+    );
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

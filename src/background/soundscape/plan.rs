@@ -172,15 +172,15 @@ pub fn score(source: &Source, words: &[String]) -> u32 {
         .map(|s| 3 + s.len() as u32)
         .max()
         .unwrap_or(0);
-    let mut keywords: Vec<String> = source
-        .keywords
-        .iter()
-        .map(|k| stem(&k.to_lowercase()))
-        .collect();
-    keywords.sort_unstable();
-    keywords.dedup();
-    let keyword_score = keywords.iter().filter(|k| words.contains(k)).count() as u32;
-    phrase_score + keyword_score
+    phrase_score + keyword_hits(&source.keywords, words) as u32
+}
+
+/// How many of `keywords` (each counted once, by stem) are among `words`.
+fn keyword_hits(keywords: &[String], words: &[String]) -> usize {
+    let mut stemmed: Vec<String> = keywords.iter().map(|k| stem(&k.to_lowercase())).collect();
+    stemmed.sort_unstable();
+    stemmed.dedup();
+    stemmed.iter().filter(|k| words.contains(k)).count()
 }
 
 /// The catalog source a sound phrase names best (a source id matches
@@ -221,14 +221,7 @@ pub fn match_place<'c>(catalog: &'c Catalog, phrase: &str) -> Option<&'c Place> 
     let words = stems(phrase);
     let mut best: Option<(&Place, usize)> = None;
     for place in &catalog.places {
-        let mut keywords: Vec<String> = place
-            .keywords
-            .iter()
-            .map(|k| stem(&k.to_lowercase()))
-            .collect();
-        keywords.sort_unstable();
-        keywords.dedup();
-        let hits = keywords.iter().filter(|k| words.contains(k)).count();
+        let hits = keyword_hits(&place.keywords, &words);
         if hits > 0 && best.is_none_or(|(_, b)| hits > b) {
             best = Some((place, hits));
         }
