@@ -407,12 +407,29 @@ struct FetchArgs {
 fn main() -> ExitCode {
     vivid::compute::keep_freed_memory();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve) {
+        quit_quietly_on_a_closed_pipe();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("vivid: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `vivid sounds | head` ends quietly, as other command-line tools do,
+/// instead of panicking on the closed pipe (Rust ignores SIGPIPE). Not for
+/// the service: its standard error is journald's socket, and a restarted
+/// journald must not take the service down with it.
+fn quit_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restoring the default disposition of SIGPIPE at start, before
+    // any thread exists; no handler function is installed.
+    let restored = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    if let Err(e) = restored {
+        tracing::debug!("SIGPIPE stays ignored: {e}");
     }
 }
 

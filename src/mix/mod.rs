@@ -379,11 +379,11 @@ fn duck_background(
         0.0
     };
     let apply = |gains: &[f32]| -> Vec<f32> {
-        track
-            .chunks(channels)
-            .zip(gains)
-            .flat_map(|(frame, g)| frame.iter().map(move |b| b * g))
-            .collect()
+        let mut out = track.to_vec();
+        for (frame, g) in out.chunks_mut(channels).zip(gains) {
+            frame.iter_mut().for_each(|b| *b *= g);
+        }
+        out
     };
     // Set the gain from integrated loudness, then correct it once by
     // what short-term loudness (what the listener hears) measures.
