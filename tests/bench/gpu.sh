@@ -73,7 +73,7 @@ PIPE=$!
 log "parity: tiny fp32 bundle on the GPU (guidance as one UNet batch) against diffusers"
 TINY="$REPO/tests/fixtures/audioldm2/tiny-fp32"
 REF="$REPO/tests/fixtures/audioldm2/reference"
-printf '[background]\ndevice = "cuda"\ncache_dir = "/tmp/vivid-cache"\n' >/tmp/gpu.toml
+printf '[background]\ncache_dir = "/tmp/vivid-cache"\n[background.audioldm2]\ndevice = "cuda"\n' >/tmp/gpu.toml
 parity() {  # CASE: vivid on the GPU against diffusers' waveform; prints the comparison
     local case=$1
     args=$(python3 - "$REF/$case/case.json" <<'EOF'
