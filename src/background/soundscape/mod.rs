@@ -125,6 +125,22 @@ pub struct Trace {
     pub level_db: Vec<f32>,
 }
 
+impl Trace {
+    /// Adds a block of the voice (before its gains) to the trace.
+    fn add(&mut self, left: &[f32], right: &[f32], gains: (f32, f32), hop: usize) {
+        for (l, r) in left.iter().zip(right) {
+            let (ml, mr) = (gains.0 * l, gains.1 * r);
+            self.power += f64::from(ml * ml + mr * mr) / 2.0;
+            self.frames += 1;
+            if self.frames == hop {
+                let rms = (self.power / hop as f64).sqrt();
+                self.level_db.push((20.0 * rms.max(1e-9).log10()) as f32);
+                (self.power, self.frames) = (0.0, 0);
+            }
+        }
+    }
+}
+
 impl Renderer {
     pub fn new(catalog: &Catalog, plan: &ScenePlan) -> Renderer {
         let place = catalog
@@ -200,26 +216,23 @@ impl Renderer {
             for layer in &mut voice.layers {
                 layer.render(&mut voice_l[..frames], &mut voice_r[..frames]);
             }
+            let (l, r) = (&mut voice_l[..frames], &mut voice_r[..frames]);
+            if let Some([dl, dr]) = &mut voice.distance {
+                l.iter_mut().for_each(|v| *v = dl.next(*v));
+                r.iter_mut().for_each(|v| *v = dr.next(*v));
+            }
+            // Plain multiply-adds over whole slices: the compiler
+            // vectorizes them.
+            let (gl, gr) = voice.gains;
+            let (sl, sr) = (voice.send * self.wet * gl, voice.send * self.wet * gr);
             for i in 0..frames {
-                let (l, r) = match &mut voice.distance {
-                    Some([dl, dr]) => (dl.next(voice_l[i]), dr.next(voice_r[i])),
-                    None => (voice_l[i], voice_r[i]),
-                };
-                let (l, r) = (voice.gains.0 * l, voice.gains.1 * r);
-                dry_l[i] += l;
-                dry_r[i] += r;
-                send_l[i] += voice.send * self.wet * l;
-                send_r[i] += voice.send * self.wet * r;
-                if let Some(trace) = self.traces.as_mut().and_then(|t| t.get_mut(index)) {
-                    let (ml, mr) = (MASTER_GAIN * l, MASTER_GAIN * r);
-                    trace.power += f64::from(ml * ml + mr * mr) / 2.0;
-                    trace.frames += 1;
-                    if trace.frames == hop {
-                        let rms = (trace.power / hop as f64).sqrt();
-                        trace.level_db.push((20.0 * rms.max(1e-9).log10()) as f32);
-                        (trace.power, trace.frames) = (0.0, 0);
-                    }
-                }
+                dry_l[i] += gl * l[i];
+                dry_r[i] += gr * r[i];
+                send_l[i] += sl * l[i];
+                send_r[i] += sr * r[i];
+            }
+            if let Some(trace) = self.traces.as_mut().and_then(|t| t.get_mut(index)) {
+                trace.add(l, r, (gl * MASTER_GAIN, gr * MASTER_GAIN), hop);
             }
         }
         self.reverb.process(
