@@ -503,3 +503,57 @@ fn a_device_with_one_fixed_rate_gets_the_audio_resampled_to_it() {
     let peak = left.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
     assert!((11_500..=12_500).contains(&peak), "level: peak {peak}");
 }
+
+#[test]
+fn a_stereo_narration_on_a_mono_device_is_mixed_down() {
+    // `single` accepts exactly one channel (a `multi` with one binding),
+    // like a small speaker on a kiosk: vivid opens it mono and plays the
+    // average of left and right, not the left alone.
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("out.raw");
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcm.single {{\n  type multi\n  slaves.a {{ pcm \"tap\" channels 1 }}\n  \
+             bindings.0 {{ slave a channel 0 }}\n}}\n\
+             pcm.tap {{\n  type file\n  slave.pcm {{ type null }}\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    let wav = tmp.path().join("stereo.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&wav, spec).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..24_000 {
+        let t = i as f64 / 48_000.0;
+        let left = (0.4 * (std::f64::consts::TAU * 440.0 * t).sin() * 32767.0) as i16;
+        let right = (0.2 * (std::f64::consts::TAU * 660.0 * t).sin() * 32767.0) as i16;
+        writer.write_sample(left).unwrap();
+        writer.write_sample(right).unwrap();
+        expected.push((f64::from(left) + f64::from(right)) / 2.0);
+    }
+    writer.finalize().unwrap();
+    let out = run(vivid()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["play", "--device", "single"])
+        .arg(&wav));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("channels=1"), "negotiated: {stderr}");
+    let played: Vec<i16> = std::fs::read(&raw)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert_eq!(played.len(), expected.len());
+    for (p, e) in played.iter().zip(&expected) {
+        assert!((f64::from(*p) - e).abs() <= 1.0, "{p} for {e}");
+    }
+}
