@@ -40,29 +40,14 @@ pub struct JobFile {
     pub output: Option<String>,
 }
 
-/// Per-job settings over the config's.
+/// Per-job settings over the config's: what the render takes, and what
+/// the service does with the result.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Overrides {
-    pub voice: Option<String>,
-    pub rate: Option<f32>,
-    pub method: Option<Method>,
-    pub caption: Option<String>,
-    pub seed: Option<u32>,
+    /// Voice, rate, method, caption and seed.
+    pub render: crate::render::Overrides,
     pub play: Option<bool>,
     pub output: Option<String>,
-}
-
-impl Overrides {
-    /// What the render itself takes from them.
-    pub fn render(&self) -> crate::render::Overrides {
-        crate::render::Overrides {
-            voice: self.voice.clone(),
-            rate: self.rate,
-            method: self.method,
-            caption: self.caption.clone(),
-            seed: self.seed,
-        }
-    }
 }
 
 /// A plain file name: no folders, not hidden, not `..`, no control bytes.
@@ -130,11 +115,13 @@ impl JobFile {
 
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            voice: self.voice.clone(),
-            rate: self.rate,
-            method: self.method.or(self.caption.as_ref().map(|_| Method::Fixed)),
-            caption: self.caption.clone(),
-            seed: self.seed,
+            render: crate::render::Overrides {
+                voice: self.voice.clone(),
+                rate: self.rate,
+                method: self.method.or(self.caption.as_ref().map(|_| Method::Fixed)),
+                caption: self.caption.clone(),
+                seed: self.seed,
+            },
             play: self.play,
             output: self.output.clone(),
         }
@@ -156,8 +143,12 @@ mod tests {
         )
         .unwrap();
         let o = job.overrides();
-        assert_eq!(o.method, Some(Method::Fixed), "a caption implies fixed");
-        assert_eq!(o.rate, Some(1.2));
+        assert_eq!(
+            o.render.method,
+            Some(Method::Fixed),
+            "a caption implies fixed"
+        );
+        assert_eq!(o.render.rate, Some(1.2));
         assert_eq!(o.output.as_deref(), Some("beach"));
     }
 

@@ -530,7 +530,7 @@ fn run_job(
         &Job {
             text: &text,
             input,
-            overrides: &overrides.render(),
+            overrides: &overrides.render,
         },
         &wav,
         &mut observer,
