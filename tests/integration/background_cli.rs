@@ -316,13 +316,7 @@ fn the_soundscape_writes_seeded_stereo_and_draws_its_plan() {
     );
     assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
     // The picture: 1600 x 900, spectrogram and a row per layer.
-    let picture = std::fs::read(&png).unwrap();
-    assert_eq!(&picture[..8], b"\x89PNG\r\n\x1a\n");
-    assert_eq!(
-        u32::from_be_bytes(picture[16..20].try_into().unwrap()),
-        1600
-    );
-    assert_eq!(u32::from_be_bytes(picture[20..24].try_into().unwrap()), 900);
+    crate::common::assert_png(&png, 1600, 900, 20_000);
     // A caption with nothing the catalog knows still plays the place's
     // bed, and says so.
     let out = soundscape(

@@ -182,3 +182,23 @@ pub fn read_wav(path: &Path) -> Wav {
         samples,
     }
 }
+
+/// Asserts that `path` is a PNG of `width` x `height` pixels with
+/// something drawn in it (more than `min_bytes`), and returns its bytes.
+pub fn assert_png(path: &Path, width: u32, height: u32, min_bytes: usize) -> Vec<u8> {
+    let picture = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &picture[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is a PNG",
+        path.display()
+    );
+    let size = |at: usize| u32::from_be_bytes(picture[at..at + 4].try_into().expect("4 bytes"));
+    assert_eq!((size(16), size(20)), (width, height), "{}", path.display());
+    assert!(
+        picture.len() > min_bytes,
+        "{}: lines and text drawn",
+        path.display()
+    );
+    picture
+}

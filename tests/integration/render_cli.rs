@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::common::{
-    llm_lock, read_wav, run, test_models_dir, text, tiny_bundle, vivid, write_config,
+    Wav, assert_png, llm_lock, read_wav, run, test_models_dir, text, tiny_bundle, vivid,
+    write_config,
 };
 
 const NARRATION: &str = "The harbour was quiet that morning. Fog lay over the water and the \
@@ -26,6 +27,19 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
             dir.join("cache").display()
         ),
     )
+}
+
+/// Measured on the file: the loudness target (-16 LUFS), the true-peak
+/// ceiling (-1 dBTP) and, from the report, the speech 15 LU over the
+/// background while it speaks.
+fn assert_mix_targets(audio: &Wav, report: &Value) {
+    let (rate, channels) = (audio.rate, usize::from(audio.channels));
+    let integrated = vivid::mix::loudness::integrated(&audio.samples, rate, channels).unwrap();
+    assert!((integrated + 16.0).abs() <= 0.5, "{integrated} LUFS");
+    let peak = vivid::mix::loudness::true_peak_db(&audio.samples, rate, channels).unwrap();
+    assert!(peak <= -1.0 + 0.05, "{peak} dBTP");
+    let difference = report["mix"]["speech_over_background_lu"].as_f64().unwrap();
+    assert!((difference - 15.0).abs() <= 1.5, "{difference} LU");
 }
 
 fn report(wav: &Path) -> Value {
@@ -51,14 +65,7 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
         .arg(&png));
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The picture of the mix: a 1600 x 600 PNG.
-    let picture = std::fs::read(&png).unwrap();
-    assert_eq!(&picture[..8], b"\x89PNG\r\n\x1a\n");
-    assert_eq!(
-        u32::from_be_bytes(picture[16..20].try_into().unwrap()),
-        1600
-    );
-    assert_eq!(u32::from_be_bytes(picture[20..24].try_into().unwrap()), 600);
-    assert!(picture.len() > 20_000, "lines and text drawn");
+    assert_png(&png, 1600, 600, 20_000);
     // Default output: the input's name in paths.output_dir.
     let wav = tmp.path().join("out/harbour.wav");
     let audio = read_wav(&wav);
@@ -84,14 +91,7 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
         assert!(scene["background_seconds"].as_f64().unwrap() > 2.0);
     }
 
-    // Measured on the file: loudness target, true-peak ceiling.
-    let integrated = vivid::mix::loudness::integrated(samples, rate, channels).unwrap();
-    assert!((integrated + 16.0).abs() <= 0.5, "{integrated} LUFS");
-    let peak = vivid::mix::loudness::true_peak_db(samples, rate, channels).unwrap();
-    assert!(peak <= -1.0 + 0.05, "{peak} dBTP");
-    // Speech over background while speech plays, as set (15 LU).
-    let difference = r["mix"]["speech_over_background_lu"].as_f64().unwrap();
-    assert!((difference - 15.0).abs() <= 1.5, "{difference} LU");
+    assert_mix_targets(&audio, &r);
     // Length: pre-roll + speech + tail, within one 1024-sample buffer.
     let expected = (r["mix"]["pre_roll_s"].as_f64().unwrap()
         + r["mix"]["speech_s"].as_f64().unwrap()
@@ -170,14 +170,8 @@ fn by_default_the_narration_plays_over_a_soundscape_at_its_level() {
         );
     }
     let audio = read_wav(&wav);
-    let (rate, channels) = (audio.rate, usize::from(audio.channels));
-    assert_eq!((rate, channels), (48_000, 2));
-    let integrated = vivid::mix::loudness::integrated(&audio.samples, rate, channels).unwrap();
-    assert!((integrated + 16.0).abs() <= 0.5, "{integrated} LUFS");
-    let peak = vivid::mix::loudness::true_peak_db(&audio.samples, rate, channels).unwrap();
-    assert!(peak <= -1.0 + 0.05, "{peak} dBTP");
-    let difference = r["mix"]["speech_over_background_lu"].as_f64().unwrap();
-    assert!((difference - 15.0).abs() <= 1.5, "{difference} LU");
+    assert_eq!((audio.rate, audio.channels), (48_000, 2));
+    assert_mix_targets(&audio, &r);
     // The pre-roll is the soundscape alone, in stereo: sound, and the two
     // channels differ.
     let pre_roll = 48_000;
