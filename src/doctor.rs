@@ -264,7 +264,8 @@ fn probe_playback_device(device: &str) -> Result<(), String> {
 
 fn check_dirs(config: &Config) -> Vec<Check> {
     let mut dirs: Vec<(&str, &Path)> = vec![("models folder", &config.models_dir)];
-    dirs.extend(config.spool.all());
+    let spool = crate::serve::spool::SpoolDirs::under(&config.spool_dir);
+    dirs.extend(spool.all());
     dirs.push(("output folder", &config.output_dir));
     dirs.into_iter()
         .map(|(what, dir)| check_writable_dir(what, dir))

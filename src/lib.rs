@@ -29,3 +29,17 @@ pub mod render;
 pub mod serve;
 pub mod speech;
 pub mod text;
+
+/// An error and its sources, one after the other ("a: b: c"), as anyhow's
+/// `{:#}` writes them: for log lines of typed errors, whose own message
+/// leaves the source to the chain.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -18,11 +18,7 @@ use crate::config::Config;
 use crate::describe::{CallOptions, Describer, Description, Method};
 use crate::mix::{self, MixReport, MixSettings, SceneBackground};
 use crate::output::wav::WavStream;
-use crate::speech::{SpeakOptions, Voice};
-
-/// The hint for a voice that cannot be loaded.
-pub const VOICE_HINT: &str = "hint: `vivid models verify` checks the default voice, \
-     `vivid models fetch` installs it";
+use crate::speech::{SpeakOptions, VOICE_HINT, Voice};
 
 /// The stages, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,26 +113,6 @@ pub struct RenderReport {
     pub seconds: StageSeconds,
 }
 
-/// Mix settings from the config.
-pub fn mix_settings(config: &Config) -> MixSettings {
-    let m = &config.mix;
-    MixSettings {
-        output_rate: m.output_rate,
-        channels: m.channels,
-        pre_roll_s: m.pre_roll_s,
-        tail_s: m.tail_s,
-        scene_crossfade_s: m.scene_crossfade_s,
-        ducking: mix::DuckingSettings {
-            mode: m.ducking,
-            speech_over_background_lu: m.speech_over_background_lu,
-            pause_rise_db: m.pause_rise_db,
-            ..mix::DuckingSettings::default()
-        },
-        target_lufs: m.target_lufs,
-        true_peak_dbtp: m.true_peak_dbtp,
-    }
-}
-
 /// Renders `input` into `output` (WAV) and `output` with `.json` (the
 /// report), both written atomically.
 pub fn render(
@@ -199,8 +175,7 @@ impl Speech {
 struct SpeechSettings {
     voice: PathBuf,
     voices_dir: PathBuf,
-    rate: f32,
-    speaker: i64,
+    options: SpeakOptions,
     sentence_silence: f32,
 }
 
@@ -235,14 +210,13 @@ impl Renderer {
             speech: SpeechSettings {
                 voice: config.voice.clone(),
                 voices_dir: config.models_dir.join("voices"),
-                rate: config.speech.rate,
-                speaker: config.speech.speaker,
+                options: config.speak_options(),
                 sentence_silence: config.speech.sentence_silence,
             },
             background: opened.generator,
             background_settings,
             background_note: opened.note,
-            mix: mix_settings(config),
+            mix: config.mix_settings(),
         })
     }
 
@@ -386,11 +360,9 @@ impl Renderer {
             }
             None => (&self.voice, self.speech.voice.clone()),
         };
-        let rate = job.overrides.rate.unwrap_or(self.speech.rate);
         let options = SpeakOptions {
-            speaker: Some(self.speech.speaker),
-            rate: Some(rate),
-            ..SpeakOptions::default()
+            rate: job.overrides.rate.or(self.speech.options.rate),
+            ..self.speech.options.clone()
         };
         let sample_rate = voice.sample_rate();
         let silence = vec![0f32; (self.speech.sentence_silence * sample_rate as f32) as usize];
@@ -415,7 +387,7 @@ impl Renderer {
             sample_rate,
             scene_starts_s,
             voice: voice_path,
-            rate,
+            rate: options.rate.unwrap_or(1.0),
         })
     }
 

@@ -114,9 +114,9 @@ impl BackgroundCache {
         if !self.enabled() {
             return Ok(path);
         }
-        let fail = |path: &Path, reason: String| BackgroundError::Cache {
+        let fail = |path: &Path, source: std::io::Error| BackgroundError::Cache {
             path: path.to_path_buf(),
-            reason,
+            source,
         };
         let mut bytes = std::io::Cursor::new(Vec::with_capacity(samples.len() * 4 + 64));
         {
@@ -126,20 +126,21 @@ impl BackgroundCache {
                 bits_per_sample: 32,
                 sample_format: hound::SampleFormat::Float,
             };
-            let mut writer =
-                hound::WavWriter::new(&mut bytes, spec).map_err(|e| fail(&path, e.to_string()))?;
+            let mut writer = hound::WavWriter::new(&mut bytes, spec)
+                .map_err(|e| fail(&path, std::io::Error::other(e)))?;
             for &s in samples {
                 writer
                     .write_sample(s)
-                    .map_err(|e| fail(&path, e.to_string()))?;
+                    .map_err(|e| fail(&path, std::io::Error::other(e)))?;
             }
-            writer.finalize().map_err(|e| fail(&path, e.to_string()))?;
+            writer
+                .finalize()
+                .map_err(|e| fail(&path, std::io::Error::other(e)))?;
         }
         let write = |target: &Path, data: &[u8]| -> Result<(), BackgroundError> {
-            let mut file = AtomicFile::create(target).map_err(|e| fail(target, e.to_string()))?;
-            file.write_all(data)
-                .map_err(|e| fail(target, e.to_string()))?;
-            file.commit().map_err(|e| fail(target, e.to_string()))
+            let mut file = AtomicFile::create(target).map_err(|e| fail(target, e))?;
+            file.write_all(data).map_err(|e| fail(target, e))?;
+            file.commit().map_err(|e| fail(target, e))
         };
         write(&path, bytes.get_ref())?;
         let description = serde_json::to_vec_pretty(key).unwrap_or_default();

@@ -31,7 +31,7 @@ pub use soundscape::Level;
 pub enum BackgroundError {
     #[error(transparent)]
     Bundle(#[from] audioldm2::bundle::BundleError),
-    #[error("{path}: {reason} (make the bundle again with quantize/export.py)")]
+    #[error("{path}: {reason} ({})", audioldm2::REMAKE_BUNDLE)]
     Graph { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Device { path: PathBuf, reason: String },
@@ -43,8 +43,12 @@ pub enum BackgroundError {
     InitLatents { path: PathBuf, reason: String },
     #[error("{0}")]
     Request(String),
-    #[error("background cache {path}: {reason}")]
-    Cache { path: PathBuf, reason: String },
+    #[error("background cache {path}")]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Cancelled(String),
     #[error("internal error in the background engine: {0}")]
@@ -485,7 +489,7 @@ pub fn make_from_recipe(
             generator.sample_rate(),
             generator.channels(),
         ) {
-            tracing::warn!("{e}");
+            tracing::warn!("{}", crate::error_chain(&e));
         }
     }
     Ok(Background {
@@ -508,11 +512,10 @@ impl SceneRecipe {
     }
 }
 
-/// Progress of a background as periodic log lines, an optional progress
-/// bar, and a one-line status for `vivid status`.
+/// Progress of a background as periodic log lines and a one-line status
+/// for `vivid status`.
 pub struct ProgressLog {
     clips: usize,
-    bar: Option<indicatif::ProgressBar>,
     started: std::time::Instant,
     last_log: Option<std::time::Instant>,
     status: String,
@@ -522,12 +525,11 @@ pub struct ProgressLog {
 const PROGRESS_LOG_EVERY_S: f32 = 10.0;
 
 impl ProgressLog {
-    /// Progress, drawn on `bar` when given; the clip count comes from the
-    /// engine ([`Observer::clips`]).
-    pub fn new(bar: Option<indicatif::ProgressBar>) -> Self {
+    /// Progress; the clip count comes from the engine
+    /// ([`Observer::clips`]).
+    pub fn new() -> Self {
         Self {
             clips: 1,
-            bar,
             started: std::time::Instant::now(),
             last_log: None,
             status: "starting".to_owned(),
@@ -540,6 +542,12 @@ impl ProgressLog {
     }
 }
 
+impl Default for ProgressLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Observer for ProgressLog {
     fn clips(&mut self, count: usize) {
         self.clips = count.max(1);
@@ -548,9 +556,6 @@ impl Observer for ProgressLog {
     fn stage(&mut self, clip: usize, stage: Stage) {
         self.status = format!("clip {}/{}: {}", clip + 1, self.clips, stage.label());
         tracing::info!("background {}", self.status);
-        if let Some(bar) = &self.bar {
-            bar.set_message(self.status.clone());
-        }
     }
 
     fn step(&mut self, clip: usize, done: usize, total: usize) {
@@ -559,16 +564,10 @@ impl Observer for ProgressLog {
             clip + 1,
             self.clips
         );
-        if let Some(bar) = &self.bar {
-            bar.set_length((total * self.clips) as u64);
-            bar.set_position((clip * total + done) as u64);
-            bar.set_message(self.status.clone());
-        }
         let due = self
             .last_log
             .is_none_or(|t| t.elapsed().as_secs_f32() >= PROGRESS_LOG_EVERY_S);
-        // With a bar on screen the bar shows this; log lines would tear it.
-        if self.bar.is_none() && (due || done == total) {
+        if due || done == total {
             self.last_log = Some(std::time::Instant::now());
             tracing::info!(
                 elapsed_s = format!("{:.1}", self.started.elapsed().as_secs_f32()),

@@ -33,7 +33,7 @@ pub use prompt::PromptStyle;
 pub use scenes::SceneBounds;
 
 /// How a caption is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// The language model describes the sound scene (method 1).
@@ -50,6 +50,19 @@ impl Method {
             Method::Llm => "llm",
             Method::Text => "text",
             Method::Fixed => "fixed",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Method, String> {
+        match s.trim().to_lowercase().as_str() {
+            "llm" => Ok(Method::Llm),
+            "text" => Ok(Method::Text),
+            "fixed" => Ok(Method::Fixed),
+            other => Err(format!("unknown method `{other}`: use llm, text or fixed")),
         }
     }
 }

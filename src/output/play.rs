@@ -24,8 +24,12 @@ pub enum PlayError {
         seconds: u64,
         reason: String,
     },
-    #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: hound::Error,
+    },
     #[error("resampling for the device failed: {0}")]
     Resample(String),
 }
@@ -354,24 +358,24 @@ pub fn to_device_channels(planar: &[Vec<f32>], device_channels: usize) -> Vec<f3
 
 /// A WAV file's samples (interleaved, in [-1, 1]), rate and channels.
 pub fn read_wav(path: &Path) -> Result<(Vec<f32>, u32, u16), PlayError> {
-    let fail = |reason: String| PlayError::Read {
+    let fail = |source: hound::Error| PlayError::Read {
         path: path.to_path_buf(),
-        reason,
+        source,
     };
-    let reader = hound::WavReader::open(path).map_err(|e| fail(e.to_string()))?;
+    let reader = hound::WavReader::open(path).map_err(fail)?;
     let spec = reader.spec();
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader
             .into_samples::<f32>()
             .collect::<Result<_, _>>()
-            .map_err(|e| fail(e.to_string()))?,
+            .map_err(fail)?,
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
             reader
                 .into_samples::<i32>()
                 .map(|s| s.map(|v| v as f32 * scale))
                 .collect::<Result<_, _>>()
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(fail)?
         }
     };
     Ok((interleaved, spec.sample_rate, spec.channels.max(1)))
@@ -409,7 +413,11 @@ impl Player {
                 for path in items {
                     let result = play_file(&mut sink, &path);
                     if let Err(e) = &result {
-                        tracing::warn!("playback of {} failed: {e}", path.display());
+                        tracing::warn!(
+                            "playback of {} failed: {}",
+                            path.display(),
+                            crate::error_chain(e)
+                        );
                     }
                     if done.send(Played { path, result }).is_err() {
                         break;

@@ -7,11 +7,21 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::AtomicFile;
 
+/// A WAV file that could not be written. hound's own errors are kept as
+/// I/O errors so that a full disk stays recognisable (`ErrorKind::StorageFull`).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {reason}")]
+#[error("cannot write {path}")]
 pub struct WavError {
     pub path: PathBuf,
-    pub reason: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn hound_io(e: hound::Error) -> std::io::Error {
+    match e {
+        hound::Error::IoError(io) => io,
+        other => std::io::Error::other(other),
+    }
 }
 
 /// A 16-bit WAV file written piece by piece, so a long narration is
@@ -37,14 +47,14 @@ impl WavStream {
         sample_rate: u32,
         channels: u16,
     ) -> Result<WavStream, WavError> {
-        let err = |reason: String| WavError {
+        let err = |source: std::io::Error| WavError {
             path: path.to_path_buf(),
-            reason,
+            source,
         };
-        let mut file = AtomicFile::create(path).map_err(|e| err(e.to_string()))?;
+        let mut file = AtomicFile::create(path).map_err(err)?;
         // hound needs to own a seekable writer; a second handle to the same
         // open file shares its offset, and `file` keeps the commit logic.
-        let handle = file.as_file().try_clone().map_err(|e| err(e.to_string()))?;
+        let handle = file.as_file().try_clone().map_err(err)?;
         let spec = hound::WavSpec {
             channels: channels.max(1),
             sample_rate,
@@ -52,7 +62,7 @@ impl WavStream {
             sample_format: hound::SampleFormat::Int,
         };
         let writer =
-            hound::WavWriter::new(BufWriter::new(handle), spec).map_err(|e| err(e.to_string()))?;
+            hound::WavWriter::new(BufWriter::new(handle), spec).map_err(|e| err(hound_io(e)))?;
         Ok(WavStream {
             path: path.to_path_buf(),
             file,
@@ -70,7 +80,7 @@ impl WavStream {
             let v = (s * 32767.0).clamp(-32768.0, 32767.0) as i16;
             self.writer.write_sample(v).map_err(|e| WavError {
                 path: self.path.clone(),
-                reason: e.to_string(),
+                source: hound_io(e),
             })?;
         }
         self.samples += samples.len() as u64;
@@ -90,12 +100,12 @@ impl WavStream {
 
     /// Completes the header, flushes to disk and moves the file into place.
     pub fn finish(self) -> Result<(), WavError> {
-        let err = |reason: String| WavError {
+        let err = |source: std::io::Error| WavError {
             path: self.path.clone(),
-            reason,
+            source,
         };
-        self.writer.finalize().map_err(|e| err(e.to_string()))?;
-        self.file.commit().map_err(|e| err(e.to_string()))
+        self.writer.finalize().map_err(|e| err(hound_io(e)))?;
+        self.file.commit().map_err(err)
     }
 }
 

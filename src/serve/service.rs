@@ -16,9 +16,29 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::job::{JobFile, Overrides};
-use super::spool::{Claimed, InputKind, Outputs, Spool, input_kind};
+use super::spool::{Claimed, InputKind, Outputs, Spool, SpoolDirs, input_kind};
 use crate::config::{Config, ConfigSource};
 use crate::render::{FileRecord, Job, RenderObserver, RenderStage, Renderer};
+
+/// What the service is doing, as `status.json` writes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    #[default]
+    Idle,
+    Working,
+    Stopped,
+}
+
+impl ServiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Idle => "idle",
+            ServiceState::Working => "working",
+            ServiceState::Stopped => "stopped",
+        }
+    }
+}
 
 /// What `status.json` holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -26,7 +46,7 @@ pub struct ServiceStatus {
     pub pid: u32,
     pub started_unix: u64,
     pub updated_unix: u64,
-    pub state: String,
+    pub state: ServiceState,
     pub waiting: usize,
     pub current: Option<String>,
     pub stage: Option<String>,
@@ -134,172 +154,271 @@ impl RenderObserver for JobObserver<'_> {
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn serve(config: Config) -> Result<()> {
-    let source = config.source.clone();
-    let mut config = config;
-    let spool = Spool::open(&config.spool)?;
-    let (finished, requeued) = spool
-        .recover(report_names_input)
-        .context("recovering the jobs a previous run left")?;
-    if finished + requeued > 0 {
-        tracing::info!(finished, requeued, "recovered unfinished jobs");
-    }
-    let mut renderer = Renderer::new(&config)?;
-    renderer.preload()?;
+    let mut service = Service::start(config)?;
+    let ran = service.run();
+    service.stop();
+    ran
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let reload = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+/// The service's flags that signal handlers raise.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
 
-    // Files being written: created or modified, not yet closed. They are
-    // left alone until their writer closes them (or renames them in).
-    let (wake, woken) = std::sync::mpsc::channel::<Option<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let _ = wake.send(event.ok());
-    })
-    .context("starting the inbox watcher (inotify)")?;
-    notify::Watcher::watch(
-        &mut watcher,
-        &config.spool.inbox,
-        notify::RecursiveMode::NonRecursive,
-    )
-    .with_context(|| format!("watching {}", config.spool.inbox.display()))?;
-
-    let heartbeat = Arc::new(AtomicU64::new(now_unix()));
-    start_watchdog(Arc::clone(&heartbeat), Arc::clone(&stop));
-    let mut status = StatusWriter {
-        path: status_path(&config),
-        status: ServiceStatus {
-            pid: std::process::id(),
-            started_unix: now_unix(),
-            state: "idle".into(),
-            ..ServiceStatus::default()
-        },
-        last_write: None,
-        heartbeat,
-    };
-    let (played_tx, played) = std::sync::mpsc::channel();
-    let player = config
-        .playback
-        .enabled
-        .then(|| crate::output::play::Player::spawn(config.playback.settings(), played_tx));
-    let mut kiosk = Kiosk::default();
-    let mut writing = Writing::default();
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(inbox = %config.spool.inbox.display(), "waiting for texts");
-    status.write(true);
-
-    while !stop.load(Ordering::Relaxed) {
-        if reload.swap(false, Ordering::Relaxed) {
-            match reload_config(&source) {
-                Ok(new) => match Renderer::new(&new).and_then(|mut r| r.preload().map(|()| r)) {
-                    Ok(r) => {
-                        tracing::info!("config reloaded");
-                        renderer = r;
-                        config = new;
-                    }
-                    Err(e) => tracing::error!("new config kept out, the old one runs on: {e:#}"),
-                },
-                Err(e) => tracing::error!("new config kept out, the old one runs on: {e:#}"),
-            }
+impl Signals {
+    fn register() -> Result<Signals> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))?;
         }
-        let waiting = spool.waiting()?;
-        status.status.waiting = waiting.len();
-        kiosk.settle(&played);
-        while let Ok(event) = woken.try_recv() {
-            writing.note(event);
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+        Ok(Signals { stop, reload })
+    }
+}
+
+/// The inbox watcher and what it has told about files being written.
+struct Inbox {
+    // Kept alive: dropping it stops the events.
+    _watcher: notify::RecommendedWatcher,
+    woken: std::sync::mpsc::Receiver<Option<notify::Event>>,
+    writing: Writing,
+}
+
+impl Inbox {
+    fn watch(inbox: &Path) -> Result<Inbox> {
+        let (wake, woken) = std::sync::mpsc::channel::<Option<notify::Event>>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let _ = wake.send(event.ok());
+            })
+            .context("starting the inbox watcher (inotify)")?;
+        notify::Watcher::watch(&mut watcher, inbox, notify::RecursiveMode::NonRecursive)
+            .with_context(|| format!("watching {}", inbox.display()))?;
+        Ok(Inbox {
+            _watcher: watcher,
+            woken,
+            writing: Writing::default(),
+        })
+    }
+
+    /// Takes in the events so far.
+    fn drain(&mut self) {
+        while let Ok(event) = self.woken.try_recv() {
+            self.writing.note(event);
         }
-        let Some(next) = waiting
-            .into_iter()
-            .find(|p| !writing.is_open(p) && !referenced_by_a_waiting_job(&spool, p))
-        else {
-            status.status.state = "idle".into();
-            status.write(false);
-            if let Some(player) = &player {
-                kiosk.maybe_play(&config, &spool, player);
-            }
-            // Woken by the watcher, or every second to notice signals.
-            if let Ok(event) = woken.recv_timeout(Duration::from_secs(1)) {
-                writing.note(event);
-            }
-            while let Ok(event) = woken.try_recv() {
-                writing.note(event);
-            }
-            continue;
+    }
+
+    /// Waits for the next event, or `most` to notice signals.
+    fn wait(&mut self, most: Duration) {
+        if let Ok(event) = self.woken.recv_timeout(most) {
+            self.writing.note(event);
+        }
+        self.drain();
+    }
+}
+
+/// The running service: one pipeline, the spool, and what systemd and
+/// `vivid status` are told.
+struct Service {
+    source: ConfigSource,
+    config: Config,
+    spool: Spool,
+    renderer: Renderer,
+    signals: Signals,
+    inbox: Inbox,
+    status: StatusWriter,
+    player: Option<crate::output::play::Player>,
+    played: std::sync::mpsc::Receiver<crate::output::play::Played>,
+    kiosk: Kiosk,
+}
+
+impl Service {
+    /// Recovers what a previous run left, loads every model, starts
+    /// watching and tells systemd it is ready.
+    fn start(config: Config) -> Result<Service> {
+        let spool = Spool::open(&SpoolDirs::under(&config.spool_dir))?;
+        let (finished, requeued) = spool
+            .recover(report_names_input)
+            .context("recovering the jobs a previous run left")?;
+        if finished + requeued > 0 {
+            tracing::info!(finished, requeued, "recovered unfinished jobs");
+        }
+        let mut renderer = Renderer::new(&config)?;
+        renderer.preload()?;
+        let signals = Signals::register()?;
+        let inbox = Inbox::watch(&spool.dirs().inbox)?;
+        let heartbeat = Arc::new(AtomicU64::new(now_unix()));
+        start_watchdog(Arc::clone(&heartbeat), Arc::clone(&signals.stop));
+        let status = StatusWriter {
+            path: status_path(&config),
+            status: ServiceStatus {
+                pid: std::process::id(),
+                started_unix: now_unix(),
+                ..ServiceStatus::default()
+            },
+            last_write: None,
+            heartbeat,
         };
-        let claimed = match spool.claim(&next) {
+        let (played_tx, played) = std::sync::mpsc::channel();
+        let player = config
+            .playback
+            .enabled
+            .then(|| crate::output::play::Player::spawn(config.playback_settings(), played_tx));
+        let mut service = Service {
+            source: config.source.clone(),
+            config,
+            spool,
+            renderer,
+            signals,
+            inbox,
+            status,
+            player,
+            played,
+            kiosk: Kiosk::default(),
+        };
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        tracing::info!(inbox = %service.spool.dirs().inbox.display(), "waiting for texts");
+        service.status.write(true);
+        Ok(service)
+    }
+
+    /// Narrates what arrives until a stop signal.
+    fn run(&mut self) -> Result<()> {
+        while !self.signals.stop.load(Ordering::Relaxed) {
+            if self.signals.reload.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            match self.next_input()? {
+                Some(next) => self.narrate(&next)?,
+                None => self.idle(),
+            }
+        }
+        Ok(())
+    }
+
+    /// Swaps in the config file's current settings, or keeps the old ones
+    /// when the new ones cannot run.
+    fn reload(&mut self) {
+        let loaded = reload_config(&self.source).and_then(|new| {
+            let mut renderer = Renderer::new(&new)?;
+            renderer.preload()?;
+            Ok((new, renderer))
+        });
+        match loaded {
+            Ok((config, renderer)) => {
+                tracing::info!("config reloaded");
+                self.renderer = renderer;
+                self.config = config;
+            }
+            Err(e) => tracing::error!("new config kept out, the old one runs on: {e:#}"),
+        }
+    }
+
+    /// The oldest inbox file ready to narrate: closed by its writer and not
+    /// a job file's text.
+    fn next_input(&mut self) -> Result<Option<PathBuf>> {
+        let waiting = self.spool.waiting()?;
+        self.status.status.waiting = waiting.len();
+        self.kiosk.settle(&self.played);
+        self.inbox.drain();
+        Ok(waiting.into_iter().find(|p| {
+            !self.inbox.writing.is_open(p) && !referenced_by_a_waiting_job(&self.spool, p)
+        }))
+    }
+
+    /// Nothing to narrate: kiosk rounds, then wait for the watcher (or a
+    /// second, to notice signals).
+    fn idle(&mut self) {
+        self.status.status.state = ServiceState::Idle;
+        self.status.write(false);
+        if let Some(player) = &self.player {
+            self.kiosk.maybe_play(&self.config, &self.spool, player);
+        }
+        self.inbox.wait(Duration::from_secs(1));
+    }
+
+    /// Claims one input, narrates it and files it into done/ or failed/.
+    fn narrate(&mut self, next: &Path) -> Result<()> {
+        let claimed = match self.spool.claim(next) {
             Ok(claimed) => claimed,
             Err(e) => {
                 // Gone meanwhile (its writer renamed it away): not ours.
-                tracing::debug!("{e}");
-                continue;
+                tracing::debug!("{:#}", anyhow::Error::from(e));
+                return Ok(());
             }
         };
-        status.status.state = "working".into();
-        status.status.current = Some(claimed.name.clone());
-        status.write(true);
+        self.status.status.state = ServiceState::Working;
+        self.status.status.current = Some(claimed.name.clone());
+        self.status.write(true);
         tracing::info!(job = %claimed.name, "narrating");
         let mut companions = Vec::new();
         let outcome = run_job(
-            &spool,
-            &config,
-            &mut renderer,
+            &self.spool,
+            &self.config,
+            &mut self.renderer,
             &claimed,
             &mut companions,
-            &mut status,
+            &mut self.status,
         );
         for companion in &companions {
             // A job's text file goes where its job goes.
             let folder = if outcome.is_ok() {
-                &spool.dirs().done
+                &self.spool.dirs().done
             } else {
-                &spool.dirs().failed
+                &self.spool.dirs().failed
             };
-            spool.file_into(companion, folder)?;
+            self.spool.file_into(companion, folder)?;
         }
         match outcome {
             Ok((wav, play)) => {
-                status.status.done += 1;
+                self.status.status.done += 1;
                 tracing::info!(job = %claimed.name, output = %wav.display(), "done");
-                if play && let Some(player) = &player {
-                    kiosk.queued += usize::from(player.enqueue(wav));
+                if play && let Some(player) = &self.player {
+                    self.kiosk.queued += usize::from(player.enqueue(wav));
                 }
             }
-            Err(e) => {
-                let reason = format!("{e:#}");
-                tracing::error!(job = %claimed.name, "failed: {reason}");
-                spool
-                    .fail(&claimed, &reason)
-                    .with_context(|| format!("moving {} to failed/", claimed.name))?;
-                status.status.failed += 1;
-                status
-                    .status
-                    .last_errors
-                    .push((claimed.name.clone(), reason));
-                let excess = status.status.last_errors.len().saturating_sub(5);
-                status.status.last_errors.drain(..excess);
-            }
+            Err(e) => self.fail(&claimed, &e)?,
         }
-        status.status.current = None;
-        status.status.stage = None;
-        status.status.state = "idle".into();
-        status.status.waiting = spool.waiting().map_or(0, |w| w.len());
-        status.write(true);
-        if status.status.waiting == 0 {
+        self.status.status.current = None;
+        self.status.status.stage = None;
+        self.status.status.state = ServiceState::Idle;
+        self.status.status.waiting = self.spool.waiting().map_or(0, |w| w.len());
+        self.status.write(true);
+        if self.status.status.waiting == 0 {
             // Idle until the next file: the memory the job freed goes back.
             crate::compute::release_freed_memory();
         }
+        Ok(())
     }
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    status.status.state = "stopped".into();
-    status.write(true);
-    // Playback still queued is not waited for: a stop must not hang on a
-    // sound card that is gone.
-    drop(player);
-    tracing::info!("stopped");
-    Ok(())
+
+    /// Files a job into failed/ with its reason, and remembers the reason
+    /// for `vivid status`.
+    fn fail(&mut self, claimed: &Claimed, error: &anyhow::Error) -> Result<()> {
+        let reason = format!("{error:#}");
+        tracing::error!(job = %claimed.name, "failed: {reason}");
+        self.spool
+            .fail(claimed, &reason)
+            .with_context(|| format!("moving {} to failed/", claimed.name))?;
+        let status = &mut self.status.status;
+        status.failed += 1;
+        status.last_errors.push((claimed.name.clone(), reason));
+        let excess = status.last_errors.len().saturating_sub(5);
+        status.last_errors.drain(..excess);
+        Ok(())
+    }
+
+    /// Tells systemd and `vivid status` that the service stopped.
+    fn stop(mut self) {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        self.status.status.state = ServiceState::Stopped;
+        self.status.write(true);
+        // Playback still queued is not waited for: a stop must not hang on
+        // a sound card that is gone.
+        drop(self.player.take());
+        tracing::info!("stopped");
+    }
 }
 
 /// Inbox files someone is still writing, from inotify's events.
@@ -521,7 +640,7 @@ fn run_job(
     let report = crate::render::sidecar_path(&wav);
     let mut observer = JobObserver {
         status,
-        progress: crate::background::ProgressLog::new(None),
+        progress: crate::background::ProgressLog::new(),
         started: Instant::now(),
         bound: (config.service.job_timeout_s > 0)
             .then(|| Duration::from_secs(config.service.job_timeout_s)),

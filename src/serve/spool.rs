@@ -15,21 +15,61 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use serde::Serialize;
 use thiserror::Error;
 
-use crate::config::SpoolDirs;
 use crate::fsutil::{AtomicFile, fsync_dir};
 
 #[derive(Debug, Error)]
 pub enum SpoolError {
-    #[error("{path}: {reason}")]
-    Io { path: PathBuf, reason: String },
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot move it to {to}")]
+    Move {
+        path: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> SpoolError {
+fn io_error(path: &Path, source: std::io::Error) -> SpoolError {
     SpoolError::Io {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
+    }
+}
+
+/// The job folders below the spool directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpoolDirs {
+    pub inbox: PathBuf,
+    pub processing: PathBuf,
+    pub done: PathBuf,
+    pub failed: PathBuf,
+}
+
+impl SpoolDirs {
+    pub fn under(root: &Path) -> Self {
+        Self {
+            inbox: root.join("inbox"),
+            processing: root.join("processing"),
+            done: root.join("done"),
+            failed: root.join("failed"),
+        }
+    }
+
+    pub fn all(&self) -> [(&'static str, &Path); 4] {
+        [
+            ("inbox", &self.inbox),
+            ("processing", &self.processing),
+            ("done", &self.done),
+            ("failed", &self.failed),
+        ]
     }
 }
 
@@ -228,9 +268,10 @@ fn file_name(path: &Path) -> String {
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), SpoolError> {
-    std::fs::rename(from, to).map_err(|e| SpoolError::Io {
+    std::fs::rename(from, to).map_err(|source| SpoolError::Move {
         path: from.to_path_buf(),
-        reason: format!("cannot move it to {}: {e}", to.display()),
+        to: to.to_path_buf(),
+        source,
     })?;
     for dir in [from.parent(), to.parent()].into_iter().flatten() {
         fsync_dir(dir).map_err(|e| io_error(dir, e))?;

@@ -21,6 +21,10 @@ pub use phonemes::Sentence;
 pub use vits::{DEFAULT_BUCKETS, VitsModel};
 pub use voice_config::{VoiceConfig, config_path_for};
 
+/// The hint for a voice that cannot be loaded.
+pub const VOICE_HINT: &str = "hint: `vivid models verify` checks the default voice, \
+     `vivid models fetch` installs it";
+
 #[derive(Debug, Error)]
 pub enum SpeechError {
     #[error("espeak-ng: {0}")]

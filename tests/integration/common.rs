@@ -142,10 +142,21 @@ pub fn compare(ours: &[f32], theirs: &[f32]) -> Comparison {
 pub struct Wav {
     pub rate: u32,
     pub channels: u16,
+    /// 16 for the 16-bit files vivid writes, 32 for float files.
+    pub bits: u16,
     pub samples: Vec<f32>,
 }
 
 impl Wav {
+    /// The 16-bit sample values of a 16-bit file, exactly as stored.
+    pub fn as_i16(&self) -> Vec<i16> {
+        assert_eq!(self.bits, 16, "a 16-bit WAV file");
+        self.samples
+            .iter()
+            .map(|s| (s * 32767.0).round() as i16)
+            .collect()
+    }
+
     pub fn frames(&self) -> usize {
         self.samples.len() / usize::from(self.channels.max(1))
     }
@@ -179,6 +190,7 @@ pub fn read_wav(path: &Path) -> Wav {
     Wav {
         rate: spec.sample_rate,
         channels: spec.channels,
+        bits: spec.bits_per_sample,
         samples,
     }
 }

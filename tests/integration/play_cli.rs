@@ -473,10 +473,10 @@ fn a_device_with_one_fixed_rate_gets_the_audio_resampled_to_it() {
     );
     recorder.wait_for_exit(Duration::from_secs(20));
 
-    let mut reader = hound::WavReader::open(&heard).unwrap();
-    assert_eq!(reader.spec().sample_rate, 44_100);
-    assert_eq!(reader.spec().channels, 2);
-    let frames: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let recorded = crate::common::read_wav(&heard);
+    assert_eq!(recorded.rate, 44_100);
+    assert_eq!(recorded.channels, 2);
+    let frames = recorded.as_i16();
     let (left, right): (Vec<i16>, Vec<i16>) = frames.chunks_exact(2).map(|f| (f[0], f[1])).unzip();
     assert_eq!(left, right, "both channels carry the narration");
     let loud: Vec<usize> = (0..left.len())

@@ -300,11 +300,7 @@ fn render_play_sends_the_narration_to_the_sound_device() {
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect();
-    let written: Vec<i16> = hound::WavReader::open(&wav)
-        .unwrap()
-        .into_samples::<i16>()
-        .map(Result::unwrap)
-        .collect();
+    let written = crate::common::read_wav(&wav).as_i16();
     assert_eq!(played.len(), written.len());
     assert!(played.iter().zip(&written).all(|(a, b)| a == b));
 

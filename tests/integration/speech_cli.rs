@@ -21,13 +21,9 @@ fn speak(input: &Path, output: &Path, voice: &Path) -> std::process::Output {
 }
 
 fn wav_seconds_and_peak(path: &Path) -> (f64, i16) {
-    let mut reader = hound::WavReader::open(path).unwrap();
-    let spec = reader.spec();
-    assert_eq!(
-        (spec.channels, spec.sample_rate, spec.bits_per_sample),
-        (1, 22050, 16)
-    );
-    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+    let wav = read_wav(path);
+    assert_eq!((wav.channels, wav.rate, wav.bits), (1, 22050, 16));
+    let samples = wav.as_i16();
     let peak = samples
         .iter()
         .map(|s| s.saturating_abs())

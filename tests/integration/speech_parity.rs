@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use vivid::speech::{SpeakOptions, Voice};
 
-use crate::common::compare;
+use crate::common::{self, compare};
 
 #[derive(Deserialize)]
 struct Reference {
@@ -73,11 +73,7 @@ fn deterministic() -> SpeakOptions {
 }
 
 fn read_wav(name: &str) -> Vec<f32> {
-    let mut reader = hound::WavReader::open(fixtures().join("reference").join(name)).unwrap();
-    reader
-        .samples::<i16>()
-        .map(|s| f32::from(s.unwrap()) / 32767.0)
-        .collect()
+    common::read_wav(&fixtures().join("reference").join(name)).samples
 }
 
 #[test]

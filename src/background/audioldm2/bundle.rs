@@ -16,9 +16,12 @@ pub enum BundleError {
     },
     #[error("{path} is not a valid AudioLDM2 bundle description: {reason}")]
     Invalid { path: PathBuf, reason: String },
-    #[error("{path}: {reason} (make the bundle again with quantize/export.py)")]
+    #[error("{path}: {reason} ({})", super::REMAKE_BUNDLE)]
     Tokenizer { path: PathBuf, reason: String },
-    #[error("{path}: {reason} (copy the bundle again, or make it again with quantize/export.py)")]
+    #[error(
+        "{path}: {reason} (copy the bundle again, or {})",
+        super::REMAKE_BUNDLE
+    )]
     Component { path: PathBuf, reason: String },
 }
 

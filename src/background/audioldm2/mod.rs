@@ -38,6 +38,9 @@ pub(crate) use super::{
 };
 pub use engine::{Engine, MemoryMode, Request, SchedulerKind};
 
+/// The fix for a bundle whose files are damaged or do not fit together.
+pub const REMAKE_BUNDLE: &str = "make the bundle again with quantize/export.py";
+
 /// The command that makes a bundle from real AudioLDM2 weights.
 pub const MAKE_BUNDLE: &str = "make one from real weights with `python quantize/export.py \
      cvssp/audioldm2 BUNDLE_DIR --seconds 10.24` (see quantize/README.md), then set \

@@ -2,6 +2,8 @@
 //! reference implementation in the same run, so the printed ratios compare
 //! like with like on whatever machine runs them.
 
+pub mod report;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -14,14 +16,14 @@ use crate::speech::{SpeakOptions, Voice};
 
 /// The benchmark's sentences: the speech parity set (numbers, dates,
 /// names, one very long sentence).
-pub const TTS_SENTENCES: &str = include_str!("../tests/fixtures/speech/sentences.txt");
+pub const TTS_SENTENCES: &str = include_str!("../../tests/fixtures/speech/sentences.txt");
 /// A 60-word paragraph for time-to-first-audio.
 pub const TTS_PARAGRAPH: &str = "The harbour was quiet that morning. Fog lay over the water \
     and the fishing boats waited at their moorings, ropes creaking as the tide turned. Somewhere \
     beyond the breakwater a bell rang twice. The keeper climbed the stairs of the lighthouse, \
     trimmed the wick, and watched the grey light spread slowly across the bay while gulls \
     circled above the empty quay.";
-const PIPER_SCRIPT: &str = include_str!("../tests/bench/piper_tts.py");
+const PIPER_SCRIPT: &str = include_str!("../../tests/bench/piper_tts.py");
 
 /// One configuration's measurements.
 #[derive(Debug, Clone, Deserialize)]
@@ -163,7 +165,7 @@ fn run_reference<T: serde::de::DeserializeOwned>(
 }
 
 /// The describer's development set (tests/fixtures/describe/devset.toml).
-pub const DESCRIBE_DEVSET: &str = include_str!("../tests/fixtures/describe/devset.toml");
+pub const DESCRIBE_DEVSET: &str = include_str!("../../tests/fixtures/describe/devset.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -367,8 +369,8 @@ pub fn run_describe_devset(
     })
 }
 
-const AUDIOLDM2_SCRIPT: &str = include_str!("../tests/bench/audioldm2_reference.py");
-const AUDIOLDM2_RUNNER: &str = include_str!("../quantize/runner.py");
+const AUDIOLDM2_SCRIPT: &str = include_str!("../../tests/bench/audioldm2_reference.py");
+const AUDIOLDM2_RUNNER: &str = include_str!("../../quantize/runner.py");
 
 /// The caption every background benchmark generates (the reference
 /// script's too).

@@ -1,0 +1,103 @@
+//! The one place that turns a resolved config into each stage's settings:
+//! commands, the renderer and the service all take their settings from here.
+
+use super::{Config, PromptChoice};
+
+impl Config {
+    /// The describer's settings.
+    pub fn describe_settings(&self) -> crate::describe::DescribeSettings {
+        use crate::describe::{DescribeSettings, PromptStyle, SceneBounds};
+        let d = &self.describe;
+        DescribeSettings {
+            method: d.method,
+            model: self.describer_model.clone(),
+            prompt: match d.prompt {
+                PromptChoice::Auto => None,
+                PromptChoice::Chat => Some(PromptStyle::Chat),
+                PromptChoice::Completion => Some(PromptStyle::Completion),
+            },
+            caption: Some(d.caption.clone()).filter(|c| !c.trim().is_empty()),
+            seed: d.seed,
+            temperature: d.temperature,
+            timeout: std::time::Duration::from_secs_f32(d.timeout_s),
+            scenes: SceneBounds {
+                min_chars: d.min_scene_chars,
+                max_chars: d.max_scene_chars,
+            },
+            threads: if self.system.threads == 0 {
+                crate::compute::available_cores()
+            } else {
+                self.system.threads
+            },
+        }
+    }
+
+    /// The background engines' settings.
+    pub fn background_settings(&self) -> crate::background::BackgroundSettings {
+        use crate::background::audioldm2::{Audioldm2Settings, MemoryMode};
+        let b = &self.background;
+        let a = &b.audioldm2;
+        crate::background::BackgroundSettings {
+            engine: b.engine,
+            seed: b.seed,
+            limits: crate::background::LengthLimits {
+                max_seconds: b.max_seconds,
+            },
+            cache_dir: self.background_cache_dir.clone(),
+            cache_max_bytes: b.cache_max_mb * 1024 * 1024,
+            audioldm2: Audioldm2Settings {
+                bundle: self.background_bundle.clone(),
+                negative: a.negative.clone(),
+                steps: a.steps,
+                scheduler: a.scheduler,
+                guidance: a.guidance,
+                variations: a.variations,
+                memory: if a.low_memory {
+                    MemoryMode::Low
+                } else {
+                    MemoryMode::Resident
+                },
+                device: a.device,
+            },
+        }
+    }
+
+    /// The mix's settings.
+    pub fn mix_settings(&self) -> crate::mix::MixSettings {
+        let m = &self.mix;
+        crate::mix::MixSettings {
+            output_rate: m.output_rate,
+            channels: m.channels,
+            pre_roll_s: m.pre_roll_s,
+            tail_s: m.tail_s,
+            scene_crossfade_s: m.scene_crossfade_s,
+            ducking: crate::mix::DuckingSettings {
+                mode: m.ducking,
+                speech_over_background_lu: m.speech_over_background_lu,
+                pause_rise_db: m.pause_rise_db,
+                ..crate::mix::DuckingSettings::default()
+            },
+            target_lufs: m.target_lufs,
+            true_peak_dbtp: m.true_peak_dbtp,
+        }
+    }
+
+    /// How the voice speaks: speaker and rate (the sampling noise is the
+    /// voice's own).
+    pub fn speak_options(&self) -> crate::speech::SpeakOptions {
+        crate::speech::SpeakOptions {
+            speaker: Some(self.speech.speaker),
+            rate: Some(self.speech.rate),
+            ..crate::speech::SpeakOptions::default()
+        }
+    }
+
+    /// The player's settings.
+    pub fn playback_settings(&self) -> crate::output::play::PlaybackSettings {
+        crate::output::play::PlaybackSettings {
+            device: self.playback.device.clone(),
+            volume: self.playback.volume,
+            reopen_for: std::time::Duration::from_secs(self.playback.reopen_s),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The config's parsing, validation and resolution.
+
+use super::*;
+
+fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
+    parse_config(Path::new("/etc/vivid/test.toml"), text)
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let file = parse("").expect("empty config is valid");
+    assert_eq!(file, ConfigFile::default());
+    assert!(file.playback.enabled);
+    assert_eq!(file.playback.device, "default");
+}
+
+#[test]
+fn good_file_is_read() {
+    let file = parse(
+        "[paths]\nmodels_dir = \"/srv/models\"\n[playback]\ndevice = \"hw:1,0\"\nenabled = false\n[log]\nlevel = \"debug\"\n",
+    )
+    .expect("valid config");
+    assert_eq!(
+        file.paths.models_dir.as_deref(),
+        Some(Path::new("/srv/models"))
+    );
+    assert_eq!(file.playback.device, "hw:1,0");
+    assert!(!file.playback.enabled);
+    assert_eq!(file.log.level, LogLevel::Debug);
+}
+
+#[test]
+fn unknown_key_names_file_key_line_and_choices() {
+    let err = parse("[playback]\nenabled = true\ndevise = \"hw:0\"\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("/etc/vivid/test.toml"), "{msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(msg.contains("devise"), "{msg}");
+    assert!(msg.contains("device"), "allowed keys listed: {msg}");
+}
+
+#[test]
+fn unknown_section_is_rejected() {
+    let msg = parse("[playbak]\ndevice = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("playbak") && msg.contains("line 1"), "{msg}");
+    assert!(msg.contains("playback"), "allowed sections listed: {msg}");
+}
+
+#[test]
+fn bad_value_names_key_and_what_is_allowed() {
+    let msg = parse("[log]\nlevel = \"loud\"\n").unwrap_err().to_string();
+    assert!(msg.contains("key `log.level`"), "{msg}");
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(msg.contains("info") && msg.contains("debug"), "{msg}");
+
+    let msg = parse("[playback]\nenabled = \"yes\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("playback.enabled") && msg.contains("line 2"),
+        "{msg}"
+    );
+
+    let msg = parse("[system]\nmin_free_disk_mb = -5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("system.min_free_disk_mb"), "{msg}");
+}
+
+#[test]
+fn out_of_range_values_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("vivid.toml");
+    std::fs::write(&path, "[speech]\nrate = 9.0\n").unwrap();
+    let msg = Config::load(ConfigSource::Flag(path.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("speech.rate") && msg.contains("0.25 to 4"),
+        "{msg}"
+    );
+    std::fs::write(&path, "[speech]\nsentence_silence = -1.0\n").unwrap();
+    let msg = Config::load(ConfigSource::Flag(path))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("speech.sentence_silence"), "{msg}");
+}
+
+#[test]
+fn audioldm2_keys_moved_to_their_table_and_say_so() {
+    let msg = parse("[background]\nseed = 3\nsteps = 30\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("line 3") && msg.contains("background.steps"),
+        "{msg}"
+    );
+    assert!(msg.contains("[background.audioldm2]"), "{msg}");
+    let file = parse("[background]\nengine = \"soundscape\"\n[background.audioldm2]\nsteps = 30\n")
+        .unwrap();
+    assert_eq!(file.background.audioldm2.steps, 30);
+    assert_eq!(
+        file.background.engine,
+        crate::background::EngineChoice::Soundscape
+    );
+    let msg = parse("[background.audioldm2]\nsteps = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("background.audioldm2.steps") && msg.contains("line 2"),
+        "{msg}"
+    );
+    let msg = parse("[background]\nengine = \"magic\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("soundscape") && msg.contains("audioldm2"),
+        "{msg}"
+    );
+    let msg = parse("[mix]\nchannels = 6\n").unwrap_err().to_string();
+    assert!(msg.contains("mix.channels"), "{msg}");
+}
+
+#[test]
+fn default_voice_is_in_the_manifest() {
+    let manifest = crate::models::Manifest::builtin().unwrap();
+    assert!(
+        manifest
+            .files()
+            .any(|f| f.install_as == Path::new(DEFAULT_VOICE_FILE))
+    );
+}
+
+#[test]
+fn syntax_error_names_line() {
+    let msg = parse("[paths]\nmodels_dir = /no/quotes\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("line 2"), "{msg}");
+}
+
+#[test]
+fn relative_paths_follow_the_config_file() {
+    let file = parse("[paths]\nmodels_dir = \"models\"\n").unwrap();
+    let defaults = DefaultDirs {
+        data: PathBuf::from("/data/vivid"),
+    };
+    let cfg = Config::resolve(
+        ConfigSource::Flag(PathBuf::from("/opt/kiosk/vivid.toml")),
+        file,
+        &defaults,
+    );
+    assert_eq!(cfg.models_dir, Path::new("/opt/kiosk/models"));
+    assert_eq!(cfg.spool_dir, Path::new("/data/vivid/spool"));
+    assert_eq!(cfg.output_dir, Path::new("/data/vivid/output"));
+}
+
+#[test]
+fn resolved_config_round_trips() {
+    let defaults = DefaultDirs {
+        data: PathBuf::from("/data/vivid"),
+    };
+    let cfg = Config::resolve(ConfigSource::Defaults, ConfigFile::default(), &defaults);
+    let text = cfg.to_toml();
+    let again = parse(&text).expect("resolved config parses");
+    assert_eq!(
+        again.paths.models_dir.as_deref(),
+        Some(Path::new("/data/vivid/models"))
+    );
+}
+
+#[test]
+fn log_level_shifts_saturate() {
+    assert_eq!(LogLevel::Info.shifted(1), LogLevel::Debug);
+    assert_eq!(LogLevel::Info.shifted(5), LogLevel::Trace);
+    assert_eq!(LogLevel::Info.shifted(-1), LogLevel::Warn);
+    assert_eq!(LogLevel::Info.shifted(-9), LogLevel::Error);
+}
