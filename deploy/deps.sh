@@ -5,7 +5,10 @@
 #   deploy/deps.sh          build and run vivid
 #   deploy/deps.sh --test   also the sound servers the playback tests play
 #                           to in real time (PulseAudio with a null sink, JACK
-#                           with its dummy driver, and their ALSA plugins);
+#                           with its dummy driver, and their ALSA plugins),
+#                           promtool (package prometheus) for the metrics file
+#                           and alert rules, ansible-core for the fleet
+#                           playbook, and fallocate to fill a test tmpfs;
 #                           an appliance does not need them
 set -euo pipefail
 
@@ -24,6 +27,9 @@ case "${1:-}" in
       pulseaudio pulseaudio-utils  # a real-time device to stall and to pull out
       jackd2                       # a device with one fixed rate
       libasound2-plugins           # ALSA's pulse and jack plugins
+      prometheus                   # promtool: metrics file and alert rules
+      ansible-core                 # ansible-playbook --syntax-check of deploy/fleet
+      util-linux                   # mount (a small tmpfs spool) and fallocate
     ) ;;
   "") ;;
   *) echo "deps: unknown option $1 (use --test for the test sound servers)" >&2; exit 2 ;;

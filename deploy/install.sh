@@ -60,6 +60,22 @@ else
   install -m 0644 deploy/vivid.toml /etc/vivid/vivid.toml
 fi
 
+# Metrics for Prometheus through node_exporter's textfile collector, when
+# node_exporter is installed: vivid writes vivid.prom there (a temporary
+# file, then a rename), so its user may write into the folder.
+textfile_dir=/var/lib/prometheus/node-exporter
+if [ -d "$textfile_dir" ]; then
+  if command -v setfacl >/dev/null 2>&1; then
+    setfacl -m u:vivid:rwx "$textfile_dir"
+  else
+    echo "install.sh: setfacl not found (apt install acl); let the vivid user write to $textfile_dir for metrics" >&2
+  fi
+  if grep -q '^# metrics_file = ' /etc/vivid/vivid.toml; then
+    sed -i "s|^# metrics_file = .*|metrics_file = \"$textfile_dir/vivid.prom\"|" /etc/vivid/vivid.toml
+    echo "install.sh: metrics go to $textfile_dir/vivid.prom (service.metrics_file)"
+  fi
+fi
+
 # Default models, as the service user (verified; quick when present).
 runuser -u vivid -- /usr/local/bin/vivid --config /etc/vivid/vivid.toml models fetch "${fetch_args[@]}"
 

@@ -82,7 +82,24 @@ pub fn run_checks(config: &Config, manifest: &Manifest) -> Vec<Check> {
     checks.push(check_playback(config));
     checks.extend(check_dirs(config));
     checks.extend(check_free_disk(config));
+    checks.extend(check_metrics_file(config));
     checks
+}
+
+/// The metrics file's folder, when metrics are on: a warning, not a
+/// failure (the service runs on without metrics).
+fn check_metrics_file(config: &Config) -> Option<Check> {
+    let path = config.service.metrics_file.as_ref()?;
+    let subject = "metrics file";
+    Some(match crate::serve::metrics::check_folder(path) {
+        Ok(()) => Check::pass(subject, path.display().to_string()),
+        Err(reason) => Check::not_ok(
+            Status::Warn,
+            subject,
+            reason,
+            "create the folder and let the vivid user write there, or unset service.metrics_file",
+        ),
+    })
 }
 
 fn check_models(config: &Config, manifest: &Manifest) -> Vec<Check> {

@@ -90,6 +90,19 @@ pub fn partial_path(final_path: &Path) -> io::Result<PathBuf> {
     Ok(parent_dir(final_path).join(temp_name))
 }
 
+/// Rewrites an existing small file in place, without a temporary file:
+/// for a status that must still be written when the file system is full
+/// (the file's blocks are already its own). Not atomic: a reader may see
+/// it half written, so only for files that are rewritten often.
+pub fn overwrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Seek;
+    let mut file = OpenOptions::new().write(true).open(path)?;
+    file.seek(io::SeekFrom::Start(0))?;
+    file.write_all(bytes)?;
+    file.set_len(bytes.len() as u64)?;
+    file.sync_data()
+}
+
 /// Makes a rename or creation in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

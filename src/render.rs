@@ -261,26 +261,7 @@ impl Renderer {
         let background_s = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        stop_if_cancelled(observer)?;
-        observer.render_stage(RenderStage::Mix);
-        let scene_backgrounds: Vec<SceneBackground> = backgrounds
-            .iter()
-            .zip(&speech.scene_starts_s)
-            .map(|(b, start)| SceneBackground {
-                speech_start_s: *start,
-                samples: b.samples.clone(),
-                sample_rate: b.sample_rate,
-                channels: b.channels,
-            })
-            .collect();
-        let (samples, mix_report) = mix::mix(
-            &speech.samples,
-            speech.sample_rate,
-            &scene_backgrounds,
-            &self.mix,
-        )
-        .context("mixing")?;
-        drop(scene_backgrounds);
+        let (samples, mix_report) = self.mix(&speech, &backgrounds, observer)?;
         let mix_s = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
@@ -315,6 +296,34 @@ impl Renderer {
         report.seconds.write = clock.elapsed().as_secs_f64();
         write_report(&sidecar_path(output), &report)?;
         Ok(report)
+    }
+
+    /// Mixes the speech over the scenes' backgrounds.
+    fn mix(
+        &self,
+        speech: &Speech,
+        backgrounds: &[Background],
+        observer: &mut dyn RenderObserver,
+    ) -> Result<(Vec<f32>, mix::MixReport)> {
+        stop_if_cancelled(observer)?;
+        observer.render_stage(RenderStage::Mix);
+        let scene_backgrounds: Vec<SceneBackground> = backgrounds
+            .iter()
+            .zip(&speech.scene_starts_s)
+            .map(|(b, start)| SceneBackground {
+                speech_start_s: *start,
+                samples: b.samples.clone(),
+                sample_rate: b.sample_rate,
+                channels: b.channels,
+            })
+            .collect();
+        mix::mix(
+            &speech.samples,
+            speech.sample_rate,
+            &scene_backgrounds,
+            &self.mix,
+        )
+        .context("mixing")
     }
 
     /// Describes the text's scenes with the job's method, caption and seed.
@@ -455,7 +464,7 @@ impl Renderer {
                 fallback: scene.fallback.clone(),
                 starts_at_s: self.mix.pre_roll_s + start,
                 background_seconds: Some(background.seconds()),
-                background_from_cache: Some(background.cached),
+                background_from_cache: background.cached,
                 background: Some(background.recipe),
             })
             .collect()

@@ -149,6 +149,18 @@ impl BackgroundCache {
         Ok(path)
     }
 
+    /// Bytes the cache's files take now.
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+    }
+
     /// Removes least recently used entries until the folder is within its
     /// limit, never `keep`.
     fn evict(&self, keep: &Path) {

@@ -428,8 +428,10 @@ pub struct Background {
     pub samples: Vec<f32>,
     pub sample_rate: u32,
     pub channels: u16,
-    /// Taken from the cache rather than generated.
-    pub cached: bool,
+    /// Taken from the cache (true) or generated and stored (false); None
+    /// when the cache was not consulted (an engine too quick to be worth
+    /// caching, or the cache off).
+    pub cached: Option<bool>,
     /// What was played.
     pub recipe: SceneRecipe,
 }
@@ -474,7 +476,7 @@ pub fn make_from_recipe(
             samples,
             sample_rate,
             channels,
-            cached: true,
+            cached: Some(true),
             recipe,
         });
     }
@@ -496,7 +498,7 @@ pub fn make_from_recipe(
         samples,
         sample_rate: generator.sample_rate(),
         channels: generator.channels(),
-        cached: false,
+        cached: use_cache.then_some(false),
         recipe,
     })
 }

@@ -76,9 +76,12 @@ pub(crate) struct SoundsArgs {
     pub(crate) json: bool,
 }
 
-pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
-    use vivid::background::{self as bg, EngineChoice, Generator, SceneRequest};
-    let started = std::time::Instant::now();
+/// The config's background settings with the command's flags on top.
+fn background_settings(
+    config: &Config,
+    args: &BackgroundArgs,
+) -> vivid::background::BackgroundSettings {
+    use vivid::background::EngineChoice;
     let mut settings = config.background_settings();
     settings.engine = match (args.engine, &args.bundle) {
         (Some(engine), _) => engine,
@@ -86,47 +89,69 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         (None, None) => settings.engine,
     };
     let a = &mut settings.audioldm2;
-    if let Some(bundle) = args.bundle {
-        a.bundle = bundle;
+    if let Some(bundle) = &args.bundle {
+        a.bundle = bundle.clone();
     }
     if args.low_memory {
-        a.memory = bg::audioldm2::MemoryMode::Low;
+        a.memory = vivid::background::audioldm2::MemoryMode::Low;
     }
-    a.negative = args.negative.unwrap_or_else(|| a.negative.clone());
+    if let Some(negative) = &args.negative {
+        a.negative = negative.clone();
+    }
     a.steps = args.steps.unwrap_or(a.steps);
     a.scheduler = args.scheduler.unwrap_or(a.scheduler);
     a.guidance = args.guidance.unwrap_or(a.guidance);
     if args.no_cache || args.record.is_some() {
         settings.cache_max_bytes = 0;
     }
-    let mut generator: Box<dyn Generator> = if settings.engine == EngineChoice::Soundscape
-        || (settings.engine == EngineChoice::Auto
-            && args.init_latents.is_none()
-            && args.record.is_none())
-    {
-        bg::open(&settings)?.generator
-    } else {
-        // AudioLDM2, with what only it takes (initial latents).
-        let mut engine = bg::audioldm2::Audioldm2::open(&settings.audioldm2, settings.limits)
-            .with_context(|| {
+    settings
+}
+
+/// The engine the settings choose; AudioLDM2 directly when the command
+/// asks for what only it takes (initial latents, a recording).
+fn open_generator(
+    settings: &vivid::background::BackgroundSettings,
+    args: &BackgroundArgs,
+) -> Result<Box<dyn vivid::background::Generator>> {
+    use vivid::background::{self as bg, EngineChoice};
+    Ok(
+        if settings.engine == EngineChoice::Soundscape
+            || (settings.engine == EngineChoice::Auto
+                && args.init_latents.is_none()
+                && args.record.is_none())
+        {
+            bg::open(settings)?.generator
+        } else {
+            // AudioLDM2, with what only it takes (initial latents).
+            let mut engine = bg::audioldm2::Audioldm2::open(&settings.audioldm2, settings.limits)
+                .with_context(|| {
                 format!(
                     "opening the AudioLDM2 bundle {} ({})",
                     settings.audioldm2.bundle.display(),
                     bg::audioldm2::MAKE_BUNDLE
                 )
             })?;
-        if engine.is_random_weights() {
-            eprintln!(
-                "vivid: warning: {} holds random weights (a test or benchmark bundle): it makes noise, not a soundscape",
-                settings.audioldm2.bundle.display()
-            );
-        }
-        if let Some(path) = &args.init_latents {
-            let latents = bg::audioldm2::noise::read_latents(path, engine.engine().latent_shape())?;
-            engine.set_init_latents(Some(latents));
-        }
-        Box::new(engine)
-    };
+            if engine.is_random_weights() {
+                eprintln!(
+                    "vivid: warning: {} holds random weights (a test or benchmark bundle): it makes noise, not a soundscape",
+                    settings.audioldm2.bundle.display()
+                );
+            }
+            if let Some(path) = &args.init_latents {
+                let latents =
+                    bg::audioldm2::noise::read_latents(path, engine.engine().latent_shape())?;
+                engine.set_init_latents(Some(latents));
+            }
+            Box::new(engine)
+        },
+    )
+}
+
+pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCode> {
+    use vivid::background::{self as bg, SceneRequest};
+    let started = std::time::Instant::now();
+    let settings = background_settings(config, &args);
+    let mut generator = open_generator(&settings, &args)?;
     if generator.kind() != bg::EngineKind::Soundscape
         && (args.place.is_some() || args.level.is_some())
     {
@@ -187,7 +212,11 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         made.sample_rate,
         made.channels,
         if made.channels == 1 { "" } else { "s" },
-        if made.cached { ", from the cache" } else { "" },
+        if made.cached == Some(true) {
+            ", from the cache"
+        } else {
+            ""
+        },
         started.elapsed().as_secs_f64()
     );
     if let Some(png) = &args.plot {

@@ -64,6 +64,16 @@ pub(crate) fn status(config: &Config) -> Result<ExitCode> {
         );
     }
     println!("waiting: {}", s.waiting);
+    if let Some(disk) = &s.disk {
+        println!(
+            "waiting for disk space since {} s: {} needs {}, {} free in {} (free some space; the job starts by itself)",
+            now.saturating_sub(disk.since_unix),
+            disk.job,
+            vivid::serve::disk::human_bytes(disk.needed_bytes),
+            vivid::serve::disk::human_bytes(disk.available_bytes),
+            disk.folder.display()
+        );
+    }
     if let Some(job) = &s.current {
         println!("current: {job} — {}", s.stage.as_deref().unwrap_or(""));
     }

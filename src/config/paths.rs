@@ -100,6 +100,8 @@ impl Config {
             file.background.cache_dir.clone(),
             defaults.data.join("cache/background"),
         );
+        let mut service = file.service;
+        service.metrics_file = service.metrics_file.map(|p| base.join(p));
         Config {
             background_bundle,
             background_cache_dir,
@@ -114,7 +116,7 @@ impl Config {
             spool_dir,
             output_dir,
             playback: file.playback,
-            service: file.service,
+            service,
             system: file.system,
             log: file.log,
         }

@@ -319,6 +319,10 @@ pub struct ServiceSection {
     /// A job still running after this many seconds is failed at its next
     /// step (0: no bound; systemd's watchdog still restarts a stuck one).
     pub job_timeout_s: u64,
+    /// Prometheus metrics written here (node_exporter's textfile
+    /// collector, e.g. /var/lib/prometheus/node-exporter/vivid.prom) after
+    /// each job and every minute; unset: no metrics.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for ServiceSection {
@@ -327,6 +331,7 @@ impl Default for ServiceSection {
             max_input_bytes: crate::text::DEFAULT_MAX_TEXT_BYTES,
             kiosk_interval_s: 0,
             job_timeout_s: 3600,
+            metrics_file: None,
         }
     }
 }

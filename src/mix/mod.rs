@@ -147,48 +147,20 @@ pub fn mix(
 ) -> Result<(Vec<f32>, MixReport), MixError> {
     let rate = settings.output_rate;
     let channels = usize::from(settings.channels.clamp(1, 2));
-    let to_frames = |s: f64| (s * f64::from(rate)).round() as usize;
     let (speech, resampled_backgrounds) = resample_all(speech, speech_rate, backgrounds, rate);
-    let speech = speech?;
-    let pre_roll = to_frames(settings.pre_roll_s);
-    let tail = to_frames(settings.tail_s);
-    let total = pre_roll + speech.len() + tail;
-    let mut speech_mono = vec![0f32; total];
-    speech_mono[pre_roll..pre_roll + speech.len()].copy_from_slice(&speech);
-    let speech_s = speech.len() as f64 / f64::from(rate);
-    // The speech is brought to the target and its peaks limited on their
-    // own first: the final limiter then has little left to do, and its
-    // gain reduction does not pump the background under every plosive.
-    let mut speech_track = spread_to(&speech_mono, channels);
-    let speech_loudness = loudness::normalize(
-        &mut speech_track,
-        rate,
-        settings.target_lufs,
-        settings.true_peak_dbtp - 0.5,
-        channels,
-    )?
-    .integrated_lufs;
-    let speech_mono: Vec<f32> = speech_track.iter().step_by(channels).copied().collect();
-
-    let mut out = speech_track.clone();
+    let speech = place_speech(&speech?, settings, channels)?;
+    let layout = &speech.layout;
+    let mut out = speech.track.clone();
     let mut ducked = None;
     if !backgrounds.is_empty() {
         let starts: Vec<f64> = backgrounds.iter().map(|b| b.speech_start_s).collect();
-        let layout = Layout {
-            rate,
-            channels,
-            total,
-            pre_roll,
-            tail,
-            speech_s,
-        };
-        let track = lay_out_backgrounds(resampled_backgrounds, &starts, &layout, settings)?;
+        let track = lay_out_backgrounds(resampled_backgrounds, &starts, layout, settings)?;
         let duck = duck_background(
             &track,
-            &speech_track,
-            &speech_mono,
-            speech_loudness,
-            &layout,
+            &speech.track,
+            &speech.mono,
+            speech.loudness,
+            layout,
             settings,
         )?;
         for (o, d) in out.iter_mut().zip(&duck.samples) {
@@ -207,19 +179,20 @@ pub fn mix(
     let trace = trace(
         &out,
         &before_normalizing,
-        &speech_track,
+        &speech.track,
         ducked.as_ref(),
         rate,
         channels,
         normalized.gain_db,
     );
+    let seconds = |frames: usize| frames as f64 / f64::from(rate);
     let report = MixReport {
         output_rate: rate,
         channels: channels as u16,
-        duration_s: total as f64 / f64::from(rate),
-        pre_roll_s: pre_roll as f64 / f64::from(rate),
-        speech_s,
-        tail_s: tail as f64 / f64::from(rate),
+        duration_s: seconds(layout.total),
+        pre_roll_s: seconds(layout.pre_roll),
+        speech_s: layout.speech_s,
+        tail_s: seconds(layout.tail),
         ducking: settings.ducking.mode,
         integrated_lufs: normalized.integrated_lufs,
         true_peak_dbtp: normalized.true_peak_dbtp,
@@ -230,6 +203,59 @@ pub fn mix(
         trace,
     };
     Ok((out, report))
+}
+
+/// The speech placed after the pre-roll, at the loudness target.
+struct PlacedSpeech {
+    /// Interleaved, `layout.channels` channels (the centre).
+    track: Vec<f32>,
+    /// One channel of it.
+    mono: Vec<f32>,
+    /// Integrated loudness after normalizing, LUFS.
+    loudness: f64,
+    layout: Layout,
+}
+
+/// Places the speech (at the output rate) between pre-roll and tail and
+/// brings it to the target.
+fn place_speech(
+    speech: &[f32],
+    settings: &MixSettings,
+    channels: usize,
+) -> Result<PlacedSpeech, MixError> {
+    let rate = settings.output_rate;
+    let to_frames = |s: f64| (s * f64::from(rate)).round() as usize;
+    let pre_roll = to_frames(settings.pre_roll_s);
+    let tail = to_frames(settings.tail_s);
+    let total = pre_roll + speech.len() + tail;
+    let mut speech_mono = vec![0f32; total];
+    speech_mono[pre_roll..pre_roll + speech.len()].copy_from_slice(speech);
+    // The speech is brought to the target and its peaks limited on their
+    // own first: the final limiter then has little left to do, and its
+    // gain reduction does not pump the background under every plosive.
+    let mut track = spread_to(&speech_mono, channels);
+    let loudness = loudness::normalize(
+        &mut track,
+        rate,
+        settings.target_lufs,
+        settings.true_peak_dbtp - 0.5,
+        channels,
+    )?
+    .integrated_lufs;
+    let mono: Vec<f32> = track.iter().step_by(channels).copied().collect();
+    Ok(PlacedSpeech {
+        track,
+        mono,
+        loudness,
+        layout: Layout {
+            rate,
+            channels,
+            total,
+            pre_roll,
+            tail,
+            speech_s: speech.len() as f64 / f64::from(rate),
+        },
+    })
 }
 
 /// A background's channels, each resampled to the output rate.

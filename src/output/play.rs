@@ -5,7 +5,8 @@
 //! play queue).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use alsa::pcm::{Access, Format, HwParams, PCM};
@@ -81,6 +82,17 @@ pub enum SampleFormat {
 pub struct AlsaSink {
     settings: PlaybackSettings,
     pcm: Option<(PCM, Negotiated)>,
+    counters: Arc<PlaybackCounters>,
+}
+
+/// What went wrong with the sound device since the player started, for
+/// the service's metrics.
+#[derive(Debug, Default)]
+pub struct PlaybackCounters {
+    /// Underruns recovered from (playback fell behind the device).
+    pub underruns: AtomicU64,
+    /// Times the device was opened again after it failed mid-play.
+    pub reopens: AtomicU64,
 }
 
 /// Frames written per call.
@@ -88,9 +100,15 @@ const PERIOD_FRAMES: usize = 2048;
 
 impl AlsaSink {
     pub fn new(settings: PlaybackSettings) -> Self {
+        Self::counted(settings, Arc::default())
+    }
+
+    /// A sink that counts its underruns and reopenings into `counters`.
+    pub fn counted(settings: PlaybackSettings, counters: Arc<PlaybackCounters>) -> Self {
         Self {
             settings,
             pcm: None,
+            counters,
         }
     }
 
@@ -202,7 +220,12 @@ impl AlsaSink {
     /// Writes interleaved frames (already in the device's channels),
     /// recovering from underruns; a device error other than an underrun
     /// closes the device (the caller reopens).
-    fn write_frames(pcm: &PCM, n: Negotiated, interleaved: &[f32]) -> Result<usize, alsa::Error> {
+    fn write_frames(
+        pcm: &PCM,
+        n: Negotiated,
+        interleaved: &[f32],
+        counters: &PlaybackCounters,
+    ) -> Result<usize, alsa::Error> {
         let written = match n.format {
             SampleFormat::S16 => {
                 let data: Vec<i16> = interleaved
@@ -232,6 +255,7 @@ impl AlsaSink {
                 // ESTRPIPE (suspend) are recoverable; the frames are
                 // written again from where they were.
                 pcm.try_recover(e, true)?;
+                counters.underruns.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("sound device underrun ({e}): playback fell behind; recovered");
                 Ok(0)
             }
@@ -276,7 +300,7 @@ impl Sink for AlsaSink {
             let chunk = &audio[position * device_channels..end * device_channels];
             let result = match &self.pcm {
                 Some((pcm, n)) if n.channels as usize == device_channels => {
-                    Self::write_frames(pcm, *n, chunk)
+                    Self::write_frames(pcm, *n, chunk, &self.counters)
                 }
                 Some(_) => Err(alsa::Error::unsupported(
                     "device reopened with other channels",
@@ -311,6 +335,7 @@ impl Sink for AlsaSink {
                     std::thread::sleep(retry_wait);
                     retry_wait = (retry_wait * 2).min(Duration::from_secs(4));
                     self.open_with_backoff(negotiated.rate, negotiated.channels as u16)?;
+                    self.counters.reopens.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -400,16 +425,19 @@ pub struct Played {
 pub struct Player {
     queue: Option<mpsc::Sender<PathBuf>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    counters: Arc<PlaybackCounters>,
 }
 
 impl Player {
     /// Starts the thread; each finished item is sent to `done`.
     pub fn spawn(settings: PlaybackSettings, done: mpsc::Sender<Played>) -> Player {
         let (queue, items) = mpsc::channel::<PathBuf>();
+        let counters = Arc::new(PlaybackCounters::default());
+        let counted = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("vivid-player".into())
             .spawn(move || {
-                let mut sink = AlsaSink::new(settings);
+                let mut sink = AlsaSink::counted(settings, counted);
                 for path in items {
                     let result = play_file(&mut sink, &path);
                     if let Err(e) = &result {
@@ -428,7 +456,13 @@ impl Player {
         Player {
             queue: Some(queue),
             thread,
+            counters,
         }
+    }
+
+    /// Underruns and reopenings so far.
+    pub fn counters(&self) -> &PlaybackCounters {
+        &self.counters
     }
 
     /// Queues a file; false when the player has stopped.

@@ -22,11 +22,13 @@ use crate::render::{FileRecord, Job, RenderObserver, RenderStage, Renderer};
 
 /// What the service is doing, as `status.json` writes it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ServiceState {
     #[default]
     Idle,
     Working,
+    /// The next job's outputs do not fit on the spool's file system now.
+    WaitingForDisk,
     Stopped,
 }
 
@@ -35,8 +37,34 @@ impl ServiceState {
         match self {
             ServiceState::Idle => "idle",
             ServiceState::Working => "working",
+            ServiceState::WaitingForDisk => "waiting for disk space",
             ServiceState::Stopped => "stopped",
         }
+    }
+}
+
+/// The wait for disk space, as `status.json` tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskWait {
+    /// The input that waits (first in the queue).
+    pub job: String,
+    /// A folder on the file system that is short of space.
+    pub folder: PathBuf,
+    pub needed_bytes: u64,
+    pub available_bytes: u64,
+    pub since_unix: u64,
+}
+
+impl DiskWait {
+    fn line(&self) -> String {
+        use super::disk::human_bytes;
+        format!(
+            "waiting for disk space: {} needs {}, {} free in {}",
+            self.job,
+            human_bytes(self.needed_bytes),
+            human_bytes(self.available_bytes),
+            self.folder.display()
+        )
     }
 }
 
@@ -54,10 +82,17 @@ pub struct ServiceStatus {
     pub failed: u64,
     /// The last few failures: input and reason.
     pub last_errors: Vec<(String, String)>,
+    /// Set while waiting for disk space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskWait>,
 }
 
 impl ServiceStatus {
-    fn line(&self) -> String {
+    /// The one line systemd shows (`systemctl status`).
+    pub fn line(&self) -> String {
+        if let Some(disk) = &self.disk {
+            return format!("{} waiting; {}", self.waiting, disk.line());
+        }
         match (&self.current, &self.stage) {
             (Some(job), Some(stage)) => {
                 format!("{} waiting; {job}: {stage}", self.waiting)
@@ -101,10 +136,20 @@ impl StatusWriter {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
         use std::io::Write;
         let json = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
-        let written = crate::fsutil::AtomicFile::create(&self.path).and_then(|mut f| {
-            f.write_all(&json)?;
-            f.commit()
-        });
+        let written = crate::fsutil::AtomicFile::create(&self.path)
+            .and_then(|mut f| {
+                f.write_all(&json)?;
+                f.commit()
+            })
+            .or_else(|e| {
+                // A full file system has no room for the temporary copy;
+                // the status file's own blocks still take the news.
+                if super::disk::io_is_disk_full(&e) {
+                    crate::fsutil::overwrite_in_place(&self.path, &json)
+                } else {
+                    Err(e)
+                }
+            });
         if let Err(e) = written {
             tracing::warn!("cannot write {}: {e}", self.path.display());
         }
@@ -232,7 +277,43 @@ struct Service {
     player: Option<crate::output::play::Player>,
     played: std::sync::mpsc::Receiver<crate::output::play::Played>,
     kiosk: Kiosk,
+    metrics: MetricsFile,
+    /// Set after a job was put back because the disk filled up: not to
+    /// be tried again before then (backoff).
+    disk_retry_at: Option<Instant>,
+    /// Disk-full failures in a row, for the backoff.
+    disk_failures: u32,
 }
+
+/// Whether the next job's outputs fit on the spool's file system.
+enum Room {
+    Fits {
+        needed: u64,
+    },
+    /// Not now: wait for space.
+    Wait(DiskWait),
+    /// Never, not even on the empty file system: the reason.
+    Never(String),
+}
+
+/// Longest wait between retries of a job the disk could not take.
+const DISK_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The first wait; it doubles with each disk-full failure in a row.
+const DISK_BACKOFF_FIRST: Duration = Duration::from_secs(5);
+/// Space an error report needs.
+const ERROR_REPORT_BYTES: u64 = 64 * 1024;
+
+/// The metrics file and what goes into it.
+struct MetricsFile {
+    path: Option<PathBuf>,
+    metrics: super::metrics::Metrics,
+    written: Option<Instant>,
+    /// A failed write is logged once, not every minute.
+    warned: bool,
+}
+
+/// How often the metrics file is rewritten while idle.
+const METRICS_EVERY: Duration = Duration::from_secs(60);
 
 impl Service {
     /// Recovers what a previous run left, loads every model, starts
@@ -266,6 +347,7 @@ impl Service {
             .playback
             .enabled
             .then(|| crate::output::play::Player::spawn(config.playback_settings(), played_tx));
+        let metrics = MetricsFile::open(&config);
         let mut service = Service {
             source: config.source.clone(),
             config,
@@ -277,10 +359,14 @@ impl Service {
             player,
             played,
             kiosk: Kiosk::default(),
+            metrics,
+            disk_retry_at: None,
+            disk_failures: 0,
         };
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(inbox = %service.spool.dirs().inbox.display(), "waiting for texts");
         service.status.write(true);
+        service.write_metrics(true);
         Ok(service)
     }
 
@@ -291,11 +377,156 @@ impl Service {
                 self.reload();
             }
             match self.next_input()? {
-                Some(next) => self.narrate(&next)?,
+                Some(next) => match self.room_for(&next) {
+                    Room::Fits { needed } => self.narrate(&next, needed)?,
+                    Room::Wait(wait) => self.wait_for_disk(wait),
+                    Room::Never(reason) => self.fail_unclaimed(&next, &reason)?,
+                },
                 None => self.idle(),
             }
+            self.write_metrics(false);
         }
         Ok(())
+    }
+
+    /// Whether `next`'s outputs fit on the spool's file system now, later,
+    /// or never.
+    fn room_for(&self, next: &Path) -> Room {
+        let folder = &self.spool.dirs().processing;
+        let input_bytes = std::fs::symlink_metadata(next).map_or(0, |m| m.len());
+        let needed = super::disk::estimate_output_bytes(input_bytes, &self.config);
+        let space = match super::disk::space(folder) {
+            Ok(space) => space,
+            Err(e) => {
+                tracing::debug!("cannot tell the free space of {}: {e}", folder.display());
+                return Room::Fits { needed };
+            }
+        };
+        let name = next
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if needed > space.usable_when_empty {
+            use super::disk::human_bytes;
+            return Room::Never(format!(
+                "its outputs need about {} and the spool's file system ({}) holds {} even when empty; split the text into smaller files, or give paths.spool_dir a larger file system",
+                human_bytes(needed),
+                folder.display(),
+                human_bytes(space.usable_when_empty)
+            ));
+        }
+        let backing_off = self.disk_retry_at.is_some_and(|at| Instant::now() < at);
+        if space.available < needed || backing_off {
+            return Room::Wait(DiskWait {
+                job: name,
+                folder: folder.clone(),
+                needed_bytes: needed,
+                available_bytes: space.available,
+                since_unix: self
+                    .status
+                    .status
+                    .disk
+                    .as_ref()
+                    .map_or_else(now_unix, |d| d.since_unix),
+            });
+        }
+        Room::Fits { needed }
+    }
+
+    /// The next job waits for disk space: status, systemd and the journal
+    /// say so (the journal once per wait), then the usual idle wait.
+    fn wait_for_disk(&mut self, wait: DiskWait) {
+        let started = self.status.status.disk.is_none();
+        if started {
+            tracing::warn!("{}", wait.line());
+        }
+        self.status.status.state = ServiceState::WaitingForDisk;
+        self.status.status.disk = Some(wait);
+        self.status.write(started);
+        if started {
+            self.write_metrics(true);
+        }
+        if let Some(player) = &self.player {
+            self.kiosk.maybe_play(&self.config, &self.spool, player);
+        }
+        self.inbox.wait(Duration::from_secs(1));
+    }
+
+    /// Fails an input before it runs (it can never fit).
+    fn fail_unclaimed(&mut self, next: &Path, reason: &str) -> Result<()> {
+        let Ok(claimed) = self.spool.claim(next) else {
+            return Ok(());
+        };
+        self.fail(&claimed, &anyhow::anyhow!("{reason}"))
+    }
+
+    /// A job the disk could not take goes back to the queue, first in
+    /// line, its half-written outputs removed; the service waits for
+    /// space (with backoff) and runs it again.
+    fn requeue_for_disk(
+        &mut self,
+        claimed: &Claimed,
+        companions: &[Claimed],
+        needed: u64,
+        error: &anyhow::Error,
+    ) -> Result<()> {
+        tracing::warn!(
+            job = %claimed.name,
+            "the disk is full ({error:#}); the job goes back to the queue and waits for space"
+        );
+        let removed = self.spool.remove_partial_outputs();
+        if let Err(e) = removed {
+            tracing::warn!("{:#}", anyhow::Error::from(e));
+        }
+        for companion in companions {
+            self.spool.requeue(companion)?;
+        }
+        self.spool.requeue(claimed)?;
+        self.metrics.metrics.job_requeued_for_disk();
+        let backoff = DISK_BACKOFF_FIRST.saturating_mul(1 << self.disk_failures.min(10));
+        self.disk_failures += 1;
+        self.disk_retry_at = Some(Instant::now() + backoff.min(DISK_BACKOFF_MAX));
+        let folder = self.spool.dirs().processing.clone();
+        let available = super::disk::space(&folder).map_or(0, |s| s.available);
+        self.status.status.disk = Some(DiskWait {
+            job: claimed.name.clone(),
+            folder,
+            needed_bytes: needed,
+            available_bytes: available,
+            since_unix: now_unix(),
+        });
+        self.status.status.state = ServiceState::WaitingForDisk;
+        Ok(())
+    }
+
+    /// Rewrites the metrics file: now when `now`, else when a minute has
+    /// passed since the last time.
+    fn write_metrics(&mut self, now: bool) {
+        let due = now
+            || self
+                .metrics
+                .written
+                .is_none_or(|t| t.elapsed() >= METRICS_EVERY);
+        if !due || self.metrics.path.is_none() {
+            return;
+        }
+        let status = &self.status.status;
+        let counters = self.player.as_ref().map(|p| p.counters());
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let gauges = super::metrics::Gauges {
+            queue_length: status.waiting,
+            waiting_for_disk: status.disk.is_some(),
+            disk_needed_bytes: status.disk.as_ref().map_or(0, |d| d.needed_bytes),
+            disk_available_bytes: super::disk::space(&self.spool.dirs().processing)
+                .map_or(0, |s| s.available),
+            cache_bytes: crate::background::cache::BackgroundCache::new(
+                &self.config.background_cache_dir,
+                0,
+            )
+            .size_bytes(),
+            playback_underruns: counters.map_or(0, |c| load(&c.underruns)),
+            playback_reopens: counters.map_or(0, |c| load(&c.reopens)),
+        };
+        self.metrics.write(&gauges);
     }
 
     /// Swaps in the config file's current settings, or keeps the old ones
@@ -310,6 +541,7 @@ impl Service {
             Ok((config, renderer)) => {
                 tracing::info!("config reloaded");
                 self.renderer = renderer;
+                self.metrics = MetricsFile::open(&config).carrying_on(&self.metrics);
                 self.config = config;
             }
             Err(e) => tracing::error!("new config kept out, the old one runs on: {e:#}"),
@@ -339,8 +571,9 @@ impl Service {
         self.inbox.wait(Duration::from_secs(1));
     }
 
-    /// Claims one input, narrates it and files it into done/ or failed/.
-    fn narrate(&mut self, next: &Path) -> Result<()> {
+    /// Claims one input, narrates it and files it into done/ or failed/;
+    /// or back into the inbox when the disk filled up meanwhile.
+    fn narrate(&mut self, next: &Path, needed: u64) -> Result<()> {
         let claimed = match self.spool.claim(next) {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -349,6 +582,7 @@ impl Service {
                 return Ok(());
             }
         };
+        self.status.status.disk = None;
         self.status.status.state = ServiceState::Working;
         self.status.status.current = Some(claimed.name.clone());
         self.status.write(true);
@@ -362,7 +596,33 @@ impl Service {
             &mut companions,
             &mut self.status,
         );
-        for companion in &companions {
+        self.status.status.current = None;
+        self.status.status.stage = None;
+        self.status.status.state = ServiceState::Idle;
+        match outcome {
+            Err(e) if super::disk::is_disk_full(&e) => {
+                self.requeue_for_disk(&claimed, &companions, needed, &e)?;
+            }
+            outcome => self.file_outcome(&claimed, &companions, outcome)?,
+        }
+        self.status.status.waiting = self.spool.waiting().map_or(0, |w| w.len());
+        self.status.write(true);
+        self.write_metrics(true);
+        if self.status.status.waiting == 0 {
+            // Idle until the next file: the memory the job freed goes back.
+            crate::compute::release_freed_memory();
+        }
+        Ok(())
+    }
+
+    /// Files a finished job (and a job file's text) into done/ or failed/.
+    fn file_outcome(
+        &mut self,
+        claimed: &Claimed,
+        companions: &[Claimed],
+        outcome: Result<JobDone>,
+    ) -> Result<()> {
+        for companion in companions {
             // A job's text file goes where its job goes.
             let folder = if outcome.is_ok() {
                 &self.spool.dirs().done
@@ -372,35 +632,42 @@ impl Service {
             self.spool.file_into(companion, folder)?;
         }
         match outcome {
-            Ok((wav, play)) => {
+            Ok(done) => {
                 self.status.status.done += 1;
-                tracing::info!(job = %claimed.name, output = %wav.display(), "done");
-                if play && let Some(player) = &self.player {
-                    self.kiosk.queued += usize::from(player.enqueue(wav));
+                self.disk_failures = 0;
+                self.disk_retry_at = None;
+                self.metrics.metrics.job_done(&done.report, now_unix());
+                tracing::info!(job = %claimed.name, output = %done.wav.display(), "done");
+                if done.play
+                    && let Some(player) = &self.player
+                {
+                    self.kiosk.queued += usize::from(player.enqueue(done.wav));
                 }
+                Ok(())
             }
-            Err(e) => self.fail(&claimed, &e)?,
+            Err(e) => self.fail(claimed, &e),
         }
-        self.status.status.current = None;
-        self.status.status.stage = None;
-        self.status.status.state = ServiceState::Idle;
-        self.status.status.waiting = self.spool.waiting().map_or(0, |w| w.len());
-        self.status.write(true);
-        if self.status.status.waiting == 0 {
-            // Idle until the next file: the memory the job freed goes back.
-            crate::compute::release_freed_memory();
-        }
-        Ok(())
     }
 
     /// Files a job into failed/ with its reason, and remembers the reason
-    /// for `vivid status`.
+    /// for `vivid status`. When the error report cannot be written for
+    /// lack of space, the job goes back to the queue instead.
     fn fail(&mut self, claimed: &Claimed, error: &anyhow::Error) -> Result<()> {
         let reason = format!("{error:#}");
         tracing::error!(job = %claimed.name, "failed: {reason}");
-        self.spool
-            .fail(claimed, &reason)
-            .with_context(|| format!("moving {} to failed/", claimed.name))?;
+        match self.spool.fail(claimed, &reason) {
+            Ok(_) => {}
+            Err(e) if e.is_disk_full() => {
+                let error = anyhow::Error::from(e).context("writing the error report");
+                return self.requeue_for_disk(claimed, &[], ERROR_REPORT_BYTES, &error);
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::from(e).context(format!("moving {} to failed/", claimed.name))
+                );
+            }
+        }
+        self.metrics.metrics.job_failed(now_unix());
         let status = &mut self.status.status;
         status.failed += 1;
         status.last_errors.push((claimed.name.clone(), reason));
@@ -419,6 +686,70 @@ impl Service {
         drop(self.player.take());
         tracing::info!("stopped");
     }
+}
+
+impl MetricsFile {
+    /// The metrics file the config names (none when unset); a folder that
+    /// cannot take it is a warning, and the service runs on.
+    fn open(config: &Config) -> MetricsFile {
+        let path = config.service.metrics_file.clone();
+        let mut metrics = super::metrics::Metrics::new(now_unix());
+        if let Some(path) = &path {
+            if let Err(reason) = super::metrics::check_folder(path) {
+                tracing::warn!("metrics: {reason}");
+            }
+            metrics.set_models(loaded_models(config));
+        }
+        MetricsFile {
+            path,
+            metrics,
+            written: None,
+            warned: false,
+        }
+    }
+
+    /// This file with the counters of `old` (a config reload keeps them).
+    fn carrying_on(mut self, old: &MetricsFile) -> MetricsFile {
+        let models = self.metrics.models().to_vec();
+        self.metrics = old.metrics.clone();
+        self.metrics.set_models(models);
+        self
+    }
+
+    fn write(&mut self, gauges: &super::metrics::Gauges) {
+        let Some(path) = &self.path else { return };
+        self.written = Some(Instant::now());
+        match super::metrics::write(path, &self.metrics.render(gauges)) {
+            Ok(()) => self.warned = false,
+            Err(e) if !self.warned => {
+                self.warned = true;
+                tracing::warn!("cannot write the metrics file {}: {e}", path.display());
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The model files the config loads, hashed, for the metrics' info.
+fn loaded_models(config: &Config) -> Vec<super::metrics::ModelInfo> {
+    let mut models = Vec::new();
+    let mut add = |role, path: &Path| {
+        if let Ok(record) = crate::render::file_record(path) {
+            models.push(super::metrics::ModelInfo {
+                role,
+                path: record.path.display().to_string(),
+                sha256: record.sha256,
+            });
+        }
+    };
+    add("voice", &config.voice);
+    if config.describe.method == crate::describe::Method::Llm {
+        add("describer", &config.describer_model);
+    }
+    if config.background.engine != crate::background::EngineChoice::Soundscape {
+        add("background", &config.background_bundle.join("bundle.toml"));
+    }
+    models
 }
 
 /// Inbox files someone is still writing, from inotify's events.
@@ -595,19 +926,16 @@ fn beside_in_processing(companions: &[Claimed]) -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Narrates one claimed job into done/; returns the WAV and whether to
-/// play it.
-fn run_job(
+/// A claimed input's text, the file it came from and what its job file
+/// asks; the text file a job file names is claimed into `companions`.
+fn read_input(
     spool: &Spool,
-    config: &Config,
-    renderer: &mut Renderer,
     claimed: &Claimed,
     companions: &mut Vec<Claimed>,
-    status: &mut StatusWriter,
-) -> Result<(PathBuf, bool)> {
-    let max_bytes = config.service.max_input_bytes;
+    max_bytes: u64,
+) -> Result<(String, PathBuf, Overrides)> {
     check_input(&claimed.path, &claimed.name, max_bytes)?;
-    let (text, input_path, overrides) = match input_kind(&claimed.path) {
+    Ok(match input_kind(&claimed.path) {
         InputKind::Text => (
             crate::text::read_text(&claimed.path, max_bytes)?,
             claimed.path.clone(),
@@ -633,11 +961,32 @@ fn run_job(
             "{} is not a .txt text or a .toml job file; vivid narrates UTF-8 .txt files and .toml job files",
             claimed.name
         ),
-    };
+    })
+}
+
+/// A job narrated into done/.
+struct JobDone {
+    wav: PathBuf,
+    /// Whether to play it now.
+    play: bool,
+    report: crate::render::RenderReport,
+}
+
+/// Narrates one claimed job into done/.
+fn run_job(
+    spool: &Spool,
+    config: &Config,
+    renderer: &mut Renderer,
+    claimed: &Claimed,
+    companions: &mut Vec<Claimed>,
+    status: &mut StatusWriter,
+) -> Result<JobDone> {
+    let (text, input_path, overrides) =
+        read_input(spool, claimed, companions, config.service.max_input_bytes)?;
     let input: FileRecord = crate::render::file_record(&input_path)?;
     let stem = overrides.output.clone().unwrap_or_else(|| claimed.stem());
     let wav = spool.dirs().processing.join(format!(".{stem}.wav.out"));
-    let report = crate::render::sidecar_path(&wav);
+    let report_path = crate::render::sidecar_path(&wav);
     let mut observer = JobObserver {
         status,
         progress: crate::background::ProgressLog::new(),
@@ -645,7 +994,7 @@ fn run_job(
         bound: (config.service.job_timeout_s > 0)
             .then(|| Duration::from_secs(config.service.job_timeout_s)),
     };
-    renderer.render(
+    let report = renderer.render(
         &Job {
             text: &text,
             input,
@@ -670,9 +1019,13 @@ fn run_job(
         &named,
         Outputs {
             wav: &wav,
-            report: &report,
+            report: &report_path,
         },
     )?;
     let play = overrides.play.unwrap_or(config.playback.enabled);
-    Ok((final_wav, play))
+    Ok(JobDone {
+        wav: final_wav,
+        play,
+        report,
+    })
 }

@@ -37,6 +37,17 @@ pub enum SpoolError {
     },
 }
 
+impl SpoolError {
+    /// Whether the file system (or quota) was full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            SpoolError::Io { source, .. } | SpoolError::Move { source, .. } => {
+                super::disk::io_is_disk_full(source)
+            }
+        }
+    }
+}
+
 fn io_error(path: &Path, source: std::io::Error) -> SpoolError {
     SpoolError::Io {
         path: path.to_path_buf(),
@@ -215,6 +226,29 @@ impl Spool {
         file.commit().map_err(|e| io_error(&error, e))?;
         rename(&job.path, &input)?;
         Ok(error)
+    }
+
+    /// Puts a claimed input back into the inbox, where it keeps its place
+    /// in the queue (the modification time, which a rename keeps).
+    pub fn requeue(&self, claimed: &Claimed) -> Result<PathBuf, SpoolError> {
+        let target = free_name(&self.dirs.inbox, &claimed.name);
+        rename(&claimed.path, &target)?;
+        Ok(target)
+    }
+
+    /// Removes the half-written outputs of the job that was running
+    /// (outputs are written under dot-names in `processing/`).
+    pub fn remove_partial_outputs(&self) -> Result<usize, SpoolError> {
+        let processing = &self.dirs.processing;
+        let mut removed = 0;
+        for entry in std::fs::read_dir(processing).map_err(|e| io_error(processing, e))? {
+            let path = entry.map_err(|e| io_error(processing, e))?.path();
+            if file_name(&path).starts_with('.') {
+                std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Moves a claimed file into `folder` (done/ or failed/) under a free

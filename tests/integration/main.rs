@@ -11,6 +11,7 @@ mod foundation;
 mod play_cli;
 mod render_cli;
 mod serve_cli;
+mod serve_disk;
 mod sound_server;
 mod speech_cli;
 mod speech_parity;

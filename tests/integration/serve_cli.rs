@@ -11,13 +11,13 @@ use crate::common::{test_models_dir, vivid};
 
 const NO_PLAYBACK: &str = "[playback]\nenabled = false\n";
 
-struct Service {
+pub(crate) struct Service {
     child: Child,
     dir: PathBuf,
 }
 
 impl Service {
-    fn start(dir: &Path, extra: &str) -> Service {
+    pub(crate) fn start(dir: &Path, extra: &str) -> Service {
         Self::start_with_env(dir, extra, &[])
     }
 
@@ -56,15 +56,15 @@ impl Service {
         service
     }
 
-    fn spool(&self, rel: &str) -> PathBuf {
+    pub(crate) fn spool(&self, rel: &str) -> PathBuf {
         self.dir.join("spool").join(rel)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
 
-    fn wait_for(&self, what: &str, ready: impl Fn() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, ready: impl Fn() -> bool) {
         let started = Instant::now();
         while !ready() {
             assert!(
@@ -88,7 +88,7 @@ impl Drop for Service {
     }
 }
 
-fn files(dir: &Path) -> Vec<String> {
+pub(crate) fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -102,7 +102,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 /// Writes a file into the inbox the way a careful copier does: under a
 /// temporary name, renamed into place.
-fn drop_in(service: &Service, name: &str, bytes: &[u8]) {
+pub(crate) fn drop_in(service: &Service, name: &str, bytes: &[u8]) {
     let temp = service.spool(&format!("inbox/.{name}.part"));
     std::fs::write(&temp, bytes).unwrap();
     std::fs::rename(&temp, service.spool(&format!("inbox/{name}"))).unwrap();
