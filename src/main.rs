@@ -129,7 +129,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(ModelsCommand::Verify(dir)) => models_verify(&config, &manifest, dir),
         Command::Doctor => run_doctor(&config, &manifest),
         Command::Speak(args) => speak(&config, args),
-        Command::Describe(args) => describe(&config, args),
+        Command::Describe(args) => describe(config, args),
         Command::Background(args) => background(&config, args),
         Command::Sounds(args) => sounds(args),
         Command::Render(args) => render(config, args),

@@ -204,8 +204,16 @@ impl Renderer {
                 background_settings.audioldm2.bundle.display()
             )
         })?;
+        let mut describe_settings = config.describe_settings();
+        if config.describe.vocabulary == crate::config::VocabularyChoice::Auto {
+            // The engine actually opened decides (a bundle that cannot be
+            // used falls back to the soundscape).
+            describe_settings.vocabulary = (opened.generator.kind()
+                == background::EngineKind::Soundscape)
+                .then(crate::config::catalog_vocabulary);
+        }
         Ok(Renderer {
-            describer: Describer::new(config.describe_settings()),
+            describer: Describer::new(describe_settings),
             voice,
             speech: SpeechSettings {
                 voice: config.voice.clone(),
@@ -415,18 +423,7 @@ impl Renderer {
         for (index, scene) in description.scenes.iter().enumerate() {
             let (from, to) =
                 mix::scene_span(&self.mix, &speech.scene_starts_s, speech.seconds(), index);
-            let answer = scene.answer.as_ref();
-            let request = SceneRequest {
-                caption: scene.caption.clone(),
-                place: answer.map(|a| a.place.clone()),
-                sounds: match answer {
-                    Some(_) if !scene.sounds.is_empty() => scene.sounds.clone(),
-                    Some(a) => a.sounds.clone(),
-                    None => Vec::new(),
-                },
-                level: answer.map(|a| scene_level(a.level)),
-                seed,
-            };
+            let request = scene_request(scene, seed);
             let background = background::make_background(
                 self.background.as_mut(),
                 &request,
@@ -472,6 +469,36 @@ impl Renderer {
 }
 
 /// The describer's ambience level as the background's.
+/// What the background engine is asked for a described scene: in
+/// catalog mode the chosen place and source ids (or the place's bed
+/// alone), else the model's place and sound phrases, or the caption.
+pub fn scene_request(scene: &crate::describe::SceneCaption, seed: u64) -> SceneRequest {
+    let answer = scene.answer.as_ref();
+    let level = answer.map(|a| scene_level(a.level));
+    match &scene.choice {
+        Some(choice) => SceneRequest {
+            caption: scene.caption.clone(),
+            place: choice.place.clone(),
+            sounds: scene.sounds.clone(),
+            level,
+            bed_only: choice.bed_only,
+            seed,
+        },
+        None => SceneRequest {
+            caption: scene.caption.clone(),
+            place: answer.map(|a| a.place.clone()),
+            sounds: match answer {
+                Some(_) if !scene.sounds.is_empty() => scene.sounds.clone(),
+                Some(a) => a.sounds.clone(),
+                None => Vec::new(),
+            },
+            level,
+            bed_only: false,
+            seed,
+        },
+    }
+}
+
 fn scene_level(level: crate::describe::AmbienceLevel) -> background::Level {
     use crate::describe::AmbienceLevel;
     match level {

@@ -80,6 +80,78 @@ pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String, TextError> {
     Ok(text)
 }
 
+// Word matching, shared by the describer and the soundscape.
+
+/// Words as the matcher compares them: lower case, apostrophes dropped,
+/// crudely stemmed ("crackling", "crackle" and "crackles" meet).
+pub fn stems(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .replace(['\'', '’'], "")
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(stem)
+        .collect()
+}
+
+fn stem(word: &str) -> String {
+    let mut w = word.to_owned();
+    let long = |w: &str| w.chars().count() > 4;
+    for suffix in ["ing", "ed"] {
+        if long(&w) && w.ends_with(suffix) {
+            w.truncate(w.len() - suffix.len());
+            break;
+        }
+    }
+    if long(&w) && w.ends_with("es") && !w.ends_with("ses") {
+        w.truncate(w.len() - 2);
+    } else if w.chars().count() > 3 && w.ends_with('s') && !w.ends_with("ss") {
+        w.truncate(w.len() - 1);
+    }
+    if long(&w) && w.ends_with('e') {
+        w.truncate(w.len() - 1);
+    }
+    // "clopping" -> "clopp": a doubled last consonant goes.
+    let bytes = w.as_bytes();
+    if bytes.len() > 4
+        && bytes[bytes.len() - 1] == bytes[bytes.len() - 2]
+        && !matches!(bytes[bytes.len() - 1], b'l' | b's')
+    {
+        w.truncate(w.len() - 1);
+    }
+    w
+}
+
+fn contains_run(haystack: &[String], needle: &[String]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// How well `words` (stemmed) name something known by `phrases` and
+/// `keywords`: a whole phrase counts 3 plus its length (the longest one
+/// found), each keyword found counts 1. The soundscape's matcher and the
+/// describer's lexical evidence both score this way.
+pub fn phrase_score<'a>(
+    phrases: impl IntoIterator<Item = &'a String>,
+    keywords: &[String],
+    words: &[String],
+) -> u32 {
+    let phrase_score = phrases
+        .into_iter()
+        .map(|s| stems(s))
+        .filter(|s| contains_run(words, s))
+        .map(|s| 3 + s.len() as u32)
+        .max()
+        .unwrap_or(0);
+    phrase_score + keyword_hits(keywords, words) as u32
+}
+
+/// How many of `keywords` (each counted once, by stem) are among `words`.
+pub fn keyword_hits(keywords: &[String], words: &[String]) -> usize {
+    let mut stemmed: Vec<String> = keywords.iter().map(|k| stem(&k.to_lowercase())).collect();
+    stemmed.sort_unstable();
+    stemmed.dedup();
+    stemmed.iter().filter(|k| words.contains(k)).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,6 +109,9 @@ pub struct SceneRequest {
     pub place: Option<String>,
     pub sounds: Vec<String>,
     pub level: Option<Level>,
+    /// The describer chose no source (catalog mode): the soundscape plays
+    /// the place's bed alone instead of reading the caption for sources.
+    pub bed_only: bool,
     pub seed: u64,
 }
 
@@ -236,6 +239,25 @@ impl BackgroundSettings {
 pub struct Opened {
     pub generator: Box<dyn Generator>,
     pub note: Option<String>,
+}
+
+/// The engine [`open`] picks for these settings, told from the bundle's
+/// description alone (no graphs loaded): for `auto`, AudioLDM2 when a
+/// bundle of real weights is installed.
+pub fn engine_for(settings: &BackgroundSettings) -> EngineKind {
+    match settings.engine {
+        EngineChoice::Soundscape => EngineKind::Soundscape,
+        EngineChoice::Audioldm2 => EngineKind::Audioldm2,
+        EngineChoice::Auto => {
+            let real = audioldm2::bundle::BundleMeta::load(&settings.audioldm2.bundle)
+                .is_ok_and(|meta| !meta.source.contains("random weights"));
+            if real {
+                EngineKind::Audioldm2
+            } else {
+                EngineKind::Soundscape
+            }
+        }
+    }
 }
 
 /// Opens the engine the settings ask for. `auto` takes AudioLDM2 when a

@@ -181,6 +181,8 @@ pub struct DevText {
     pub text: String,
     /// Groups of alternatives, `a|b|c`, matched as word beginnings.
     pub expect: Vec<String>,
+    /// The soundscape catalog's sources a listener would accept.
+    pub sources: Vec<String>,
 }
 
 impl DevSet {
@@ -227,6 +229,27 @@ pub struct ScoredCaption {
     pub catalog_matched: usize,
     #[serde(default)]
     pub catalog_unmatched: Vec<String>,
+    /// The catalog sources the soundscape plays for this caption (its
+    /// plan's foreground layers), each with where it came from in catalog
+    /// mode, and whether the dev set lists it as fitting.
+    #[serde(default)]
+    pub played: Vec<PlayedSource>,
+    /// The scene is the place's bed alone (catalog mode found nothing).
+    #[serde(default)]
+    pub bed_only: bool,
+    /// Catalog mode: the sources the model itself chose (not played; the
+    /// text's own are), scored the same way, to measure the model.
+    #[serde(default)]
+    pub model_picks: Vec<PlayedSource>,
+}
+
+/// One source the soundscape plays for a dev-set caption.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct PlayedSource {
+    pub id: String,
+    pub fits: bool,
+    /// Catalog mode: chosen from the text's words or by the model.
+    pub from: Option<crate::describe::vocabulary::Evidence>,
 }
 
 impl ScoredCaption {
@@ -295,6 +318,29 @@ impl DescribeRun {
         self.share(ScoredCaption::good)
     }
 
+    /// Share of texts where the soundscape plays at least one fitting
+    /// source.
+    pub fn fitting_share(&self) -> f64 {
+        self.share(|c| c.played.iter().any(|p| p.fits))
+    }
+
+    /// Share of the sources played that fit, over the whole run; with
+    /// `from`, only those of that origin (catalog mode). `None` when none
+    /// were played.
+    pub fn played_precision(
+        &self,
+        from: Option<crate::describe::vocabulary::Evidence>,
+    ) -> Option<(f64, usize)> {
+        let played: Vec<&PlayedSource> = self
+            .captions
+            .iter()
+            .flat_map(|c| &c.played)
+            .filter(|p| from.is_none() || p.from == from)
+            .collect();
+        let fitting = played.iter().filter(|p| p.fits).count();
+        (!played.is_empty()).then(|| (fitting as f64 / played.len() as f64, played.len()))
+    }
+
     pub fn share(&self, pick: impl Fn(&ScoredCaption) -> bool) -> f64 {
         let n = self.captions.len().max(1) as f64;
         self.captions.iter().filter(|c| pick(c)).count() as f64 / n
@@ -344,7 +390,27 @@ pub fn run_describe_devset(
         let (matched, unmatched): (Vec<&String>, Vec<&String>) = phrases
             .iter()
             .partition(|p| crate::background::soundscape::plan::match_source(catalog, p).is_some());
+        let played = played_sources(scene, item);
+        let model_picks = match (&scene.choice, &scene.answer) {
+            (Some(_), Some(answer)) => answer
+                .sounds
+                .iter()
+                .filter_map(|phrase| {
+                    let (source, _) =
+                        crate::background::soundscape::plan::match_source(catalog, phrase)?;
+                    Some(PlayedSource {
+                        id: source.id.clone(),
+                        fits: item.sources.contains(&source.id),
+                        from: Some(crate::describe::vocabulary::Evidence::Model),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         captions.push(ScoredCaption {
+            model_picks,
+            played,
+            bed_only: scene.choice.as_ref().is_some_and(|c| c.bed_only),
             catalog_matched: matched.len(),
             catalog_unmatched: unmatched.into_iter().cloned().collect(),
             method_kept: scene.method == method,
@@ -367,6 +433,35 @@ pub fn run_describe_devset(
         peak_rss_kb: peak_rss_kb(),
         captions,
     })
+}
+
+/// The sources the soundscape plays for a scene, as the renderer asks
+/// for them (catalog mode: the chosen ids and place; otherwise the
+/// answer's phrases, or the caption itself), scored against the dev set.
+fn played_sources(scene: &crate::describe::SceneCaption, item: &DevText) -> Vec<PlayedSource> {
+    use crate::background::soundscape::{catalog::Catalog, plan};
+    let request = crate::render::scene_request(scene, 1);
+    let input = plan::SceneInput {
+        caption: request.caption,
+        place: request.place,
+        sounds: request.sounds,
+        level: request.level,
+        bed_only: request.bed_only,
+    };
+    let planned = plan::plan(Catalog::builtin(), &input, 1);
+    planned
+        .layers
+        .iter()
+        .filter(|l| l.role == plan::Role::Source)
+        .map(|l| PlayedSource {
+            fits: item.sources.contains(&l.source),
+            from: scene
+                .choice
+                .as_ref()
+                .and_then(|c| c.sources.iter().find(|s| s.id == l.source).map(|s| s.from)),
+            id: l.source.clone(),
+        })
+        .collect()
 }
 
 const AUDIOLDM2_SCRIPT: &str = include_str!("../../tests/bench/audioldm2_reference.py");
@@ -606,6 +701,7 @@ pub fn soundscape_scenes() -> Vec<(&'static str, crate::background::soundscape::
                 place: Some(place.into()),
                 sounds: sounds.iter().map(|s| s.to_string()).collect(),
                 level: Some(level),
+                bed_only: false,
             },
             1,
         )

@@ -50,6 +50,9 @@ pub struct DescribeOptions {
     /// Measure this one model in this process and print JSON (the parent
     /// runs each model in its own process so its peak memory is its own).
     pub single: Option<PathBuf>,
+    /// With `single`: choose from the soundscape catalog (true) or write
+    /// free text (false).
+    pub catalog: bool,
 }
 
 /// `vivid bench tts`.
@@ -456,11 +459,13 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
     use crate::bench::{DescribeRun, run_describe_devset};
     let settings = config.describe_settings();
     if let Some(model) = options.single {
+        let mode = if options.catalog { "catalog" } else { "free" };
         let run = run_describe_devset(
-            &model.display().to_string(),
+            &format!("{} ({mode})", model.display()),
             crate::describe::DescribeSettings {
                 method: Method::Llm,
                 model,
+                vocabulary: options.catalog.then(crate::config::catalog_vocabulary),
                 ..settings
             },
         )?;
@@ -480,14 +485,14 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
             ..settings.clone()
         },
     )?;
-    for model in &models {
-        eprintln!("measuring {} ...", model.display());
+    for (model, mode) in models.iter().flat_map(|m| [(m, "catalog"), (m, "free")]) {
+        eprintln!("measuring {} ({mode}) ...", model.display());
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
         if let Some(path) = config.source.path() {
             cmd.arg("--config").arg(path);
         }
         let output = cmd
-            .args(["-q", "bench", "describe", "--single"])
+            .args(["-q", "bench", "describe", "--vocabulary", mode, "--single"])
             .arg(model)
             .output()
             .context("running the measurement process")?;
@@ -504,6 +509,11 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
     }
     runs.push(text_run);
     println!(
+        "fits: texts where the soundscape plays a source the dev set lists; precision: \
+         sources played that it lists; breaks: captions breaking the rules; good: captions \
+         naming an expected sound within the rules"
+    );
+    println!(
         "describer dev set: {} texts, {} cores, seed {}, temperature {}",
         runs[0].captions.len(),
         crate::compute::available_cores(),
@@ -511,12 +521,12 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
         settings.temperature
     );
     println!(
-        "{:<40} {:>6} {:>7} {:>7} {:>9} {:>8} {:>8} {:>7} {:>9}",
+        "{:<46} {:>6} {:>9} {:>6} {:>6} {:>8} {:>8} {:>7} {:>9}",
         "candidate",
+        "fits",
+        "precision",
+        "breaks",
         "good",
-        "names",
-        "rules",
-        "on target",
         "median s",
         "p95 s",
         "load s",
@@ -524,21 +534,34 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
     );
     for run in &runs {
         let label = file_label(&run.label);
-        let on_target = run
-            .sources_on_target()
-            .map_or("-".to_owned(), |s| format!("{:.0}%", 100.0 * s));
+        let precision = run
+            .played_precision(None)
+            .map_or("-".to_owned(), |(p, _)| format!("{:.0}%", 100.0 * p));
         println!(
-            "{:<40} {:>5.0}% {:>6.0}% {:>6.0}% {:>9} {:>8.2} {:>8.2} {:>7.2} {:>9.0}",
+            "{:<46} {:>5.0}% {:>9} {:>6} {:>5.0}% {:>8.2} {:>8.2} {:>7.2} {:>9.0}",
             label,
+            100.0 * run.fitting_share(),
+            precision,
+            run.captions.iter().filter(|c| !c.keeps_rules).count(),
             100.0 * run.good_share(),
-            100.0 * run.share(|c| c.names_expected),
-            100.0 * run.share(|c| c.keeps_rules),
-            on_target,
             run.latency_quantile(0.5),
             run.latency_quantile(0.95),
             run.load_s,
             run.peak_rss_kb as f64 / 1024.0
         );
+        let picks: Vec<&crate::bench::PlayedSource> =
+            run.captions.iter().flat_map(|c| &c.model_picks).collect();
+        if !picks.is_empty() {
+            let fit = picks.iter().filter(|p| p.fits).count();
+            let model_fits = run.share(|c| c.model_picks.iter().any(|p| p.fits));
+            let bed_only = run.captions.iter().filter(|c| c.bed_only).count();
+            println!(
+                "  played: the text's own sources; place bed alone: {bed_only} texts. The model's own picks (not played): {} ({:.0}% fit; texts with a fitting one: {:.0}%)",
+                picks.len(),
+                100.0 * fit as f64 / picks.len() as f64,
+                100.0 * model_fits
+            );
+        }
         let fallbacks = run.captions.iter().filter(|c| !c.method_kept).count();
         if fallbacks > 0 {
             println!("  ({fallbacks} captions fell back to the text itself)");
@@ -573,10 +596,23 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
         for run in &runs {
             println!("--- {}", run.label);
             for caption in &run.captions {
+                let played: Vec<String> = caption
+                    .played
+                    .iter()
+                    .map(|p| {
+                        let from = match p.from {
+                            Some(crate::describe::vocabulary::Evidence::Text) => "text ",
+                            Some(crate::describe::vocabulary::Evidence::Model) => "model ",
+                            None => "",
+                        };
+                        format!("{}{from}{}", if p.fits { "+" } else { "-" }, p.id)
+                    })
+                    .collect();
                 println!(
-                    "{} {}",
+                    "{} {} [{}]",
                     if caption.good() { "+" } else { "-" },
-                    caption.caption
+                    caption.caption,
+                    played.join(", ")
                 );
             }
         }

@@ -171,6 +171,7 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         place: args.place,
         sounds: Vec::new(),
         level: args.level,
+        bed_only: false,
         seed: args.seed.unwrap_or(settings.seed),
     };
     let recipe = generator.prepare(&request)?;

@@ -127,6 +127,9 @@ pub(crate) struct BenchDescribeArgs {
     /// Internal: measure one model in this process and print JSON.
     #[arg(long, hide = true, value_name = "PATH")]
     pub(crate) single: Option<PathBuf>,
+    /// Internal, with --single: catalog or free.
+    #[arg(long, hide = true, default_value = "catalog", value_parser = ["catalog", "free"])]
+    pub(crate) vocabulary: String,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +162,7 @@ pub(crate) fn run(config: Config, command: BenchCommand) -> Result<ExitCode> {
                 model: a.model,
                 captions: a.captions,
                 single: a.single,
+                catalog: a.vocabulary == "catalog",
             },
         ),
         BenchCommand::Background(a) => report::background(report::BackgroundOptions {

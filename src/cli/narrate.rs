@@ -47,6 +47,11 @@ pub(crate) struct DescribeArgs {
     /// Sampling seed (default: describe.seed).
     #[arg(long, value_name = "N")]
     pub(crate) seed: Option<u32>,
+    /// catalog: choose among the soundscape's places and sources; free:
+    /// write sound phrases (for AudioLDM2); auto (default:
+    /// describe.vocabulary): catalog with the soundscape.
+    #[arg(long, value_name = "VOCABULARY")]
+    pub(crate) vocabulary: Option<vivid::config::VocabularyChoice>,
     /// Print the whole record as JSON: scenes with spans, captions, the
     /// model's answers, fallbacks and timings.
     #[arg(long)]
@@ -213,8 +218,11 @@ pub(crate) fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn describe(config: &Config, args: DescribeArgs) -> Result<ExitCode> {
+pub(crate) fn describe(mut config: Config, args: DescribeArgs) -> Result<ExitCode> {
     let text = read_text(&args.input, DEFAULT_MAX_TEXT_BYTES)?;
+    if let Some(vocabulary) = args.vocabulary {
+        config.describe.vocabulary = vocabulary;
+    }
     let mut settings = config.describe_settings();
     if let Some(method) = args.method {
         settings.method = method;

@@ -72,6 +72,7 @@ mod validate;
 
 pub use paths::{ConfigSource, DefaultDirs};
 pub use schema::*;
+pub use settings::catalog_vocabulary;
 use validate::{line_of, validate};
 
 /// Settings with every default filled in and every path absolute.

@@ -77,6 +77,34 @@ pub enum PromptChoice {
     Completion,
 }
 
+/// What the describer model answers with.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VocabularyChoice {
+    /// catalog with the soundscape, free with AudioLDM2.
+    #[default]
+    Auto,
+    /// A choice among the soundscape catalog's places and sources.
+    Catalog,
+    /// Free text (AudioCaps-style phrases).
+    Free,
+}
+
+impl std::str::FromStr for VocabularyChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<VocabularyChoice, String> {
+        match s.trim().to_lowercase().as_str() {
+            "auto" => Ok(VocabularyChoice::Auto),
+            "catalog" => Ok(VocabularyChoice::Catalog),
+            "free" => Ok(VocabularyChoice::Free),
+            other => Err(format!(
+                "unknown vocabulary `{other}`: use auto, catalog or free"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DescribeSection {
@@ -88,6 +116,10 @@ pub struct DescribeSection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
     pub prompt: PromptChoice,
+    /// catalog: the model chooses among the soundscape's places and
+    /// sources; free: it writes sound phrases; auto (the default): catalog
+    /// with the soundscape, free with AudioLDM2.
+    pub vocabulary: VocabularyChoice,
     /// The caption of method `fixed`.
     pub caption: String,
     /// Seed of the model's sampling: the same seed, text and model give the
@@ -109,6 +141,7 @@ impl Default for DescribeSection {
             method: crate::describe::Method::Llm,
             model: None,
             prompt: PromptChoice::Auto,
+            vocabulary: VocabularyChoice::Auto,
             caption: String::new(),
             seed: 42,
             temperature: 0.5,

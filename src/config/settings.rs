@@ -1,7 +1,7 @@
 //! The one place that turns a resolved config into each stage's settings:
 //! commands, the renderer and the service all take their settings from here.
 
-use super::{Config, PromptChoice};
+use super::{Config, PromptChoice, VocabularyChoice};
 
 impl Config {
     /// The describer's settings.
@@ -24,6 +24,7 @@ impl Config {
                 min_chars: d.min_scene_chars,
                 max_chars: d.max_scene_chars,
             },
+            vocabulary: self.describe_vocabulary(),
             threads: if self.system.threads == 0 {
                 crate::compute::available_cores()
             } else {
@@ -99,5 +100,48 @@ impl Config {
             volume: self.playback.volume,
             reopen_for: std::time::Duration::from_secs(self.playback.reopen_s),
         }
+    }
+
+    /// The catalog vocabulary when the describer chooses from it: always
+    /// for `catalog`, for `auto` when the background is the soundscape.
+    pub fn describe_vocabulary(&self) -> Option<crate::describe::Vocabulary> {
+        let catalog = match self.describe.vocabulary {
+            VocabularyChoice::Catalog => true,
+            VocabularyChoice::Free => false,
+            VocabularyChoice::Auto => {
+                crate::background::engine_for(&self.background_settings())
+                    == crate::background::EngineKind::Soundscape
+            }
+        };
+        catalog.then(catalog_vocabulary)
+    }
+}
+
+/// The soundscape catalog's places and sources as the describer's
+/// vocabulary.
+pub fn catalog_vocabulary() -> crate::describe::Vocabulary {
+    use crate::describe::vocabulary::{Entry, Vocabulary};
+    let catalog = crate::background::soundscape::catalog::Catalog::builtin();
+    Vocabulary {
+        places: catalog
+            .places
+            .iter()
+            .map(|p| Entry {
+                id: p.id.clone(),
+                phrase: p.phrase.clone(),
+                synonyms: Vec::new(),
+                keywords: p.keywords.clone(),
+            })
+            .collect(),
+        sources: catalog
+            .sources
+            .iter()
+            .map(|s| Entry {
+                id: s.id.clone(),
+                phrase: s.phrase.clone(),
+                synonyms: s.synonyms.clone(),
+                keywords: s.keywords.clone(),
+            })
+            .collect(),
     }
 }

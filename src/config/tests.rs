@@ -178,3 +178,23 @@ fn log_level_shifts_saturate() {
     assert_eq!(LogLevel::Info.shifted(-1), LogLevel::Warn);
     assert_eq!(LogLevel::Info.shifted(-9), LogLevel::Error);
 }
+
+#[test]
+fn the_catalog_vocabulary_makes_a_complete_choosing_prompt() {
+    use crate::describe::prompt::{CATALOG_EXAMPLES, PromptSet};
+    let vocabulary = super::catalog_vocabulary();
+    assert_eq!(vocabulary.sources.len(), 52);
+    let prompts = PromptSet::catalog(&vocabulary);
+    // Every worked example names ids the catalog has.
+    assert_eq!(prompts.examples.len(), CATALOG_EXAMPLES.len());
+    for (_, place, ids, _) in CATALOG_EXAMPLES {
+        assert!(vocabulary.place_by_phrase(place).is_some(), "{place}");
+        for id in *ids {
+            assert!(vocabulary.source_by_phrase(id).is_some(), "{id}");
+        }
+    }
+    for entry in vocabulary.sources.iter().chain(&vocabulary.places) {
+        assert!(prompts.grammar.contains(&format!("\\\"{}\\\"", entry.phrase)));
+        assert!(prompts.instruction.contains(&entry.phrase));
+    }
+}

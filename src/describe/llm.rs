@@ -24,7 +24,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use thiserror::Error;
 
 use super::caption::SoundAnswer;
-use super::prompt::{self, ANSWER_GRAMMAR, PromptStyle, TEXT_MARKER};
+use super::prompt::{self, PromptStyle, TEXT_MARKER};
 
 /// Context size: the prompt prefix (~400 tokens), a narration of at most
 /// `MAX_TEXT_BYTES` (~400 tokens) and the answer fit with room to spare.
@@ -97,6 +97,9 @@ pub struct LlmOptions {
     /// `None`: chat when the model has a chat template, else completion.
     pub style: Option<PromptStyle>,
     pub threads: usize,
+    /// Choose among these places and sources (catalog vocabulary) instead
+    /// of writing free text.
+    pub vocabulary: Option<super::Vocabulary>,
 }
 
 /// One generated answer.
@@ -139,6 +142,8 @@ pub struct LlmDescriber {
     suffix: Vec<LlamaToken>,
     prefix_ready: bool,
     name: String,
+    /// The GBNF grammar every answer keeps.
+    grammar: String,
 }
 
 impl std::fmt::Debug for LlmDescriber {
@@ -168,8 +173,12 @@ impl LlmDescriber {
         } else {
             PromptStyle::Completion
         });
+        let prompts = match &options.vocabulary {
+            Some(vocabulary) => prompt::PromptSet::catalog(vocabulary),
+            None => prompt::PromptSet::free(),
+        };
         let rendered = match style {
-            PromptStyle::Completion => prompt::completion_prompt(),
+            PromptStyle::Completion => prompts.completion_prompt(),
             PromptStyle::Chat => {
                 let template_err = |reason: String| LlmError::Template {
                     path: path.to_path_buf(),
@@ -178,7 +187,8 @@ impl LlmDescriber {
                 let template = template.ok_or_else(|| {
                     template_err("the model has none; use prompt = \"completion\"".into())
                 })?;
-                let messages = prompt::chat_turns()
+                let messages = prompts
+                    .chat_turns()
                     .into_iter()
                     .map(|(role, content)| LlamaChatMessage::new(role.into(), content))
                     .collect::<Result<Vec<_>, _>>()
@@ -218,6 +228,7 @@ impl LlmDescriber {
             suffix,
             prefix_ready: false,
             name,
+            grammar: prompts.grammar,
         })
     }
 
@@ -243,6 +254,7 @@ impl LlmDescriber {
         let prefix_ready = self.prefix_ready;
         let prefix = &self.prefix;
         let suffix = &self.suffix;
+        let grammar = &self.grammar;
         let result = self.inner.with_dependent_mut(|model, ctx| {
             let decode_err = |e: &dyn std::fmt::Display| LlmError::Decode(e.to_string());
             let vocab = model.vocab();
@@ -275,7 +287,7 @@ impl LlmDescriber {
             let answer_started = Instant::now();
             let prompt_tokens = pos;
 
-            let mut sampler = AnswerSampler::new(model, style, sampling)?;
+            let mut sampler = AnswerSampler::new(model, style, sampling, grammar)?;
             let mut raw = Vec::new();
             let mut answer_tokens = 0;
             while answer_tokens < MAX_ANSWER_TOKENS {
@@ -391,12 +403,17 @@ struct AnswerSampler {
 }
 
 impl AnswerSampler {
-    fn new(model: &LlamaModel, style: PromptStyle, sampling: &Sampling) -> Result<Self, LlmError> {
+    fn new(
+        model: &LlamaModel,
+        style: PromptStyle,
+        sampling: &Sampling,
+        grammar: &str,
+    ) -> Result<Self, LlmError> {
         let repeat_penalty = match style {
             PromptStyle::Completion => 1.3,
             PromptStyle::Chat => 1.1,
         };
-        let grammar = LlamaSampler::grammar(model, ANSWER_GRAMMAR, "root")
+        let grammar = LlamaSampler::grammar(model, grammar, "root")
             .map_err(|e| LlmError::Grammar(e.to_string()))?;
         let mut chain = vec![LlamaSampler::penalties(
             model.n_vocab(),

@@ -19,6 +19,7 @@ pub mod caption;
 pub mod llm;
 pub mod prompt;
 pub mod scenes;
+pub mod vocabulary;
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub use caption::{AmbienceLevel, SoundAnswer};
 pub use llm::{LlmDescriber, LlmError, LlmOptions, LlmStats, Sampling};
 pub use prompt::PromptStyle;
 pub use scenes::SceneBounds;
+pub use vocabulary::{CatalogChoice, Vocabulary};
 
 /// How a caption is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +93,9 @@ pub struct DescribeSettings {
     pub timeout: Duration,
     pub scenes: SceneBounds,
     pub threads: usize,
+    /// Choose among a background engine's places and sources (catalog
+    /// mode) instead of writing free text; `None`: free text.
+    pub vocabulary: Option<Vocabulary>,
 }
 
 /// What one call may ask differently from the describer's settings.
@@ -127,6 +132,10 @@ pub struct SceneCaption {
     /// Sounds of the answer left out of the caption, with the rule each broke.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dropped: Vec<(String, String)>,
+    /// In catalog mode: the place and sources chosen, each with where it
+    /// came from (the text or the model), or the place's bed alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choice: Option<CatalogChoice>,
     pub seconds: f64,
 }
 
@@ -200,6 +209,7 @@ impl Describer {
                 &LlmOptions {
                     style: self.settings.prompt,
                     threads: self.settings.threads,
+                    vocabulary: self.settings.vocabulary.clone(),
                 },
             )?,
         };
@@ -272,6 +282,7 @@ impl Describer {
                 sounds: Vec::new(),
                 llm: None,
                 dropped: Vec::new(),
+                choice: None,
                 seconds: 0.0,
             };
             match method {
@@ -291,6 +302,13 @@ impl Describer {
                     scene.caption = caption.to_owned();
                 }
                 Method::Text => scene.caption = caption::text_prompt(scene_text),
+                Method::Llm if self.settings.vocabulary.is_some() => {
+                    self.catalog_scene(&mut scene, scene_text, seed);
+                    model.get_or_insert_with(|| ModelInfo {
+                        path: self.settings.model.clone(),
+                        name: self.llm.as_ref().map(|l| l.name().to_owned()),
+                    });
+                }
                 Method::Llm => {
                     match self.llm_caption(scene_text, seed) {
                         Ok((answer, composed, stats)) => {
@@ -323,6 +341,68 @@ impl Describer {
             seed,
             scenes,
         })
+    }
+
+    /// Method 1 in catalog mode: the sources the text names, the place it
+    /// names or else the model's, the model's level (see [`vocabulary`]).
+    /// Never fails: without a usable answer the text's evidence alone is
+    /// chosen (the caption falls back to the text, and the record says
+    /// why), and without any evidence the place's bed plays alone.
+    fn catalog_scene(&mut self, scene: &mut SceneCaption, text: &str, seed: u32) {
+        let sampling = Sampling {
+            seed,
+            temperature: self.settings.temperature,
+            timeout: self.settings.timeout,
+        };
+        let generated = self
+            .llm_engine()
+            .map_err(|e| e.to_string())
+            .and_then(|engine| engine.generate(text, &sampling).map_err(|e| e.to_string()));
+        let Some(vocabulary) = self.settings.vocabulary.as_ref() else {
+            return;
+        };
+        let choice = match &generated {
+            Ok(g) => vocabulary.choose(text, Some(&g.answer.place)),
+            Err(_) => vocabulary.choose(text, None),
+        };
+        let place_phrase = choice
+            .place
+            .as_deref()
+            .and_then(|id| vocabulary.place_by_phrase(id))
+            .map(|e| e.phrase.clone());
+        let phrases: Vec<String> = choice.sources.iter().map(|s| s.phrase.clone()).collect();
+        let composed = caption::compose(
+            &SoundAnswer {
+                place: place_phrase.clone().unwrap_or_default(),
+                sounds: phrases,
+                level: AmbienceLevel::Moderate,
+            },
+            text,
+        );
+        match generated {
+            Ok(g) => {
+                scene.llm = Some(g.stats);
+                scene.answer = Some(g.answer);
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "the language model gave no choice; the text's own sounds are used");
+                scene.method = Method::Text;
+                scene.fallback = Some(reason);
+            }
+        }
+        scene.caption = match (&composed, &scene.fallback) {
+            (Some(c), None) => c.caption.clone(),
+            (_, Some(_)) => caption::text_prompt(text),
+            (None, None) => match &place_phrase {
+                Some(place) => format!("The quiet ambience of {place}."),
+                None => "A quiet ambience.".to_owned(),
+            },
+        };
+        if let Some(c) = composed {
+            scene.dropped = c.dropped;
+        }
+        scene.sounds = choice.sources.iter().map(|s| s.id.clone()).collect();
+        scene.choice = Some(choice);
     }
 
     /// Method 1 for one scene, or why it gave nothing usable.

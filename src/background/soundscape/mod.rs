@@ -468,6 +468,7 @@ impl Generator for Soundscape {
             place: request.place.clone(),
             sounds: request.sounds.clone(),
             level: request.level,
+            bed_only: request.bed_only,
         };
         Ok(SceneRecipe::Soundscape(plan::plan(
             Catalog::builtin(),

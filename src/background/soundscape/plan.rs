@@ -68,6 +68,9 @@ pub struct SceneInput {
     /// Sound phrases ("gulls calling") or source ids.
     pub sounds: Vec<String>,
     pub level: Option<Level>,
+    /// The describer chose no source: the place's bed plays alone, and the
+    /// caption is not read for sources.
+    pub bed_only: bool,
 }
 
 /// Why a layer plays.
@@ -119,68 +122,17 @@ pub struct ScenePlan {
 /// The place used when nothing names one.
 pub const DEFAULT_PLACE: &str = "open-air";
 
-/// Words as the matcher compares them: lower case, apostrophes dropped,
-/// crudely stemmed ("crackling", "crackle" and "crackles" meet).
-pub fn stems(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .replace(['\'', '’'], "")
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(stem)
-        .collect()
-}
-
-fn stem(word: &str) -> String {
-    let mut w = word.to_owned();
-    let long = |w: &str| w.chars().count() > 4;
-    for suffix in ["ing", "ed"] {
-        if long(&w) && w.ends_with(suffix) {
-            w.truncate(w.len() - suffix.len());
-            break;
-        }
-    }
-    if long(&w) && w.ends_with("es") && !w.ends_with("ses") {
-        w.truncate(w.len() - 2);
-    } else if w.chars().count() > 3 && w.ends_with('s') && !w.ends_with("ss") {
-        w.truncate(w.len() - 1);
-    }
-    if long(&w) && w.ends_with('e') {
-        w.truncate(w.len() - 1);
-    }
-    // "clopping" -> "clopp": a doubled last consonant goes.
-    let bytes = w.as_bytes();
-    if bytes.len() > 4
-        && bytes[bytes.len() - 1] == bytes[bytes.len() - 2]
-        && !matches!(bytes[bytes.len() - 1], b'l' | b's')
-    {
-        w.truncate(w.len() - 1);
-    }
-    w
-}
-
-fn contains_run(haystack: &[String], needle: &[String]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
+pub use crate::text::stems;
+use crate::text::{keyword_hits, phrase_score};
 
 /// How well `words` (stemmed) name `source`: a whole synonym (or its
 /// phrase) counts 3 plus its length, each keyword found counts 1.
 pub fn score(source: &Source, words: &[String]) -> u32 {
-    let phrase_score = std::iter::once(&source.phrase)
-        .chain(&source.synonyms)
-        .map(|s| stems(s))
-        .filter(|s| contains_run(words, s))
-        .map(|s| 3 + s.len() as u32)
-        .max()
-        .unwrap_or(0);
-    phrase_score + keyword_hits(&source.keywords, words) as u32
-}
-
-/// How many of `keywords` (each counted once, by stem) are among `words`.
-fn keyword_hits(keywords: &[String], words: &[String]) -> usize {
-    let mut stemmed: Vec<String> = keywords.iter().map(|k| stem(&k.to_lowercase())).collect();
-    stemmed.sort_unstable();
-    stemmed.dedup();
-    stemmed.iter().filter(|k| words.contains(k)).count()
+    phrase_score(
+        std::iter::once(&source.phrase).chain(&source.synonyms),
+        &source.keywords,
+        words,
+    )
 }
 
 /// The catalog source a sound phrase names best (a source id matches
@@ -239,7 +191,9 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
             chosen.push((source, Some(phrase.to_owned())));
         }
     };
-    if input.sounds.is_empty() {
+    if input.bed_only {
+        // Nothing chosen, on purpose: the place's bed alone.
+    } else if input.sounds.is_empty() {
         // A caption names each sound once: a source that only shares a
         // word with one already chosen of its kind ("rain" after "heavy
         // rain") is the same sound again, not another one.
@@ -409,6 +363,7 @@ mod tests {
             place: Some("somewhere nice".into()),
             sounds: vec!["waves on the beach".into()],
             level: None,
+            bed_only: false,
         };
         assert_eq!(plan(catalog, &input, 1).place, "coast");
     }
@@ -426,6 +381,7 @@ mod tests {
                 "nonsense words here".into(),
             ],
             level: Some(Level::Quiet),
+            bed_only: false,
         };
         let a = plan(catalog, &input, 7);
         assert_eq!(a, plan(catalog, &input, 7));
@@ -454,6 +410,7 @@ mod tests {
         let input = SceneInput {
             caption: "Heavy rain, thunder and the wind howling around a cottage".into(),
             level: Some(Level::Busy),
+            bed_only: false,
             ..SceneInput::default()
         };
         let p = plan(Catalog::builtin(), &input, 1);

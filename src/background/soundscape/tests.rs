@@ -219,6 +219,7 @@ fn busy_harbour(seed: u64) -> ScenePlan {
             .map(String::from)
             .to_vec(),
             level: Some(Level::Busy),
+            bed_only: false,
         },
         seed,
     )
