@@ -194,7 +194,11 @@ fn the_catalog_vocabulary_makes_a_complete_choosing_prompt() {
         }
     }
     for entry in vocabulary.sources.iter().chain(&vocabulary.places) {
-        assert!(prompts.grammar.contains(&format!("\\\"{}\\\"", entry.phrase)));
+        assert!(
+            prompts
+                .grammar
+                .contains(&format!("\\\"{}\\\"", entry.phrase))
+        );
         assert!(prompts.instruction.contains(&entry.phrase));
     }
 }
