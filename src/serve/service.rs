@@ -405,7 +405,8 @@ impl Service {
         let name = next
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        if needed > space.usable_when_empty {
+        let backing_off = self.disk_retry_at.is_some_and(|at| Instant::now() < at);
+        if needed > space.usable_when_empty && !backing_off {
             use super::disk::human_bytes;
             return Room::Never(format!(
                 "its outputs need about {} and the spool's file system ({}) holds {} even when empty; split the text into smaller files, or give paths.spool_dir a larger file system",
@@ -414,7 +415,6 @@ impl Service {
                 human_bytes(space.usable_when_empty)
             ));
         }
-        let backing_off = self.disk_retry_at.is_some_and(|at| Instant::now() < at);
         if space.available < needed || backing_off {
             return Room::Wait(DiskWait {
                 job: name,
@@ -563,6 +563,8 @@ impl Service {
     /// Nothing to narrate: kiosk rounds, then wait for the watcher (or a
     /// second, to notice signals).
     fn idle(&mut self) {
+        // A job waiting for space may have been taken out of the inbox.
+        self.status.status.disk = None;
         self.status.status.state = ServiceState::Idle;
         self.status.write(false);
         if let Some(player) = &self.player {
