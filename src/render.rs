@@ -76,6 +76,10 @@ pub struct SceneRecord {
     pub background_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub background_from_cache: Option<bool>,
+    /// Catalog mode: the place and sources the describer chose, each with
+    /// its evidence (the text or the model), or the place's bed alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choice: Option<crate::describe::CatalogChoice>,
     /// What the background engine played for this scene (for the
     /// soundscape: place, sources with their ids, unmatched phrases).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -462,6 +466,7 @@ impl Renderer {
                 starts_at_s: self.mix.pre_roll_s + start,
                 background_seconds: Some(background.seconds()),
                 background_from_cache: background.cached,
+                choice: scene.choice.clone(),
                 background: Some(background.recipe),
             })
             .collect()

@@ -168,6 +168,22 @@ fn by_default_the_narration_plays_over_a_soundscape_at_its_level() {
             layers.iter().any(|l| l["role"] == "source") || plan["note"].is_string(),
             "{scene:#}"
         );
+        // Catalog mode (the default with the soundscape): the describer's
+        // choice is recorded, and what it chose is what plays.
+        let choice = &scene["choice"];
+        let chosen: Vec<&str> = choice["sources"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a catalog choice: {scene:#}"))
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        let played: Vec<&str> = layers
+            .iter()
+            .filter(|l| l["role"] == "source")
+            .map(|l| l["source"].as_str().unwrap())
+            .collect();
+        assert_eq!(played, chosen, "{scene:#}");
+        assert_eq!(choice["bed_only"].as_bool(), Some(chosen.is_empty()));
     }
     let audio = read_wav(&wav);
     assert_eq!((audio.rate, audio.channels), (48_000, 2));
