@@ -237,6 +237,9 @@ pub struct ScoredCaption {
     /// The scene is the place's bed alone (catalog mode found nothing).
     #[serde(default)]
     pub bed_only: bool,
+    /// A bed of the scene's place that the dev set lists as fitting.
+    #[serde(default)]
+    pub bed_fits: bool,
     /// Catalog mode: the sources the model itself chose (not played; the
     /// text's own are), scored the same way, to measure the model.
     #[serde(default)]
@@ -390,7 +393,7 @@ pub fn run_describe_devset(
         let (matched, unmatched): (Vec<&String>, Vec<&String>) = phrases
             .iter()
             .partition(|p| crate::background::soundscape::plan::match_source(catalog, p).is_some());
-        let played = played_sources(scene, item);
+        let (played, bed_fits) = played_sources(scene, item);
         let model_picks = match (&scene.choice, &scene.answer) {
             (Some(_), Some(answer)) => answer
                 .sounds
@@ -410,6 +413,7 @@ pub fn run_describe_devset(
         captions.push(ScoredCaption {
             model_picks,
             played,
+            bed_fits,
             bed_only: scene.choice.as_ref().is_some_and(|c| c.bed_only),
             catalog_matched: matched.len(),
             catalog_unmatched: unmatched.into_iter().cloned().collect(),
@@ -438,7 +442,11 @@ pub fn run_describe_devset(
 /// The sources the soundscape plays for a scene, as the renderer asks
 /// for them (catalog mode: the chosen ids and place; otherwise the
 /// answer's phrases, or the caption itself), scored against the dev set.
-fn played_sources(scene: &crate::describe::SceneCaption, item: &DevText) -> Vec<PlayedSource> {
+/// Also whether one of the place's beds fits.
+fn played_sources(
+    scene: &crate::describe::SceneCaption,
+    item: &DevText,
+) -> (Vec<PlayedSource>, bool) {
     use crate::background::soundscape::{catalog::Catalog, plan};
     let request = crate::render::scene_request(scene, 1);
     let input = plan::SceneInput {
@@ -449,7 +457,11 @@ fn played_sources(scene: &crate::describe::SceneCaption, item: &DevText) -> Vec<
         bed_only: request.bed_only,
     };
     let planned = plan::plan(Catalog::builtin(), &input, 1);
-    planned
+    let bed_fits = planned
+        .layers
+        .iter()
+        .any(|l| l.role == plan::Role::Bed && item.sources.contains(&l.source));
+    let played = planned
         .layers
         .iter()
         .filter(|l| l.role == plan::Role::Source)
@@ -461,7 +473,8 @@ fn played_sources(scene: &crate::describe::SceneCaption, item: &DevText) -> Vec<
                 .and_then(|c| c.sources.iter().find(|s| s.id == l.source).map(|s| s.from)),
             id: l.source.clone(),
         })
-        .collect()
+        .collect();
+    (played, bed_fits)
 }
 
 const AUDIOLDM2_SCRIPT: &str = include_str!("../../tests/bench/audioldm2_reference.py");

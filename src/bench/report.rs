@@ -555,8 +555,10 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
             let fit = picks.iter().filter(|p| p.fits).count();
             let model_fits = run.share(|c| c.model_picks.iter().any(|p| p.fits));
             let bed_only = run.captions.iter().filter(|c| c.bed_only).count();
+            let with_bed = run.share(|c| c.bed_fits || c.played.iter().any(|p| p.fits));
             println!(
-                "  played: the text's own sources; place bed alone: {bed_only} texts. The model's own picks (not played): {} ({:.0}% fit; texts with a fitting one: {:.0}%)",
+                "  played: the text's own sources; place bed alone: {bed_only} texts; texts with a fitting source or place bed: {:.0}%. The model's own picks (not played): {} ({:.0}% fit; texts with a fitting one: {:.0}%)",
+                100.0 * with_bed,
                 picks.len(),
                 100.0 * fit as f64 / picks.len() as f64,
                 100.0 * model_fits
