@@ -327,19 +327,10 @@ impl DescribeRun {
         self.share(|c| c.played.iter().any(|p| p.fits))
     }
 
-    /// Share of the sources played that fit, over the whole run; with
-    /// `from`, only those of that origin (catalog mode). `None` when none
-    /// were played.
-    pub fn played_precision(
-        &self,
-        from: Option<crate::describe::vocabulary::Evidence>,
-    ) -> Option<(f64, usize)> {
-        let played: Vec<&PlayedSource> = self
-            .captions
-            .iter()
-            .flat_map(|c| &c.played)
-            .filter(|p| from.is_none() || p.from == from)
-            .collect();
+    /// Share of the sources played that fit over the whole run, and how
+    /// many were played; `None` when none were.
+    pub fn played_precision(&self) -> Option<(f64, usize)> {
+        let played: Vec<&PlayedSource> = self.captions.iter().flat_map(|c| &c.played).collect();
         let fitting = played.iter().filter(|p| p.fits).count();
         (!played.is_empty()).then(|| (fitting as f64 / played.len() as f64, played.len()))
     }

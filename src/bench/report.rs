@@ -535,7 +535,7 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
     for run in &runs {
         let label = file_label(&run.label);
         let precision = run
-            .played_precision(None)
+            .played_precision()
             .map_or("-".to_owned(), |(p, _)| format!("{:.0}%", 100.0 * p));
         println!(
             "{:<46} {:>5.0}% {:>9} {:>6} {:>5.0}% {:>8.2} {:>8.2} {:>7.2} {:>9.0}",

@@ -79,10 +79,6 @@ pub struct CatalogChoice {
 }
 
 impl Vocabulary {
-    pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
-    }
-
     /// The source a catalog phrase (or id) names exactly.
     pub fn source_by_phrase(&self, phrase: &str) -> Option<&Entry> {
         let phrase = phrase.trim();

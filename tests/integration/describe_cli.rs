@@ -299,7 +299,7 @@ fn default_model_holds_its_score_on_the_dev_set() {
     // 89 % of the texts get a fitting source, 85 % of the sources played
     // fit (measured; README).
     let fits = run.fitting_share();
-    let (precision, played) = run.played_precision(None).unwrap();
+    let (precision, played) = run.played_precision().unwrap();
     let misses: Vec<(&str, Vec<&str>)> = run
         .captions
         .iter()
