@@ -417,9 +417,8 @@ fn a_file_still_being_written_waits_until_it_is_closed() {
     assert!(path.exists(), "taken while still open for writing");
     file.write_all(b"and the second half.").unwrap();
     drop(file);
-    service.wait_for("the closed file", || {
-        service.spool("done/slow.json").exists()
-    });
+    // The input is moved to done/ last, after its WAV and report.
+    service.wait_for("the closed file", || service.spool("done/slow.txt").exists());
     assert_eq!(
         std::fs::read_to_string(service.spool("done/slow.txt")).unwrap(),
         "The first half of the text, and the second half."
