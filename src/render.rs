@@ -107,6 +107,8 @@ pub struct RenderReport {
     pub describe_seed: u32,
     pub voice: FileRecord,
     pub speaking_rate: f32,
+    /// The seed of the voice's noise (`speech.seed`).
+    pub speech_seed: u64,
     pub scenes: Vec<SceneRecord>,
     /// The background engine and its settings.
     pub background: EngineRecord,
@@ -166,6 +168,7 @@ struct Speech {
     scene_starts_s: Vec<f64>,
     voice: PathBuf,
     rate: f32,
+    seed: u64,
 }
 
 impl Speech {
@@ -199,8 +202,8 @@ impl Renderer {
     /// load on first use, or with [`Renderer::preload`]); the describer's
     /// model loads on first use too.
     pub fn new(config: &Config) -> Result<Renderer> {
-        let voice =
-            Voice::load(&config.voice).context(format!("loading the voice ({VOICE_HINT})"))?;
+        let voice = Voice::load(&config.voice, config.speech.seed)
+            .context(format!("loading the voice ({VOICE_HINT})"))?;
         let background_settings = config.background_settings();
         let opened = background::open(&background_settings).with_context(|| {
             format!(
@@ -293,6 +296,7 @@ impl Renderer {
             describe_seed: description.seed,
             voice: file_record(&speech.voice)?,
             speaking_rate: speech.rate,
+            speech_seed: speech.seed,
             scenes,
             background: self.background.record(seed),
             background_note: self.background_note.clone(),
@@ -375,7 +379,7 @@ impl Renderer {
         let (voice, voice_path) = match &job.overrides.voice {
             Some(name) => {
                 let path = self.speech.voices_dir.join(name);
-                job_voice = Voice::load(&path)
+                job_voice = Voice::load(&path, self.voice.seed)
                     .with_context(|| format!("loading the job's voice {}", path.display()))?;
                 (&job_voice, path)
             }
@@ -409,6 +413,7 @@ impl Renderer {
             scene_starts_s,
             voice: voice_path,
             rate: options.rate.unwrap_or(1.0),
+            seed: voice.seed,
         })
     }
 

@@ -60,7 +60,7 @@ pub struct LoadedVoice {
 /// Loads the voice and builds every bucket's plan, timing both.
 pub fn load_voice(model: &Path) -> Result<LoadedVoice> {
     let t0 = Instant::now();
-    let voice = Voice::load(model)?;
+    let voice = Voice::load(model, 0)?;
     let load_s = t0.elapsed().as_secs_f64();
     let mut optimize = Vec::new();
     tracing::info!(rss_mib = peak_rss_kb() / 1024, "voice loaded");

@@ -28,6 +28,10 @@ pub(crate) struct SpeakArgs {
     /// Speaker of a multi-speaker voice.
     #[arg(long, value_name = "N")]
     pub(crate) speaker: Option<i64>,
+    /// Seed of the voice's noise (default: speech.seed): the same text,
+    /// voice and seed give the same samples.
+    #[arg(long, value_name = "N")]
+    pub(crate) seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -87,7 +91,7 @@ pub(crate) fn speak(config: &Config, args: SpeakArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let text = read_text(&args.input, DEFAULT_MAX_TEXT_BYTES)?;
     let voice_path = args.voice.unwrap_or_else(|| config.voice.clone());
-    let voice = Voice::load(&voice_path)
+    let voice = Voice::load(&voice_path, args.seed.unwrap_or(config.speech.seed))
         .with_context(|| format!("loading the voice ({})", vivid::speech::VOICE_HINT))?;
     let defaults = config.speak_options();
     let opts = SpeakOptions {

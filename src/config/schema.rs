@@ -46,6 +46,9 @@ pub struct SpeechSection {
     pub speaker: i64,
     /// Silence between sentences, in seconds (0 to 5).
     pub sentence_silence: f32,
+    /// Seed of the voice's sampling noise: the same text, seed and voice
+    /// give the same narration, sample for sample.
+    pub seed: u64,
 }
 
 impl Default for SpeechSection {
@@ -55,6 +58,7 @@ impl Default for SpeechSection {
             rate: 1.0,
             speaker: 0,
             sentence_silence: 0.2,
+            seed: 0,
         }
     }
 }

@@ -67,21 +67,30 @@ pub struct Voice {
     pub config: VoiceConfig,
     pub model: VitsModel,
     pub model_path: PathBuf,
+    /// The seed of the voice's noise.
+    pub seed: u64,
 }
 
 impl Voice {
-    /// Loads `voice.onnx` and `voice.onnx.json` beside it.
-    pub fn load(model_path: &Path) -> Result<Voice, SpeechError> {
-        Self::load_with(model_path, &config_path_for(model_path), DEFAULT_BUCKETS)
+    /// Loads `voice.onnx` and `voice.onnx.json` beside it, its noise
+    /// seeded with `seed` (the same text and seed give the same speech).
+    pub fn load(model_path: &Path, seed: u64) -> Result<Voice, SpeechError> {
+        Self::load_with(
+            model_path,
+            &config_path_for(model_path),
+            DEFAULT_BUCKETS,
+            seed,
+        )
     }
 
     pub fn load_with(
         model_path: &Path,
         config_path: &Path,
         buckets: &[usize],
+        seed: u64,
     ) -> Result<Voice, SpeechError> {
         let config = VoiceConfig::load(config_path)?;
-        let model = VitsModel::load(model_path, buckets)?;
+        let model = VitsModel::load(model_path, buckets, seed)?;
         if let Some(rows) = model.embedding_symbols
             && rows != config.num_symbols
         {
@@ -108,12 +117,15 @@ impl Voice {
             rate = config.audio.sample_rate,
             clamped = model.fixes.clamped_constants,
             ranges = model.fixes.rewritten_ranges,
+            seeded = model.fixes.seeded_noise_ops,
+            seed,
             "voice loaded"
         );
         Ok(Voice {
             config,
             model,
             model_path: model_path.to_path_buf(),
+            seed,
         })
     }
 

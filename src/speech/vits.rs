@@ -51,6 +51,8 @@ type Plan = Arc<TypedRunnableModel>;
 pub struct GraphFixes {
     pub clamped_constants: usize,
     pub rewritten_ranges: usize,
+    /// Random ops (the VITS noise) given a seed.
+    pub seeded_noise_ops: usize,
 }
 
 pub struct VitsModel {
@@ -85,7 +87,12 @@ impl std::fmt::Debug for VitsModel {
 
 impl VitsModel {
     /// Loads and fixes a Piper voice model.
-    pub fn load(path: &Path, buckets: &[usize]) -> Result<VitsModel, SpeechError> {
+    ///
+    /// `seed` seeds the graph's noise (the duration predictor's and the
+    /// flow's `RandomNormalLike`): every run starts each noise op's
+    /// generator afresh from it, so the same ids, scales and seed give the
+    /// same samples, on any machine.
+    pub fn load(path: &Path, buckets: &[usize], seed: u64) -> Result<VitsModel, SpeechError> {
         let bad = |reason: String| SpeechError::VoiceModel {
             path: path.to_path_buf(),
             reason,
@@ -123,7 +130,8 @@ impl VitsModel {
             .and_then(|n| graph.initializer.iter().find(|t| t.name == n.input[0]))
             .filter(|t| t.dims.len() == 2)
             .map(|t| t.dims[0] as usize);
-        let fixes = fix_graph(graph).map_err(bad)?;
+        let mut fixes = fix_graph(graph).map_err(bad)?;
+        fixes.seeded_noise_ops = seed_noise(graph, seed);
         let load = |proto: &pb::ModelProto| {
             onnx.model_for_proto_model(proto)
                 .map_err(|e| bad(format!("tract cannot load the graph: {e:#}")))
@@ -452,6 +460,41 @@ fn inference_error(e: TractError) -> SpeechError {
     SpeechError::Inference {
         reason: format!("{e:#}"),
     }
+}
+
+/// Gives every random op of the graph its own seed derived from `seed`
+/// (ONNX's `seed` attribute, a float; tract seeds its generator with the
+/// float's bits). Without one, tract draws fresh entropy for each run and
+/// the same text never sounds quite the same twice. Returns how many ops
+/// were seeded.
+pub fn seed_noise(graph: &mut pb::GraphProto, seed: u64) -> usize {
+    let mut seeded = 0;
+    for node in &mut graph.node {
+        if !node.op_type.starts_with("Random") {
+            continue;
+        }
+        // Distinct per op, so two noise tensors are not the same draw; an
+        // integer below 2^24 so the float holds it exactly.
+        let mixed = splitmix64(seed ^ splitmix64(seeded as u64));
+        let op_seed = (mixed >> 40) as f32;
+        node.attribute.retain(|a| a.name != "seed");
+        node.attribute.push(pb::AttributeProto {
+            name: "seed".to_owned(),
+            r#type: pb::attribute_proto::AttributeType::Float as i32,
+            f: op_seed,
+            ..Default::default()
+        });
+        seeded += 1;
+    }
+    seeded
+}
+
+/// One step of SplitMix64, a well-mixed 64-bit hash.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Applies both graph fixes to an ONNX graph in place.

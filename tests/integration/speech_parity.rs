@@ -59,7 +59,7 @@ fn differences() -> Differences {
 fn voice() -> &'static Voice {
     static VOICE: OnceLock<Voice> = OnceLock::new();
     VOICE.get_or_init(|| {
-        Voice::load(&crate::common::test_models_dir().join("voices/en_US-joe-medium.onnx"))
+        Voice::load(&crate::common::test_models_dir().join("voices/en_US-joe-medium.onnx"), 0)
             .expect("default voice loads")
     })
 }
