@@ -74,6 +74,12 @@ pub(crate) fn status(config: &Config) -> Result<ExitCode> {
             disk.folder.display()
         );
     }
+    if let Some(problem) = &s.models {
+        println!(
+            "waiting for models: {problem}\n  install them as the service user with `vivid models fetch` \
+             (or `--wheels DIR --offline` from a USB stick); the service tries again every 30 s"
+        );
+    }
     if let Some(job) = &s.current {
         println!("current: {job} — {}", s.stage.as_deref().unwrap_or(""));
     }

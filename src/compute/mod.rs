@@ -25,6 +25,21 @@ pub fn set_compute_threads(threads: usize) {
     }
 }
 
+/// The matrix-multiply kernels tract chose for a model's products (e.g.
+/// `arm64simd_mmm_f32_16x4_a55` on arm64, `fma_mmm_f32_16x6` on x86-64):
+/// which of its CPU-specific kernels actually run on this machine.
+pub fn matmul_kernels(
+    model: &tract_onnx::prelude::TypedModel,
+) -> std::collections::BTreeSet<String> {
+    use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+    model
+        .nodes()
+        .iter()
+        .filter_map(|node| node.op_as::<OptMatMul>())
+        .flat_map(|op| op.mmm.iter().map(|mmm| mmm.name().to_owned()))
+        .collect()
+}
+
 /// Threads tract's kernels use (see [`set_compute_threads`]).
 pub fn compute_threads() -> usize {
     COMPUTE_THREADS.load(Ordering::Relaxed)

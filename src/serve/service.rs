@@ -29,6 +29,9 @@ pub enum ServiceState {
     Working,
     /// The next job's outputs do not fit on the spool's file system now.
     WaitingForDisk,
+    /// The models cannot be loaded yet (a fresh install before `vivid
+    /// models fetch`): texts wait in the inbox.
+    WaitingForModels,
     Stopped,
 }
 
@@ -38,6 +41,7 @@ impl ServiceState {
             ServiceState::Idle => "idle",
             ServiceState::Working => "working",
             ServiceState::WaitingForDisk => "waiting for disk space",
+            ServiceState::WaitingForModels => "waiting for models",
             ServiceState::Stopped => "stopped",
         }
     }
@@ -85,6 +89,9 @@ pub struct ServiceStatus {
     /// Set while waiting for disk space.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskWait>,
+    /// Set while the models cannot be loaded: why, and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<String>,
 }
 
 impl ServiceStatus {
@@ -92,6 +99,12 @@ impl ServiceStatus {
     pub fn line(&self) -> String {
         if let Some(disk) = &self.disk {
             return format!("{} waiting; {}", self.waiting, disk.line());
+        }
+        if self.models.is_some() {
+            return format!(
+                "{} waiting; waiting for models (vivid models fetch)",
+                self.waiting
+            );
         }
         match (&self.current, &self.stage) {
             (Some(job), Some(stage)) => {
@@ -270,7 +283,8 @@ struct Service {
     source: ConfigSource,
     config: Config,
     spool: Spool,
-    renderer: Renderer,
+    /// None while the models cannot be loaded (see [`Service::wait_for_models`]).
+    renderer: Option<Renderer>,
     signals: Signals,
     inbox: Inbox,
     status: StatusWriter,
@@ -283,7 +297,13 @@ struct Service {
     disk_retry_at: Option<Instant>,
     /// Disk-full failures in a row, for the backoff.
     disk_failures: u32,
+    /// While the models cannot be loaded: when to try again.
+    models_retry_at: Instant,
 }
+
+/// How often a service waiting for its models tries to load them again
+/// (a reload, `systemctl reload vivid`, tries at once).
+const MODELS_RETRY: Duration = Duration::from_secs(30);
 
 /// Whether the next job's outputs fit on the spool's file system.
 enum Room {
@@ -326,8 +346,13 @@ impl Service {
         if finished + requeued > 0 {
             tracing::info!(finished, requeued, "recovered unfinished jobs");
         }
-        let mut renderer = Renderer::new(&config)?;
-        renderer.preload()?;
+        let (renderer, models_problem) = match load_renderer(&config) {
+            Ok(renderer) => (Some(renderer), None),
+            Err(e) => {
+                tracing::error!("{}", models_problem_line(&e));
+                (None, Some(format!("{e:#}")))
+            }
+        };
         let signals = Signals::register()?;
         let inbox = Inbox::watch(&spool.dirs().inbox)?;
         let heartbeat = Arc::new(AtomicU64::new(now_unix()));
@@ -362,7 +387,12 @@ impl Service {
             metrics,
             disk_retry_at: None,
             disk_failures: 0,
+            models_retry_at: Instant::now() + MODELS_RETRY,
         };
+        service.status.status.models = models_problem;
+        if service.status.status.models.is_some() {
+            service.status.status.state = ServiceState::WaitingForModels;
+        }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(inbox = %service.spool.dirs().inbox.display(), "waiting for texts");
         service.status.write(true);
@@ -375,6 +405,10 @@ impl Service {
         while !self.signals.stop.load(Ordering::Relaxed) {
             if self.signals.reload.swap(false, Ordering::Relaxed) {
                 self.reload();
+            }
+            if self.renderer.is_none() {
+                self.wait_for_models();
+                continue;
             }
             match self.next_input()? {
                 Some(next) => match self.room_for(&next) {
@@ -533,19 +567,51 @@ impl Service {
     /// when the new ones cannot run.
     fn reload(&mut self) {
         let loaded = reload_config(&self.source).and_then(|new| {
-            let mut renderer = Renderer::new(&new)?;
-            renderer.preload()?;
+            let renderer = load_renderer(&new)?;
             Ok((new, renderer))
         });
         match loaded {
             Ok((config, renderer)) => {
                 tracing::info!("config reloaded");
-                self.renderer = renderer;
+                self.models_loaded(renderer);
                 self.metrics = MetricsFile::open(&config).carrying_on(&self.metrics);
                 self.config = config;
             }
+            Err(e) if self.renderer.is_none() => {
+                tracing::error!("still {}", models_problem_line(&e));
+                self.status.status.models = Some(format!("{e:#}"));
+            }
             Err(e) => tracing::error!("new config kept out, the old one runs on: {e:#}"),
         }
+    }
+
+    /// No models yet: texts wait in the inbox; the models are tried again
+    /// every [`MODELS_RETRY`] (and at once on a reload).
+    fn wait_for_models(&mut self) {
+        if Instant::now() >= self.models_retry_at {
+            self.models_retry_at = Instant::now() + MODELS_RETRY;
+            match load_renderer(&self.config) {
+                Ok(renderer) => return self.models_loaded(renderer),
+                Err(e) => {
+                    tracing::debug!("models still missing: {e:#}");
+                    self.status.status.models = Some(format!("{e:#}"));
+                }
+            }
+        }
+        self.status.status.state = ServiceState::WaitingForModels;
+        self.status.status.waiting = self.spool.waiting().map_or(0, |w| w.len());
+        self.status.write(false);
+        self.inbox.wait(Duration::from_secs(1));
+    }
+
+    fn models_loaded(&mut self, renderer: Renderer) {
+        if self.renderer.is_none() {
+            tracing::info!("models loaded; the waiting texts are narrated now");
+        }
+        self.renderer = Some(renderer);
+        self.status.status.models = None;
+        self.status.status.state = ServiceState::Idle;
+        self.status.write(true);
     }
 
     /// The oldest inbox file ready to narrate: closed by its writer and not
@@ -590,10 +656,13 @@ impl Service {
         self.status.write(true);
         tracing::info!(job = %claimed.name, "narrating");
         let mut companions = Vec::new();
+        let Some(renderer) = self.renderer.as_mut() else {
+            return Ok(());
+        };
         let outcome = run_job(
             &self.spool,
             &self.config,
-            &mut self.renderer,
+            renderer,
             &claimed,
             &mut companions,
             &mut self.status,
@@ -851,6 +920,25 @@ fn reload_config(source: &ConfigSource) -> Result<Config> {
 /// background step and idle second refreshes. A job stuck longer than the
 /// watchdog interval stops the pings; systemd restarts vivid and the job
 /// is recovered.
+/// Loads every model the service needs (so it fails at start, not at
+/// the first job).
+fn load_renderer(config: &Config) -> Result<Renderer> {
+    let mut renderer = Renderer::new(config)?;
+    renderer.preload()?;
+    Ok(renderer)
+}
+
+/// The journal's line for models that cannot be loaded: what and what to do.
+fn models_problem_line(error: &anyhow::Error) -> String {
+    format!(
+        "the models cannot be loaded ({error:#}); texts wait in the inbox until they can. \
+         Install them as the service user with `vivid models fetch` \
+         (or `vivid models fetch --wheels DIR --offline` from a USB stick); vivid tries again every {} s \
+         and at `systemctl reload vivid`",
+        MODELS_RETRY.as_secs()
+    )
+}
+
 fn start_watchdog(heartbeat: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;

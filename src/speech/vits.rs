@@ -209,7 +209,12 @@ impl VitsModel {
                 path: self.path.clone(),
                 reason: format!("cannot prepare the graph for {bucket} ids: {e:#}"),
             })?;
-        tracing::debug!(bucket, elapsed = ?started.elapsed(), "voice plan optimized");
+        tracing::debug!(
+            bucket,
+            elapsed = ?started.elapsed(),
+            kernels = ?crate::compute::matmul_kernels(plan.model()),
+            "voice plan optimized"
+        );
         self.lock_plans().insert(bucket, plan.clone());
         Ok(plan)
     }

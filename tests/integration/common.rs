@@ -10,7 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn vivid() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vivid"));
+    // Under emulation (tests/run-arm64) the test binary runs in qemu, whose
+    // exec of another arm64 program needs the emulator named again.
+    let mut cmd = match std::env::var_os("VIVID_TEST_EMULATOR") {
+        Some(emulator) => {
+            let mut cmd = Command::new(emulator);
+            cmd.arg(env!("CARGO_BIN_EXE_vivid"));
+            cmd
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_vivid")),
+    };
     // Keep the developer's own settings out of the tests.
     cmd.env_remove("VIVID_CONFIG")
         .env_remove("VIVID_LOG")

@@ -52,7 +52,7 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("harbour.txt");
     std::fs::write(&input, NARRATION).unwrap();
-    let cfg = config(tmp.path(), "");
+    let cfg = config(tmp.path(), "[speech]\nseed = 7\n");
     let png = tmp.path().join("mix.png");
     let out = run(vivid()
         .arg("--config")
@@ -77,6 +77,7 @@ fn render_meets_its_loudness_targets_with_a_background_per_scene() {
     );
     assert_eq!(audio.channel(0), audio.channel(1));
     let r = report(&wav);
+    assert_eq!(r["speech_seed"], 7, "the voice's seed is recorded");
 
     // Two paragraphs: two scenes, each with its own background, the second
     // starting where its first sentence is spoken.

@@ -270,6 +270,66 @@ fn kill_9_loses_nothing_and_a_restart_finishes_the_work() {
 }
 
 #[test]
+fn without_its_models_the_service_waits_and_narrates_once_they_arrive() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A fresh install: the voice is not there yet.
+    let voices = tmp.path().join("voices");
+    let voice = voices.join("en_US-joe-medium.onnx");
+    let service = Service::start(
+        tmp.path(),
+        &format!("[speech]\nvoice = \"{}\"\n{NO_PLAYBACK}", voice.display()),
+    );
+    let status_json = || {
+        std::fs::read_to_string(service.spool("status.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .unwrap_or_default()
+    };
+    service.wait_for("the wait for models", || {
+        status_json()["state"] == "waiting_for_models"
+    });
+    assert!(
+        service.log().contains("models fetch") && service.log().contains("en_US-joe-medium"),
+        "{}",
+        service.log()
+    );
+    drop_in(&service, "hello.txt", b"Hello.");
+    let shown = crate::common::run(
+        vivid()
+            .arg("--config")
+            .arg(tmp.path().join("vivid.toml"))
+            .arg("status"),
+    );
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("waiting for models") && shown.contains("vivid models fetch"),
+        "{shown}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(service.spool("inbox/hello.txt").exists(), "the text waits");
+    assert!(
+        std::fs::read_dir(service.spool("failed"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    // The models arrive; a reload (or the next retry) picks them up.
+    std::fs::create_dir_all(&voices).unwrap();
+    for file in ["en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"] {
+        std::os::unix::fs::symlink(
+            test_models_dir().join("voices").join(file),
+            voices.join(file),
+        )
+        .unwrap();
+    }
+    service.signal(nix::sys::signal::Signal::SIGHUP);
+    service.wait_for("the waiting text", || {
+        service.spool("done/hello.wav").exists()
+    });
+    assert!(status_json().get("models").is_none(), "{}", status_json());
+}
+
+#[test]
 fn a_bad_config_on_reload_keeps_the_old_one_running() {
     let tmp = tempfile::tempdir().unwrap();
     let service = Service::start(tmp.path(), NO_PLAYBACK);
@@ -418,7 +478,9 @@ fn a_file_still_being_written_waits_until_it_is_closed() {
     file.write_all(b"and the second half.").unwrap();
     drop(file);
     // The input is moved to done/ last, after its WAV and report.
-    service.wait_for("the closed file", || service.spool("done/slow.txt").exists());
+    service.wait_for("the closed file", || {
+        service.spool("done/slow.txt").exists()
+    });
     assert_eq!(
         std::fs::read_to_string(service.spool("done/slow.txt")).unwrap(),
         "The first half of the text, and the second half."

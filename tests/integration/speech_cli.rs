@@ -33,6 +33,38 @@ fn wav_seconds_and_peak(path: &Path) -> (f64, i16) {
 }
 
 #[test]
+fn the_same_seed_gives_the_same_speech_and_another_seed_other_noise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("label.txt");
+    fs::write(&input, "The lighthouse was built in 1872.").unwrap();
+    let spoken = |name: &str, seed: &str| {
+        let output = tmp.path().join(name);
+        let out = run(vivid()
+            .arg("speak")
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .arg("--voice")
+            .arg(default_voice())
+            .args(["--seed", seed]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        read_wav(&output).as_i16()
+    };
+    let first = spoken("a.wav", "1");
+    assert_eq!(
+        first,
+        spoken("b.wav", "1"),
+        "the same seed, the same samples"
+    );
+    let other = spoken("c.wav", "2");
+    // Another draw of the noise: other durations or other samples, but the
+    // same sentence (a length within a quarter).
+    assert_ne!(first, other, "another seed, another draw of the noise");
+    let ratio = other.len() as f64 / first.len() as f64;
+    assert!((0.75..1.33).contains(&ratio), "length ratio {ratio}");
+}
+
+#[test]
 fn speaks_a_text_file_and_stdin() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("label.txt");

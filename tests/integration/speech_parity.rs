@@ -59,8 +59,11 @@ fn differences() -> Differences {
 fn voice() -> &'static Voice {
     static VOICE: OnceLock<Voice> = OnceLock::new();
     VOICE.get_or_init(|| {
-        Voice::load(&crate::common::test_models_dir().join("voices/en_US-joe-medium.onnx"), 0)
-            .expect("default voice loads")
+        Voice::load(
+            &crate::common::test_models_dir().join("voices/en_US-joe-medium.onnx"),
+            0,
+        )
+        .expect("default voice loads")
     })
 }
 
@@ -247,4 +250,29 @@ fn a_sentence_longer_than_the_largest_bucket_is_split_and_keeps_its_length() {
         (peak - 1.0).abs() < 1e-6,
         "normalized like piper: peak {peak}"
     );
+}
+
+#[test]
+fn the_voice_runs_on_this_machines_own_matrix_kernels() {
+    let plan = voice()
+        .model
+        .plan(vivid::speech::DEFAULT_BUCKETS[0])
+        .unwrap();
+    let kernels = vivid::compute::matmul_kernels(plan.model());
+    // Printed for the record: tests/run-arm64 names the kernels that ran.
+    println!("matrix kernels: {kernels:?}");
+    assert!(!kernels.is_empty(), "the voice has matrix products");
+    // tract's portable fallbacks are named `generic_…`; the SIMD kernels
+    // for the CPU are what the speed figures assume.
+    let arch_prefix = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        ""
+    };
+    for kernel in &kernels {
+        assert!(
+            !kernel.starts_with("generic") && kernel.starts_with(arch_prefix),
+            "{kernel} among {kernels:?}"
+        );
+    }
 }
