@@ -83,6 +83,59 @@ pub fn run_checks(config: &Config, manifest: &Manifest) -> Vec<Check> {
     checks.extend(check_dirs(config));
     checks.extend(check_free_disk(config));
     checks.extend(check_metrics_file(config));
+    checks.extend(check_triggers(config));
+    checks
+}
+
+/// Where the drop-in that opens the unit to trigger devices goes.
+pub const TRIGGERS_DROPIN: &str = "/etc/systemd/system/vivid.service.d/triggers.conf";
+
+/// Each trigger's device: a missing one is a warning (it is used when it
+/// appears), a wrong one (no such key, a line beyond its chip) fails.
+fn check_triggers(config: &Config) -> Vec<Check> {
+    use crate::serve::triggers::{DeviceCheck, check};
+    let mut checks: Vec<Check> = config
+        .triggers
+        .iter()
+        .map(|spec| {
+            let subject = format!("trigger `{}` ({})", spec.name, spec.origin);
+            match check(spec) {
+                DeviceCheck::Present(detail) => Check::pass(subject, detail),
+                DeviceCheck::Missing(detail) => Check::not_ok(
+                    Status::Warn,
+                    subject,
+                    detail,
+                    "plug the device in, or fix the trigger's device/chip in the config; the service watches for it",
+                ),
+                DeviceCheck::Wrong(detail) => Check::not_ok(
+                    Status::Fail,
+                    subject,
+                    detail,
+                    "fix the trigger in the config (its line is named above)",
+                ),
+            }
+        })
+        .collect();
+    let unit_installed = [
+        "/etc/systemd/system/vivid.service",
+        "/usr/lib/systemd/system/vivid.service",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists());
+    if !config.triggers.is_empty()
+        && unit_installed
+        && !std::path::Path::new(TRIGGERS_DROPIN).exists()
+    {
+        checks.push(Check::not_ok(
+            Status::Warn,
+            "trigger devices in the service unit",
+            "triggers are configured, but the hardened unit allows only sound cards",
+            format!(
+                "sudo mkdir -p {dir} && vivid triggers --dropin | sudo tee {TRIGGERS_DROPIN} && sudo systemctl daemon-reload && sudo systemctl restart vivid",
+                dir = "/etc/systemd/system/vivid.service.d"
+            ),
+        ));
+    }
     checks
 }
 

@@ -70,6 +70,12 @@ enum Command {
     Status,
     /// Play a WAV file through the sound card (playback.device).
     Play(PlayArgs),
+    /// Tell the running service what to play: play NAME, next, previous,
+    /// stop, pause, resume, status (through its control socket).
+    Control(ControlArgs),
+    /// List the configured buttons and sensors and whether their devices
+    /// are there; --dropin prints the unit drop-in they need.
+    Triggers(TriggersArgs),
     /// Narrate a text file: describe its scenes, speak it, generate the
     /// backgrounds, mix, and write OUT.wav with a JSON report (OUT.json).
     Render(RenderArgs),
@@ -139,6 +145,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => status(&config),
+        Command::Control(args) => control(&config, args),
+        Command::Triggers(args) => triggers(&config, args),
         Command::Bench(command) => cli::bench::run(config, command),
     }
 }

@@ -14,4 +14,4 @@ pub(crate) use background::{BackgroundArgs, SoundsArgs, background, sounds};
 pub(crate) use models::{models_fetch, models_list, models_verify};
 pub(crate) use narrate::{DescribeArgs, RenderArgs, SpeakArgs, describe, render, speak};
 pub(crate) use play::{PlayArgs, play};
-pub(crate) use service::{run_doctor, status};
+pub(crate) use service::{ControlArgs, TriggersArgs, control, run_doctor, status, triggers};

@@ -80,6 +80,7 @@ pub(crate) fn status(config: &Config) -> Result<ExitCode> {
              (or `--wheels DIR --offline` from a USB stick); the service tries again every 30 s"
         );
     }
+    print_control(&s.control);
     if let Some(job) = &s.current {
         println!("current: {job} — {}", s.stage.as_deref().unwrap_or(""));
     }
@@ -91,5 +92,135 @@ pub(crate) fn status(config: &Config) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ControlArgs {
+    /// The request: play NAME, next, previous, stop, pause, resume or
+    /// status (README, "Buttons, sensors and the control socket").
+    #[arg(required = true, value_name = "REQUEST")]
+    pub(crate) request: Vec<String>,
+    /// The service's socket (default: control.socket from the config).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) socket: Option<std::path::PathBuf>,
+    /// Print the service's answer as it came (one JSON line).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `vivid control`: one request to the running service.
+pub(crate) fn control(config: &Config, args: ControlArgs) -> Result<ExitCode> {
+    let socket = args.socket.unwrap_or_else(|| config.control_socket.clone());
+    let line = args.request.join(" ");
+    // Refused here what the service would refuse, with the same words.
+    line.parse::<vivid::serve::control::Action>()
+        .map_err(|reason| anyhow::anyhow!("{reason}"))?;
+    let answer = vivid::serve::control::request(&socket, &line).map_err(|e| {
+        let hint = match &e {
+            vivid::serve::control::ControlError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    "only root and the vivid group may use it: `sudo adduser $USER vivid`, then log in again"
+                }
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    "is the service running? `systemctl status vivid`"
+                }
+                _ => "`vivid status` shows whether the service runs",
+            },
+            _ => "`journalctl -u vivid` may say more",
+        };
+        anyhow::anyhow!("{} ({hint})", vivid::error_chain(&e))
+    })?;
+    if args.json {
+        println!("{answer}");
+    } else if answer["ok"] == true {
+        let status: vivid::serve::control::ControlStatus =
+            serde_json::from_value(answer.clone()).unwrap_or_default();
+        print_control(&status);
+    }
+    if answer["ok"] == true {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let reason = answer["error"].as_str().unwrap_or("refused");
+        if !args.json {
+            eprintln!("vivid: control: {reason}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Playback, the last trigger and each trigger's device, for people.
+fn print_control(status: &vivid::serve::control::ControlStatus) {
+    match (&status.playing, status.paused) {
+        (Some(name), true) => println!("playing: {name} (paused)"),
+        (Some(name), false) => println!("playing: {name}"),
+        (None, _) => println!("playing: nothing"),
+    }
+    if !status.queued.is_empty() {
+        println!("queued: {}", status.queued.join(", "));
+    }
+    if let Some(last) = &status.last_trigger {
+        let ago = vivid::serve::now_unix().saturating_sub(last.unix);
+        println!(
+            "last trigger: {} from {}, {ago} s ago ({})",
+            last.action, last.source, last.outcome
+        );
+    }
+    for trigger in &status.triggers {
+        println!(
+            "trigger {}: {} — {}",
+            trigger.name, trigger.input, trigger.state
+        );
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TriggersArgs {
+    /// Print the systemd drop-in that lets the service reach input devices
+    /// and GPIO chips (install it as /etc/systemd/system/vivid.service.d/triggers.conf).
+    #[arg(long)]
+    pub(crate) dropin: bool,
+}
+
+/// `vivid triggers`: the configured triggers and their devices now.
+pub(crate) fn triggers(config: &Config, args: TriggersArgs) -> Result<ExitCode> {
+    use vivid::serve::triggers::{DeviceCheck, check, unit_dropin};
+    if args.dropin {
+        print!(
+            "{}",
+            unit_dropin(|group| nix::unistd::Group::from_name(group)
+                .ok()
+                .flatten()
+                .is_some())
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if config.triggers.is_empty() {
+        println!("no [[trigger]] tables in {}", config.source);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut wrong = false;
+    for spec in &config.triggers {
+        let (mark, detail) = match check(spec) {
+            DeviceCheck::Present(d) => ("ok     ", d),
+            DeviceCheck::Missing(d) => ("missing", d),
+            DeviceCheck::Wrong(d) => {
+                wrong = true;
+                ("wrong  ", d)
+            }
+        };
+        println!(
+            "{mark} {}: {} → {} (hold-off {:.1} s; {})\n        {detail}",
+            spec.name,
+            spec.input.describe(),
+            spec.action,
+            spec.min_interval.as_secs_f32(),
+            spec.origin
+        );
+    }
+    Ok(if wrong {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }

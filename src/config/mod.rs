@@ -68,6 +68,7 @@ mod schema;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod triggers;
 mod validate;
 
 pub use paths::{ConfigSource, DefaultDirs};
@@ -96,6 +97,12 @@ pub struct Config {
     pub mix: MixSection,
     pub playback: PlaybackSection,
     pub service: ServiceSection,
+    pub control: ControlSection,
+    /// The control socket's path (control.socket or the default).
+    pub control_socket: PathBuf,
+    /// `[[trigger]]` tables as written, and as the service runs them.
+    pub trigger_sections: Vec<TriggerSection>,
+    pub triggers: Vec<crate::serve::triggers::TriggerSpec>,
     pub system: SystemSection,
     pub log: LogSection,
 }
@@ -128,8 +135,14 @@ impl Config {
             mix: self.mix.clone(),
             playback: self.playback.clone(),
             service: self.service.clone(),
+            control: ControlSection {
+                socket: Some(self.control_socket.clone()),
+                ..self.control.clone()
+            },
+            triggers: self.trigger_sections.clone(),
             system: self.system.clone(),
             log: self.log.clone(),
+            trigger_lines: Vec::new(),
         };
         // Serializing plain structs of strings, bools and integers cannot fail.
         toml::to_string(&file).unwrap_or_else(|e| format!("# cannot show config: {e}\n"))
@@ -182,6 +195,11 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> 
             inner.message().to_owned(),
         )
     })?;
+    let mut file: ConfigFile = file;
     validate(path, text, &file)?;
+    triggers::validate(path, text, &file)?;
+    file.trigger_lines = (0..file.triggers.len())
+        .map(|index| triggers::trigger_line(text, index, None))
+        .collect();
     Ok(file)
 }

@@ -81,6 +81,10 @@ impl Config {
             Some(p) => base.join(p),
             None => default,
         };
+        let origin = source
+            .path()
+            .map_or_else(|| PathBuf::from("(defaults)"), Path::to_path_buf);
+        let triggers = super::triggers::resolve(&file, &origin);
         let models_dir = pick(file.paths.models_dir, defaults.data.join("models"));
         let spool_dir = pick(file.paths.spool_dir, defaults.data.join("spool"));
         let output_dir = pick(file.paths.output_dir, defaults.data.join("output"));
@@ -100,8 +104,13 @@ impl Config {
             file.background.cache_dir.clone(),
             defaults.data.join("cache/background"),
         );
-        let mut service = file.service;
+        let mut service = file.service.clone();
         service.metrics_file = service.metrics_file.map(|p| base.join(p));
+        let control_socket = pick(
+            file.control.socket.clone(),
+            PathBuf::from(super::DEFAULT_CONTROL_SOCKET),
+        );
+
         Config {
             background_bundle,
             background_cache_dir,
@@ -117,6 +126,10 @@ impl Config {
             output_dir,
             playback: file.playback,
             service,
+            control: file.control,
+            control_socket,
+            trigger_sections: file.triggers,
+            triggers,
             system: file.system,
             log: file.log,
         }

@@ -15,8 +15,16 @@ pub struct ConfigFile {
     pub mix: MixSection,
     pub playback: PlaybackSection,
     pub service: ServiceSection,
+    pub control: ControlSection,
+    /// `[[trigger]]` tables: buttons and sensors.
+    #[serde(rename = "trigger", skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerSection>,
     pub system: SystemSection,
     pub log: LogSection,
+    /// The line of each `[[trigger]]` header, for errors found later (a
+    /// GPIO line beyond its chip).
+    #[serde(skip)]
+    pub trigger_lines: Vec<Option<usize>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -372,6 +380,80 @@ impl Default for ServiceSection {
         }
     }
 }
+
+/// The control socket (`vivid control`) and how play requests interrupt.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlSection {
+    /// The socket's path. Default: control.sock in the unit's runtime
+    /// folder, /run/vivid (systemd makes it, for the vivid group only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+    /// A play request (socket or trigger) while a narration plays:
+    /// "fade" fades it out and plays the new one, "queue" plays the new
+    /// one after it.
+    pub interrupt: crate::serve::control::Interrupt,
+    /// The fade-out of an interrupted or stopped narration, in seconds
+    /// (0.05 to 5).
+    pub fade_s: f32,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            interrupt: crate::serve::control::Interrupt::Fade,
+            fade_s: 0.5,
+        }
+    }
+}
+
+/// The default control socket (the unit's `RuntimeDirectory=vivid`).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/vivid/control.sock";
+
+/// One `[[trigger]]`: an input device's key, or a GPIO line, and what it
+/// does.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TriggerSection {
+    /// Its name in the log and the status (default: trigger N).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Input device: a name in /dev/input/by-id, or a path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Its key or button, as Linux names it (KEY_ENTER, KEY_1, BTN_0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// GPIO chip: gpiochip0, or a path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chip: Option<String>,
+    /// The line's offset on the chip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// GPIO: which change acts: rising (becomes active), falling, both.
+    pub edge: crate::serve::triggers::Edge,
+    /// GPIO: the line is active when low (a button to ground).
+    pub active_low: bool,
+    /// GPIO: a level counts once held this long (0 to 1000 ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debounce_ms: Option<u64>,
+    /// Activations closer together than this act once (0 to 86400 s;
+    /// default 1; a presence sensor wants about a narration's length).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_interval_s: Option<f32>,
+    /// Play this narration (its name in done/).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub play: Option<String>,
+    /// Or: next, previous, stop, pause, resume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// A trigger's default debounce, for GPIO lines.
+pub const DEFAULT_DEBOUNCE_MS: u64 = 20;
+/// A trigger's default hold-off.
+pub const DEFAULT_MIN_INTERVAL_S: f32 = 1.0;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -93,6 +93,15 @@ impl Config {
         }
     }
 
+    /// The control socket's settings.
+    pub fn control_settings(&self) -> crate::serve::control::ControlSettings {
+        crate::serve::control::ControlSettings {
+            socket: self.control_socket.clone(),
+            interrupt: self.control.interrupt,
+            fade: std::time::Duration::from_secs_f32(self.control.fade_s),
+        }
+    }
+
     /// The player's settings.
     pub fn playback_settings(&self) -> crate::output::play::PlaybackSettings {
         crate::output::play::PlaybackSettings {

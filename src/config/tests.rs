@@ -202,3 +202,104 @@ fn the_catalog_vocabulary_makes_a_complete_choosing_prompt() {
         assert!(prompts.instruction.contains(&entry.phrase));
     }
 }
+
+#[test]
+fn triggers_resolve_with_their_lines() {
+    let text = "[playback]\nenabled = true\n\n[[trigger]]\nname = \"desk button\"\ndevice = \"usb-Acme_Button-event-kbd\"\nkey = \"KEY_ENTER\"\nplay = \"welcome\"\n\n[[trigger]]\nchip = \"gpiochip0\"\nline = 17\nactive_low = true\nmin_interval_s = 90\naction = \"next\"\n";
+    let file = parse(text).expect("valid triggers");
+    assert_eq!(file.trigger_lines, vec![Some(4), Some(10)]);
+    let cfg = Config::resolve(
+        ConfigSource::Flag(PathBuf::from("/etc/vivid/test.toml")),
+        file,
+        &DefaultDirs {
+            data: PathBuf::from("/data"),
+        },
+    );
+    use crate::serve::control::Action;
+    use crate::serve::triggers::TriggerInput;
+    let [button, sensor] = &cfg.triggers[..] else {
+        panic!("{:?}", cfg.triggers)
+    };
+    assert_eq!(button.name, "desk button");
+    assert_eq!(button.action, Action::Play("welcome".into()));
+    assert_eq!(
+        button.input,
+        TriggerInput::Key {
+            device: PathBuf::from("/dev/input/by-id/usb-Acme_Button-event-kbd"),
+            code: 28,
+            key: "KEY_ENTER".into()
+        }
+    );
+    assert_eq!(sensor.name, "trigger 2");
+    assert_eq!(sensor.action, Action::Next);
+    assert_eq!(sensor.min_interval, std::time::Duration::from_secs(90));
+    assert!(
+        sensor.origin.ends_with("test.toml, line 10"),
+        "{}",
+        sensor.origin
+    );
+    let TriggerInput::Gpio {
+        chip,
+        line,
+        active_low,
+        debounce,
+        ..
+    } = &sensor.input
+    else {
+        panic!("{:?}", sensor.input)
+    };
+    assert_eq!(
+        (chip.as_path(), *line, *active_low),
+        (Path::new("/dev/gpiochip0"), 17, true)
+    );
+    assert_eq!(*debounce, std::time::Duration::from_millis(20));
+}
+
+#[test]
+fn bad_triggers_are_refused_naming_their_line() {
+    let button = "[[trigger]]\ndevice = \"usb-Acme\"\n";
+    let cases: [(String, &str, &[&str]); 7] = [
+        (
+            format!("{button}key = \"KEY_ENTR\"\nplay = \"hall\"\n"),
+            "line 3",
+            &["unknown key `KEY_ENTR`", "KEY_ENTER"],
+        ),
+        (
+            "[[trigger]]\nchip = \"gpiochip0\"\nline = 4\nplay = \"a\"\n\n[[trigger]]\nchip = \"gpiochip0\"\nline = 4\nplay = \"b\"\n".to_owned(),
+            "line 8",
+            &["line 4 of /dev/gpiochip0 is already trigger 0's (at line 1)"],
+        ),
+        (
+            format!("{button}key = \"KEY_A\"\n"),
+            "line 1",
+            &["play = \"NAME\" or action"],
+        ),
+        (
+            format!("{button}key = \"KEY_A\"\naction = \"dance\"\n"),
+            "line 1",
+            &["unknown action `dance`"],
+        ),
+        (
+            "[[trigger]]\nplay = \"a\"\n".to_owned(),
+            "line 1",
+            &["input device", "GPIO line"],
+        ),
+        (
+            "[[trigger]]\nchip = \"gpiochip0\"\nline = 1\ndebounce_ms = 5000\nplay = \"a\"\n".to_owned(),
+            "line 4",
+            &["5000 ms"],
+        ),
+        (
+            "[[trigger]]\nchip = \"gpiochip0\"\nline = 1\nedge = \"sideways\"\nplay = \"a\"\n".to_owned(),
+            "line 4",
+            &["sideways"],
+        ),
+    ];
+    for (text, line, needles) in cases {
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains(line), "{line} in: {message}");
+        for needle in needles {
+            assert!(message.contains(needle), "{needle} in: {message}");
+        }
+    }
+}

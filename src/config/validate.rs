@@ -148,6 +148,13 @@ fn ranges(file: &ConfigFile) -> Vec<Range> {
             0.0,
             " dBTP",
         ),
+        Range::closed(
+            "control.fade_s",
+            f64::from(file.control.fade_s),
+            0.05,
+            5.0,
+            " s",
+        ),
     ]
 }
 

@@ -1,4 +1,5 @@
 //! Output: finished audio written to disk and played.
 
 pub mod play;
+pub mod transport;
 pub mod wav;

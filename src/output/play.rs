@@ -1,12 +1,14 @@
 //! Playback through ALSA: one small [`Sink`] trait, an ALSA sink that
 //! negotiates the device's rate, sample format and channels, recovers from
 //! underruns and reopens a device that disappeared (a USB speaker pulled
-//! out) with backoff, and a player thread fed by a channel (the service's
-//! play queue).
+//! out) with backoff, and a player thread fed by the [`Transport`]'s queue
+//! (the service's play queue), which pauses, resumes and cuts with a fade.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
+
+pub use super::transport::{Control, Transport, TransportStatus};
 use std::time::{Duration, Instant};
 
 use alsa::pcm::{Access, Format, HwParams, PCM};
@@ -83,6 +85,8 @@ pub struct AlsaSink {
     settings: PlaybackSettings,
     pcm: Option<(PCM, Negotiated)>,
     counters: Arc<PlaybackCounters>,
+    /// Asked between periods, when a player drives the sink.
+    transport: Option<Arc<Transport>>,
 }
 
 /// What went wrong with the sound device since the player started, for
@@ -109,7 +113,72 @@ impl AlsaSink {
             settings,
             pcm: None,
             counters,
+            transport: None,
         }
+    }
+
+    /// A sink that pauses and cuts as `transport` says between periods.
+    pub fn controlled(mut self, transport: Arc<Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Between two periods: what the transport says, with a pause waited
+    /// out here. Returns the position to go on from, or None to end the
+    /// narration (after writing its fade-out).
+    fn obey_transport(&mut self, audio: &[f32], position: usize, channels: usize) -> Option<usize> {
+        let transport = self.transport.clone()?;
+        let mut control = transport.control();
+        let mut position = position;
+        if control == Control::Pause {
+            // Stop at once; what the device still held is played again
+            // on resume, so nothing is skipped.
+            if let Some((pcm, _)) = &self.pcm {
+                let held = pcm.delay().unwrap_or(0).max(0) as usize;
+                let _ = pcm.drop();
+                position = position.saturating_sub(held);
+            }
+            tracing::info!("playback paused");
+            control = transport.wait_while_paused();
+            if let Some((pcm, _)) = &self.pcm {
+                let _ = pcm.prepare();
+            }
+            if let Control::Cut(_) = control {
+                // Paused, then stopped: nothing sounds, no fade needed.
+                return None;
+            }
+            tracing::info!("playback resumed");
+        }
+        match control {
+            Control::Go | Control::Pause => Some(position),
+            Control::Cut(fade) => {
+                self.write_fade(audio, position, channels, fade);
+                None
+            }
+        }
+    }
+
+    /// Writes the next `fade` of `audio` fading to silence (the end of an
+    /// interrupted narration). A device error here only ends it sooner.
+    fn write_fade(&mut self, audio: &[f32], position: usize, channels: usize, fade: Duration) {
+        let Some((pcm, negotiated)) = &self.pcm else {
+            return;
+        };
+        let frames_left = audio.len() / channels - position;
+        let fade_frames =
+            ((fade.as_secs_f64() * f64::from(negotiated.rate)) as usize).min(frames_left);
+        let mut tail = audio[position * channels..(position + fade_frames) * channels].to_vec();
+        super::transport::fade_out(&mut tail, channels, fade_frames);
+        let mut written = 0;
+        while written < fade_frames {
+            let chunk =
+                &tail[written * channels..(written + PERIOD_FRAMES).min(fade_frames) * channels];
+            match Self::write_frames(pcm, *negotiated, chunk, &self.counters) {
+                Ok(frames) => written += frames,
+                Err(_) => return,
+            }
+        }
+        tracing::info!(fade_ms = fade.as_millis(), "narration interrupted");
     }
 
     /// The device's accepted parameters, once open.
@@ -296,6 +365,10 @@ impl Sink for AlsaSink {
         let mut failing_since: Option<Instant> = None;
         let mut retry_wait = Duration::from_millis(100);
         while position < frames {
+            match self.obey_transport(&audio, position, device_channels) {
+                Some(go_on_from) => position = go_on_from,
+                None => return Ok(()),
+            }
             let end = (position + PERIOD_FRAMES).min(frames);
             let chunk = &audio[position * device_channels..end * device_channels];
             let result = match &self.pcm {
@@ -420,10 +493,10 @@ pub struct Played {
     pub result: Result<(), PlayError>,
 }
 
-/// A player thread that plays queued files in order; a failure is
-/// reported and the next item plays.
+/// A player thread that plays the [`Transport`]'s queue in order; a
+/// failure is reported and the next item plays.
 pub struct Player {
-    queue: Option<mpsc::Sender<PathBuf>>,
+    transport: Arc<Transport>,
     thread: Option<std::thread::JoinHandle<()>>,
     counters: Arc<PlaybackCounters>,
 }
@@ -431,15 +504,17 @@ pub struct Player {
 impl Player {
     /// Starts the thread; each finished item is sent to `done`.
     pub fn spawn(settings: PlaybackSettings, done: mpsc::Sender<Played>) -> Player {
-        let (queue, items) = mpsc::channel::<PathBuf>();
+        let transport = Arc::new(Transport::default());
         let counters = Arc::new(PlaybackCounters::default());
         let counted = Arc::clone(&counters);
+        let queue = Arc::clone(&transport);
         let thread = std::thread::Builder::new()
             .name("vivid-player".into())
             .spawn(move || {
-                let mut sink = AlsaSink::counted(settings, counted);
-                for path in items {
+                let mut sink = AlsaSink::counted(settings, counted).controlled(Arc::clone(&queue));
+                while let Some(path) = queue.next_item() {
                     let result = play_file(&mut sink, &path);
+                    queue.finished(&path);
                     if let Err(e) = &result {
                         tracing::warn!(
                             "playback of {} failed: {}",
@@ -454,7 +529,7 @@ impl Player {
             })
             .ok();
         Player {
-            queue: Some(queue),
+            transport,
             thread,
             counters,
         }
@@ -465,17 +540,29 @@ impl Player {
         &self.counters
     }
 
-    /// Queues a file; false when the player has stopped.
+    /// The queue and controls, for the control socket.
+    pub fn transport(&self) -> Arc<Transport> {
+        Arc::clone(&self.transport)
+    }
+
+    /// Queues a file; false when the queue is full or the player stopped.
     pub fn enqueue(&self, path: PathBuf) -> bool {
-        self.queue.as_ref().is_some_and(|q| q.send(path).is_ok())
+        self.transport.enqueue(path)
     }
 
     /// Plays what is queued, then stops the thread.
     pub fn finish(mut self) {
-        self.queue = None;
+        self.transport.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        // The thread plays what is queued, then ends by itself.
+        self.transport.close();
     }
 }
 

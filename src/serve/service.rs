@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,9 @@ pub struct ServiceStatus {
     /// Set while the models cannot be loaded: why, and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<String>,
+    /// What plays, the last trigger and each trigger's device.
+    #[serde(default)]
+    pub control: super::control::ControlStatus,
 }
 
 impl ServiceStatus {
@@ -115,11 +118,7 @@ impl ServiceStatus {
     }
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use super::now_unix;
 
 /// The status file's path for a spool folder.
 pub fn status_path(config: &Config) -> PathBuf {
@@ -131,10 +130,23 @@ struct StatusWriter {
     status: ServiceStatus,
     last_write: Option<Instant>,
     heartbeat: Arc<AtomicU64>,
+    /// Playback and triggers, read at each write.
+    controller: Option<Arc<super::control::Controller>>,
 }
 
 impl StatusWriter {
     fn write(&mut self, force: bool) {
+        if let Some(controller) = &self.controller {
+            let control = controller.status();
+            // A change in playback or triggers is news: written at once.
+            let changed = control != self.status.control;
+            self.status.control = control;
+            return self.write_now(force || changed);
+        }
+        self.write_now(force);
+    }
+
+    fn write_now(&mut self, force: bool) {
         self.heartbeat.store(now_unix(), Ordering::Relaxed);
         if !force
             && self
@@ -366,6 +378,7 @@ impl Service {
             },
             last_write: None,
             heartbeat,
+            controller: None,
         };
         let (played_tx, played) = std::sync::mpsc::channel();
         let player = config
@@ -373,6 +386,9 @@ impl Service {
             .enabled
             .then(|| crate::output::play::Player::spawn(config.playback_settings(), played_tx));
         let metrics = MetricsFile::open(&config);
+        let controller = start_control(&config, &spool, player.as_ref());
+        let mut status = status;
+        status.controller = Some(controller);
         let mut service = Service {
             source: config.source.clone(),
             config,
@@ -573,6 +589,14 @@ impl Service {
         match loaded {
             Ok((config, renderer)) => {
                 tracing::info!("config reloaded");
+                if config.triggers != self.config.triggers
+                    || config.control != self.config.control
+                    || config.control_socket != self.config.control_socket
+                {
+                    tracing::warn!(
+                        "[control] and [[trigger]] changes take effect when the service restarts (systemctl restart vivid)"
+                    );
+                }
                 self.models_loaded(renderer);
                 self.metrics = MetricsFile::open(&config).carrying_on(&self.metrics);
                 self.config = config;
@@ -755,6 +779,9 @@ impl Service {
         // Playback still queued is not waited for: a stop must not hang on
         // a sound card that is gone.
         drop(self.player.take());
+        // The socket file goes with the service (a crash leaves it; the
+        // next start takes it over).
+        let _ = std::fs::remove_file(&self.config.control_socket);
         tracing::info!("stopped");
     }
 }
@@ -920,6 +947,30 @@ fn reload_config(source: &ConfigSource) -> Result<Config> {
 /// background step and idle second refreshes. A job stuck longer than the
 /// watchdog interval stops the pings; systemd restarts vivid and the job
 /// is recovered.
+/// Opens the control socket and starts the triggers' threads. Neither
+/// stops the service when it cannot start: narration goes on, and the
+/// journal and the status say what is wrong.
+fn start_control(
+    config: &Config,
+    spool: &Spool,
+    player: Option<&crate::output::play::Player>,
+) -> Arc<super::control::Controller> {
+    let controller = Arc::new(super::control::Controller::new(
+        player.map(|p| p.transport()),
+        spool.dirs().done.clone(),
+        config.control_settings(),
+    ));
+    match super::control::serve(&config.control_socket, Arc::clone(&controller)) {
+        Ok(()) => tracing::info!(socket = %config.control_socket.display(), "control socket open"),
+        Err(e) => tracing::error!(
+            "{}; `vivid control` will not reach this service",
+            crate::error_chain(&e)
+        ),
+    }
+    super::triggers::start(&config.triggers, &controller);
+    controller
+}
+
 /// Loads every model the service needs (so it fails at start, not at
 /// the first job).
 fn load_renderer(config: &Config) -> Result<Renderer> {

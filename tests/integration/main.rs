@@ -6,6 +6,7 @@ mod audioldm2_fixtures;
 mod background_cli;
 mod background_engine;
 mod common;
+mod control_cli;
 mod describe_cli;
 mod foundation;
 mod play_cli;
