@@ -81,6 +81,13 @@ runuser -u vivid -- /usr/local/bin/vivid --config /etc/vivid/vivid.toml models f
 
 install -d -m 0755 /etc/systemd/system
 install -m 0644 deploy/vivid.service /etc/systemd/system/vivid.service
+# Buttons and sensors: the unit may reach input devices and GPIO chips only
+# when the config has triggers (the drop-in names this machine's groups).
+if grep -q '^[[:space:]]*\[\[trigger\]\]' /etc/vivid/vivid.toml; then
+  install -d -m 0755 /etc/systemd/system/vivid.service.d
+  /usr/local/bin/vivid triggers --dropin > /etc/systemd/system/vivid.service.d/triggers.conf
+  echo "install.sh: triggers configured: the unit may use input devices and GPIO chips"
+fi
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl enable vivid.service

@@ -132,6 +132,17 @@ fn example_config_is_complete_and_valid() {
     assert_eq!(background, defaults.background);
     assert_eq!(file.mix, defaults.mix);
     assert_eq!(file.service, defaults.service);
+    assert_eq!(
+        vivid::config::ControlSection {
+            socket: None,
+            ..file.control.clone()
+        },
+        defaults.control
+    );
+    assert!(
+        file.triggers.is_empty(),
+        "the example's triggers are comments"
+    );
     assert_eq!(file.system, defaults.system);
     assert_eq!(file.log, defaults.log);
     let text = fs::read_to_string(example).unwrap();
