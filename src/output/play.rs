@@ -127,7 +127,10 @@ impl AlsaSink {
     /// out here. Returns the position to go on from, or None to end the
     /// narration (after writing its fade-out).
     fn obey_transport(&mut self, audio: &[f32], position: usize, channels: usize) -> Option<usize> {
-        let transport = self.transport.clone()?;
+        let Some(transport) = self.transport.clone() else {
+            // Not driven by a player: nothing can interrupt.
+            return Some(position);
+        };
         let mut control = transport.control();
         let mut position = position;
         if control == Control::Pause {

@@ -23,11 +23,21 @@ impl Service {
 
     pub(crate) fn start_with_env(dir: &Path, extra: &str, env: &[(&str, &Path)]) -> Service {
         let config = dir.join("vivid.toml");
+        // Each service its own control socket (the default is the
+        // machine's /run/vivid), unless the test sets one.
+        let control = if extra.contains("[control]") {
+            String::new()
+        } else {
+            format!(
+                "\n[control]\nsocket = \"{}\"\n",
+                dir.join("control.sock").display()
+            )
+        };
         std::fs::write(
             &config,
             format!(
                 "[paths]\nmodels_dir = \"{}\"\nspool_dir = \"{}\"\n[describe]\nmethod = \"text\"\n\
-                 [service]\nmax_input_bytes = 4000\n{extra}",
+                 [service]\nmax_input_bytes = 4000\n{extra}{control}",
                 test_models_dir().display(),
                 dir.join("spool").display()
             ),
