@@ -139,8 +139,11 @@ fn a_full_disk_before_a_job_is_waited_out_and_nothing_is_lost() {
         status(&service)["state"] == "idle"
     });
     assert!(status(&service).get("disk").is_none());
+    // The metrics are written just after the status: wait for them too.
+    service.wait_for("the metrics after the job", || {
+        std::fs::read_to_string(&metrics).is_ok_and(|p| p.contains("vivid_waiting_for_disk 0"))
+    });
     let prom = std::fs::read_to_string(&metrics).unwrap();
-    assert!(prom.contains("vivid_waiting_for_disk 0"), "{prom}");
     assert!(
         prom.contains("vivid_jobs_total{result=\"done\"} 1"),
         "{prom}"
