@@ -327,16 +327,14 @@ impl Controller {
     /// Records a trigger's device state (the triggers' threads call it).
     pub fn set_trigger_state(&self, state: TriggerState) {
         let mut states = lock(&self.triggers);
-        match states.iter_mut().find(|s| s.name == state.name) {
-            Some(old) if *old == state => {}
-            Some(old) => {
-                tracing::info!(trigger = %state.name, input = %state.input, "trigger {}", state.state);
-                *old = state;
-            }
-            None => {
-                tracing::info!(trigger = %state.name, input = %state.input, "trigger {}", state.state);
-                states.push(state);
-            }
+        let slot = states.iter().position(|s| s.name == state.name);
+        if slot.is_some_and(|i| states[i] == state) {
+            return;
+        }
+        tracing::info!(trigger = %state.name, input = %state.input, "trigger {}", state.state);
+        match slot {
+            Some(i) => states[i] = state,
+            None => states.push(state),
         }
     }
 }
