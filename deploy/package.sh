@@ -28,6 +28,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# cargo and cargo-deb build into CARGO_TARGET_DIR where it is set (CI keeps
+# it in a cache outside the clone).
+target_dir=${CARGO_TARGET_DIR:-target}
 cargo_deb=(cargo deb --locked --profile "$profile" --output target/debian/ "${build[@]}")
 case "$arch" in
   amd64)
@@ -36,16 +39,16 @@ case "$arch" in
       echo "package.sh: amd64 packages are built on an x86-64 machine (this one is $(dpkg --print-architecture))" >&2
       exit 1
     }
-    binary=target/$profile/vivid ;;
+    binary=$target_dir/$profile/vivid ;;
   arm64)
     if [ "$(dpkg --print-architecture)" = arm64 ]; then
-      binary=target/$profile/vivid
+      binary=$target_dir/$profile/vivid
     else
       # Names the missing package of the cross toolchain, if any.
       deploy/deps.sh --arm64 --check
       export RUSTC=/usr/bin/rustc
       cargo_deb+=(--target aarch64-unknown-linux-gnu)
-      binary=target/aarch64-unknown-linux-gnu/$profile/vivid
+      binary=$target_dir/aarch64-unknown-linux-gnu/$profile/vivid
     fi ;;
   *) echo "usage: deploy/package.sh amd64|arm64 [--profile PROFILE] [--no-build]" >&2; exit 2 ;;
 esac
