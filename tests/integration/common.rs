@@ -181,6 +181,33 @@ impl Wav {
     }
 }
 
+/// Writes 16-bit samples (interleaved when `channels` > 1) as a WAV file
+/// (the one writer the tests share).
+pub fn write_wav_i16(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer =
+        hound::WavWriter::create(path, spec).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for sample in samples {
+        writer.write_sample(*sample).expect("WAV sample written");
+    }
+    writer.finalize().expect("WAV file finished");
+}
+
+/// The samples an ALSA `file` plugin recorded (raw 16-bit little-endian,
+/// interleaved); empty while nothing was recorded yet.
+pub fn read_raw_i16(path: &Path) -> Vec<i16> {
+    std::fs::read(path)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
 /// Reads a 16-bit or float WAV file (the one reader the tests share).
 pub fn read_wav(path: &Path) -> Wav {
     let reader = hound::WavReader::open(path)

@@ -21,26 +21,20 @@ const WINDOW: usize = 480;
 
 /// A 16-bit mono tone of `hz` at half scale.
 fn write_tone(path: &Path, hz: f32, seconds: f32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wav = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(seconds * RATE as f32) as usize {
-        let phase = std::f32::consts::TAU * hz * i as f32 / RATE as f32;
-        wav.write_sample((phase.sin() * 16_384.0) as i16).unwrap();
-    }
-    wav.finalize().unwrap();
+    let samples: Vec<i16> = (0..(seconds * RATE as f32) as usize)
+        .map(|i| {
+            let phase = std::f32::consts::TAU * hz * i as f32 / RATE as f32;
+            (phase.sin() * 16_384.0) as i16
+        })
+        .collect();
+    crate::common::write_wav_i16(path, RATE, 1, &samples);
 }
 
 /// Per 10 ms window: RMS and the frequency from zero crossings.
 fn windows(raw: &Path) -> Vec<(f32, f32)> {
-    let samples: Vec<f32> = std::fs::read(raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])))
+    let samples: Vec<f32> = crate::common::read_raw_i16(raw)
+        .into_iter()
+        .map(f32::from)
         .collect();
     samples
         .chunks_exact(WINDOW)
@@ -116,10 +110,9 @@ fn the_control_socket_plays_steps_fades_and_stops() {
     );
     // A second of a heard before anything else is asked.
     let heard_samples = || {
-        std::fs::read(&raw)
-            .unwrap_or_default()
-            .chunks_exact(2)
-            .filter(|b| b != &[0, 0])
+        crate::common::read_raw_i16(&raw)
+            .iter()
+            .filter(|s| **s != 0)
             .count()
     };
     wait_until(

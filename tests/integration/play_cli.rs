@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{run, text, vivid, write_config};
+use crate::common::{read_raw_i16, run, text, vivid, write_config, write_wav_i16};
 use crate::sound_server::{Jack, Pulse, Watched};
 
 fn asound_conf(dir: &Path, raw: &Path) -> std::path::PathBuf {
@@ -15,29 +15,11 @@ fn asound_conf(dir: &Path, raw: &Path) -> std::path::PathBuf {
 }
 
 fn write_tone(path: &Path, rate: u32, seconds: f32) -> Vec<i16> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
     let samples: Vec<i16> = (0..(rate as f32 * seconds) as usize)
         .map(|i| (12_000.0 * (i as f32 * 0.05).sin()) as i16)
         .collect();
-    for s in &samples {
-        writer.write_sample(*s).unwrap();
-    }
-    writer.finalize().unwrap();
+    write_wav_i16(path, rate, 1, &samples);
     samples
-}
-
-fn raw_samples(path: &Path) -> Vec<i16> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
 }
 
 #[test]
@@ -52,7 +34,7 @@ fn the_samples_reach_the_device_unchanged_and_volume_scales_them() {
         .args(["play", "--device", "vividtest"])
         .arg(&wav));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let played = raw_samples(&raw);
+    let played = read_raw_i16(&raw);
     assert_eq!(played.len(), samples.len());
     let differing = played.iter().zip(&samples).filter(|(a, b)| a != b).count();
     assert_eq!(differing, 0, "bit-exact at the device's rate");
@@ -64,7 +46,7 @@ fn the_samples_reach_the_device_unchanged_and_volume_scales_them() {
         .args(["play", "--device", "vividtest", "--volume", "0.5"])
         .arg(&wav));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let halved = raw_samples(&raw);
+    let halved = read_raw_i16(&raw);
     assert_eq!(halved.len(), samples.len());
     let off = halved
         .iter()
@@ -115,17 +97,7 @@ fn the_play_queue_plays_files_in_order_and_goes_on_after_a_bad_one() {
     let a = write_tone(&first, 48_000, 0.3);
     std::fs::write(&broken, b"RIFF nothing").unwrap();
     // A second file at another rate is resampled to the open device's.
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&second, spec).unwrap();
-    for _ in 0..4_800 {
-        writer.write_sample(1000i16).unwrap();
-    }
-    writer.finalize().unwrap();
+    write_wav_i16(&second, 48_000, 1, &[1000; 4_800]);
     let out = run(vivid()
         .env("ALSA_CONFIG_PATH", &conf)
         .args(["play", "--device", "vividtest"])
@@ -139,7 +111,7 @@ fn the_play_queue_plays_files_in_order_and_goes_on_after_a_bad_one() {
         "{}",
         text(&out.stderr)
     );
-    let played = raw_samples(&raw);
+    let played = read_raw_i16(&raw);
     assert_eq!(played.len(), a.len() + 4_800, "both good files, whole");
     assert_eq!(played[..a.len()], a[..]);
     assert!(played[a.len()..].iter().all(|&s| s == 1000));
@@ -311,7 +283,7 @@ fn playback_that_stalls_longer_than_the_buffer_resumes_and_loses_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     drop(recorder);
 
-    let heard = raw_samples(&raw);
+    let heard = read_raw_i16(&raw);
     let found = stretches(&heard, &samples);
     eprintln!(
         "stretches heard: {found:?}; underruns reported to vivid: {}",
@@ -381,10 +353,10 @@ fn a_sound_server_that_goes_away_mid_play_is_reopened_and_playback_goes_on() {
     std::thread::sleep(Duration::from_millis(300));
     drop(recorder);
 
-    let heard_before = stretches(&raw_samples(&before), &samples);
+    let heard_before = stretches(&read_raw_i16(&before), &samples);
     let last_before = heard_before.last().expect("sound before the server died");
     let stopped_at = last_before.file_offset + last_before.len;
-    let heard_after = stretches(&raw_samples(&after), &samples);
+    let heard_after = stretches(&read_raw_i16(&after), &samples);
     let resumed_at = heard_after
         .first()
         .expect("the rest of the file was heard")
@@ -425,13 +397,7 @@ fn assert_the_end_was_heard(found: &[Stretch], file_len: usize) {
 
 /// Waits until a recording holds `samples` of sound (nonzero samples).
 fn wait_for_sound(raw: &Path, samples: usize) {
-    let heard = || {
-        std::fs::read(raw)
-            .unwrap_or_default()
-            .chunks_exact(2)
-            .filter(|b| b != &[0, 0])
-            .count()
-    };
+    let heard = || read_raw_i16(raw).iter().filter(|s| **s != 0).count();
     crate::sound_server::wait_until(
         Duration::from_secs(30),
         || heard() >= samples,
@@ -523,23 +489,16 @@ fn a_stereo_narration_on_a_mono_device_is_mixed_down() {
     )
     .unwrap();
     let wav = tmp.path().join("stereo.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&wav, spec).unwrap();
+    let mut frames = Vec::new();
     let mut expected = Vec::new();
     for i in 0..24_000 {
         let t = i as f64 / 48_000.0;
         let left = (0.4 * (std::f64::consts::TAU * 440.0 * t).sin() * 32767.0) as i16;
         let right = (0.2 * (std::f64::consts::TAU * 660.0 * t).sin() * 32767.0) as i16;
-        writer.write_sample(left).unwrap();
-        writer.write_sample(right).unwrap();
+        frames.extend([left, right]);
         expected.push((f64::from(left) + f64::from(right)) / 2.0);
     }
-    writer.finalize().unwrap();
+    write_wav_i16(&wav, 48_000, 2, &frames);
     let out = run(vivid()
         .env("ALSA_CONFIG_PATH", &conf)
         .args(["play", "--device", "single"])
@@ -547,11 +506,7 @@ fn a_stereo_narration_on_a_mono_device_is_mixed_down() {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("channels=1"), "negotiated: {stderr}");
-    let played: Vec<i16> = std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
+    let played = read_raw_i16(&raw);
     assert_eq!(played.len(), expected.len());
     for (p, e) in played.iter().zip(&expected) {
         assert!((f64::from(*p) - e).abs() <= 1.0, "{p} for {e}");

@@ -312,11 +312,7 @@ fn render_play_sends_the_narration_to_the_sound_device() {
     let wav = tmp.path().join("short.wav");
     let out = render_and_play("[playback]\ndevice = \"vividtest\"\n", &wav);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let played: Vec<i16> = std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
+    let played = crate::common::read_raw_i16(&raw);
     let written = crate::common::read_wav(&wav).as_i16();
     assert_eq!(played.len(), written.len());
     assert!(played.iter().zip(&written).all(|(a, b)| a == b));
