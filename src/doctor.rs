@@ -77,6 +77,7 @@ pub fn run_checks(config: &Config, manifest: &Manifest) -> Vec<Check> {
     let mut checks = Vec::new();
     checks.extend(check_models(config, manifest));
     checks.push(check_describer(config));
+    checks.push(check_embedder(config));
     checks.push(check_background(config));
     checks.push(check_espeak_data());
     checks.push(check_playback(config));
@@ -239,6 +240,32 @@ fn check_describer(config: &Config) -> Check {
             format!("cannot read {}: {e}", path.display()),
             "run `vivid models fetch`, or set describe.model (captions fall back to the \
              text itself until then)",
+        ),
+    }
+}
+
+/// The sentence-embedding model of catalog mode: loadable, or a warning
+/// (the describer then weighs words, setting and the language model only,
+/// and chooses less well for texts that only imply their sounds).
+fn check_embedder(config: &Config) -> Check {
+    let subject = "embedder";
+    if config.describe.method != crate::describe::Method::Llm
+        || config.describe_vocabulary().is_none()
+    {
+        return Check::pass(subject, "not used (the describer is not in catalog mode)");
+    }
+    let paths = config.embedder_paths();
+    match crate::describe::embed::SentenceEncoder::load(&paths.weights, &paths.tokenizer) {
+        Ok(_) => Check::pass(
+            subject,
+            format!("{} (all-MiniLM-L6-v2)", paths.weights.display()),
+        ),
+        Err(e) => Check::not_ok(
+            Status::Warn,
+            subject,
+            e.to_string(),
+            "run `vivid models fetch` (until then the describer chooses sounds without the \
+             meaning of the text: words, setting and the language model only)",
         ),
     }
 }

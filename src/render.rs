@@ -151,6 +151,9 @@ pub struct Overrides {
     pub caption: Option<String>,
     /// Seed of the description and the background.
     pub seed: Option<u32>,
+    /// The soundscape's sources and place, instead of the describer's.
+    pub sounds: Option<Vec<String>>,
+    pub place: Option<String>,
 }
 
 /// One text to render.
@@ -354,6 +357,8 @@ impl Renderer {
             method: o.method,
             caption: o.caption.clone(),
             seed: o.seed,
+            sounds: o.sounds.clone(),
+            place: o.place.clone(),
         };
         let description = self
             .describer
@@ -478,13 +483,17 @@ impl Renderer {
     }
 }
 
-/// The describer's ambience level as the background's.
 /// What the background engine is asked for a described scene: in
 /// catalog mode the chosen place and source ids (or the place's bed
 /// alone), else the model's place and sound phrases, or the caption.
 pub fn scene_request(scene: &crate::describe::SceneCaption, seed: u64) -> SceneRequest {
     let answer = scene.answer.as_ref();
-    let level = answer.map(|a| scene_level(a.level));
+    let level = scene
+        .choice
+        .as_ref()
+        .and_then(|c| c.level)
+        .or(answer.map(|a| a.level))
+        .map(scene_level);
     match &scene.choice {
         Some(choice) => SceneRequest {
             caption: scene.caption.clone(),
@@ -509,6 +518,7 @@ pub fn scene_request(scene: &crate::describe::SceneCaption, seed: u64) -> SceneR
     }
 }
 
+/// The describer's ambience level as the background's.
 fn scene_level(level: crate::describe::AmbienceLevel) -> background::Level {
     use crate::describe::AmbienceLevel;
     match level {

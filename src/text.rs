@@ -83,14 +83,41 @@ pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String, TextError> {
 // Word matching, shared by the describer and the soundscape.
 
 /// Words as the matcher compares them: lower case, apostrophes dropped,
-/// crudely stemmed ("crackling", "crackle" and "crackles" meet).
+/// crudely stemmed ("crackling", "crackle" and "crackles" meet). Chinese
+/// and Japanese are written without spaces, so each ideograph or kana is a
+/// word of its own and a keyword of several is matched as a run.
 pub fn stems(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .replace(['\'', '’'], "")
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(stem)
-        .collect()
+    let lower = text.to_lowercase().replace(['\'', '’'], "");
+    let mut words = Vec::new();
+    let mut word = String::new();
+    for c in lower.chars() {
+        if is_cjk(c) {
+            if !word.is_empty() {
+                words.push(stem(&std::mem::take(&mut word)));
+            }
+            words.push(c.to_string());
+        } else if c.is_alphanumeric() {
+            word.push(c);
+        } else if !word.is_empty() {
+            words.push(stem(&std::mem::take(&mut word)));
+        }
+    }
+    if !word.is_empty() {
+        words.push(stem(&word));
+    }
+    words
+}
+
+/// Ideographs, kana and hangul syllables: scripts whose words are not
+/// separated by spaces.
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF      // hiragana, katakana
+        | 0x3400..=0x4DBF    // CJK extension A
+        | 0x4E00..=0x9FFF    // CJK unified ideographs
+        | 0xAC00..=0xD7AF    // hangul syllables
+        | 0xF900..=0xFAFF    // compatibility ideographs
+        | 0x20000..=0x2FA1F) // extensions B and later
 }
 
 fn stem(word: &str) -> String {
@@ -144,12 +171,20 @@ pub fn phrase_score<'a>(
     phrase_score + keyword_hits(keywords, words) as u32
 }
 
-/// How many of `keywords` (each counted once, by stem) are among `words`.
+/// How many of `keywords` (each counted once, by stem) are among `words`;
+/// a keyword of several words (Chinese ones are) counts where it appears
+/// as a run.
 pub fn keyword_hits(keywords: &[String], words: &[String]) -> usize {
-    let mut stemmed: Vec<String> = keywords.iter().map(|k| stem(&k.to_lowercase())).collect();
+    let mut stemmed: Vec<Vec<String>> = keywords.iter().map(|k| stems(k)).collect();
     stemmed.sort_unstable();
     stemmed.dedup();
-    stemmed.iter().filter(|k| words.contains(k)).count()
+    stemmed
+        .iter()
+        .filter(|k| match k.as_slice() {
+            [one] => words.contains(one),
+            run => contains_run(words, run),
+        })
+        .count()
 }
 
 #[cfg(test)]
@@ -176,6 +211,14 @@ mod tests {
         );
         let err = decode_text(Path::new("/in/blank.txt"), b" \n\t ".to_vec()).unwrap_err();
         assert!(err.to_string().contains("/in/blank.txt"), "{err}");
+    }
+
+    #[test]
+    fn chinese_is_matched_by_runs_of_characters() {
+        let words = stems("夜里，海浪拍打着岸边。The Riders galloped.");
+        assert!(words.contains(&"海".to_owned()) && words.contains(&"gallop".to_owned()));
+        let keywords = vec!["海浪".to_owned(), "浪漫".to_owned(), "rider".to_owned()];
+        assert_eq!(keyword_hits(&keywords, &words), 2, "{words:?}");
     }
 
     #[test]

@@ -164,8 +164,13 @@ fn run_reference<T: serde::de::DeserializeOwned>(
     serde_json::from_str(line).with_context(|| format!("reading the reference's report {line:?}"))
 }
 
-/// The describer's development set (tests/fixtures/describe/devset.toml).
+/// The describer's development set (tests/fixtures/describe/devset.toml):
+/// texts that name their sounds.
 pub const DESCRIBE_DEVSET: &str = include_str!("../../tests/fixtures/describe/devset.toml");
+/// The allusive development set (tests/fixtures/describe/allusive.toml):
+/// poems, novels, myths and tours whose sounds are implied, in five
+/// languages.
+pub const DESCRIBE_ALLUSIVE: &str = include_str!("../../tests/fixtures/describe/allusive.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,15 +184,46 @@ pub struct DevSet {
 pub struct DevText {
     pub kind: String,
     pub text: String,
-    /// Groups of alternatives, `a|b|c`, matched as word beginnings.
+    /// Groups of alternatives, `a|b|c`, matched as word beginnings (the
+    /// first set's free captions).
+    #[serde(default)]
     pub expect: Vec<String>,
     /// The soundscape catalog's sources a listener would accept.
     pub sources: Vec<String>,
+    /// The allusive set: the catalog's places that fit...
+    #[serde(default)]
+    pub places: Vec<String>,
+    /// ...sources that would be wrong...
+    #[serde(default)]
+    pub wrong: Vec<String>,
+    /// ...the kind of setting, and the language.
+    #[serde(default)]
+    pub setting: Option<String>,
+    #[serde(default = "english")]
+    pub lang: String,
+}
+
+fn english() -> String {
+    "en".to_owned()
+}
+
+/// Which development set a text is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetName {
+    /// Texts that name their sounds.
+    Named,
+    /// Texts that imply them.
+    Allusive,
 }
 
 impl DevSet {
     pub fn builtin() -> Result<DevSet> {
         toml::from_str(DESCRIBE_DEVSET).context("parsing the built-in describer dev set")
+    }
+
+    pub fn allusive() -> Result<DevSet> {
+        toml::from_str(DESCRIBE_ALLUSIVE).context("parsing the built-in allusive dev set")
     }
 }
 
@@ -210,6 +246,21 @@ impl DevText {
 /// One caption of the dev set, scored.
 #[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub struct ScoredCaption {
+    pub set: SetName,
+    #[serde(default = "english")]
+    pub lang: String,
+    /// The place the soundscape plays, and whether the set lists it
+    /// (texts of the allusive set only).
+    #[serde(default)]
+    pub place: String,
+    #[serde(default)]
+    pub place_fits: Option<bool>,
+    /// Sources played that the set calls wrong.
+    #[serde(default)]
+    pub wrong_played: usize,
+    /// Every source's evidence (with --dump only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
     pub caption: String,
     /// Made by the method asked for (not a fallback).
     pub method_kept: bool,
@@ -317,6 +368,23 @@ impl DescribeRun {
         (total > 0).then(|| (matched as f64 / total as f64, unmatched))
     }
 
+    /// The same run restricted to some of its captions (one set, one
+    /// language).
+    pub fn subset(&self, pick: impl Fn(&ScoredCaption) -> bool) -> DescribeRun {
+        DescribeRun {
+            captions: self.captions.iter().filter(|c| pick(c)).cloned().collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Share of texts whose played place the set lists (texts that list
+    /// places only); `None` when none do.
+    pub fn place_share(&self) -> Option<f64> {
+        let judged: Vec<bool> = self.captions.iter().filter_map(|c| c.place_fits).collect();
+        (!judged.is_empty())
+            .then(|| judged.iter().filter(|f| **f).count() as f64 / judged.len() as f64)
+    }
+
     pub fn good_share(&self) -> f64 {
         self.share(ScoredCaption::good)
     }
@@ -357,9 +425,13 @@ impl DescribeRun {
 pub fn run_describe_devset(
     label: &str,
     settings: crate::describe::DescribeSettings,
+    dump: bool,
 ) -> Result<DescribeRun> {
     use crate::describe::{Describer, caption};
-    let devset = DevSet::builtin()?;
+    let sets = [
+        (SetName::Named, DevSet::builtin()?),
+        (SetName::Allusive, DevSet::allusive()?),
+    ];
     let method = settings.method;
     let mut describer = Describer::new(settings);
     let t0 = Instant::now();
@@ -368,7 +440,10 @@ pub fn run_describe_devset(
         .with_context(|| format!("loading {label}"))?;
     let load_s = t0.elapsed().as_secs_f64();
     let mut captions = Vec::new();
-    for item in &devset.texts {
+    for (set, item) in sets
+        .iter()
+        .flat_map(|(name, set)| set.texts.iter().map(move |t| (*name, t)))
+    {
         let t0 = Instant::now();
         let description = describer.describe(&item.text)?;
         let seconds = t0.elapsed().as_secs_f64();
@@ -384,7 +459,14 @@ pub fn run_describe_devset(
         let (matched, unmatched): (Vec<&String>, Vec<&String>) = phrases
             .iter()
             .partition(|p| crate::background::soundscape::plan::match_source(catalog, p).is_some());
-        let (played, bed_fits) = played_sources(scene, item);
+        let (played, bed_fits, place) = played_sources(scene, item);
+        let evidence = if dump && scene.choice.is_some() {
+            Some(serde_json::to_value(
+                describer.gather_evidence(&item.text).0,
+            )?)
+        } else {
+            None
+        };
         let model_picks = match (&scene.choice, &scene.answer) {
             (Some(_), Some(answer)) => answer
                 .sounds
@@ -402,6 +484,12 @@ pub fn run_describe_devset(
             _ => Vec::new(),
         };
         captions.push(ScoredCaption {
+            set,
+            lang: item.lang.clone(),
+            place_fits: (!item.places.is_empty()).then(|| item.places.contains(&place)),
+            place,
+            wrong_played: played.iter().filter(|p| item.wrong.contains(&p.id)).count(),
+            evidence,
             model_picks,
             played,
             bed_fits,
@@ -433,11 +521,11 @@ pub fn run_describe_devset(
 /// The sources the soundscape plays for a scene, as the renderer asks
 /// for them (catalog mode: the chosen ids and place; otherwise the
 /// answer's phrases, or the caption itself), scored against the dev set.
-/// Also whether one of the place's beds fits.
+/// Also whether one of the place's beds fits, and the place.
 fn played_sources(
     scene: &crate::describe::SceneCaption,
     item: &DevText,
-) -> (Vec<PlayedSource>, bool) {
+) -> (Vec<PlayedSource>, bool, String) {
     use crate::background::soundscape::{catalog::Catalog, plan};
     let request = crate::render::scene_request(scene, 1);
     let input = plan::SceneInput {
@@ -465,7 +553,7 @@ fn played_sources(
             id: l.source.clone(),
         })
         .collect();
-    (played, bed_fits)
+    (played, bed_fits, planned.place)
 }
 
 const AUDIOLDM2_SCRIPT: &str = include_str!("../../tests/bench/audioldm2_reference.py");

@@ -50,9 +50,68 @@ pub struct DescribeOptions {
     /// Measure this one model in this process and print JSON (the parent
     /// runs each model in its own process so its peak memory is its own).
     pub single: Option<PathBuf>,
-    /// With `single`: choose from the soundscape catalog (true) or write
-    /// free text (false).
-    pub catalog: bool,
+    /// With `single`: which describer to measure.
+    pub variant: DescribeVariant,
+    /// Also measure free captions (for AudioLDM2).
+    pub free: bool,
+    /// Write every text's evidence to this JSON-lines file (for tuning).
+    pub dump: Option<PathBuf>,
+}
+
+/// What one measurement process runs: catalog mode with all its evidence
+/// or with a part left out, or free captions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DescribeVariant {
+    #[default]
+    Full,
+    NoModel,
+    NoMeaning,
+    NoSetting,
+    WordsOnly,
+    Free,
+}
+
+impl DescribeVariant {
+    pub const ALL: [(&'static str, DescribeVariant); 6] = [
+        ("full", DescribeVariant::Full),
+        ("no-model", DescribeVariant::NoModel),
+        ("no-meaning", DescribeVariant::NoMeaning),
+        ("no-setting", DescribeVariant::NoSetting),
+        ("words", DescribeVariant::WordsOnly),
+        ("free", DescribeVariant::Free),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("full", |(n, _)| n)
+    }
+
+    /// The evidence this variant weighs, in catalog mode.
+    fn parts(self) -> crate::describe::EvidenceParts {
+        let all = crate::describe::EvidenceParts::default();
+        match self {
+            DescribeVariant::Full | DescribeVariant::Free => all,
+            DescribeVariant::NoModel => crate::describe::EvidenceParts {
+                model: false,
+                ..all
+            },
+            DescribeVariant::NoMeaning => crate::describe::EvidenceParts {
+                meaning: false,
+                ..all
+            },
+            DescribeVariant::NoSetting => crate::describe::EvidenceParts {
+                setting: false,
+                ..all
+            },
+            DescribeVariant::WordsOnly => crate::describe::EvidenceParts {
+                meaning: false,
+                setting: false,
+                model: false,
+            },
+        }
+    }
 }
 
 /// `vivid bench tts`.
@@ -459,15 +518,18 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
     use crate::bench::{DescribeRun, run_describe_devset};
     let settings = config.describe_settings();
     if let Some(model) = options.single {
-        let mode = if options.catalog { "catalog" } else { "free" };
+        let variant = options.variant;
         let run = run_describe_devset(
-            &format!("{} ({mode})", model.display()),
+            &format!("{} ({})", model.display(), variant.name()),
             crate::describe::DescribeSettings {
                 method: Method::Llm,
                 model,
-                vocabulary: options.catalog.then(crate::config::catalog_vocabulary),
+                vocabulary: (variant != DescribeVariant::Free)
+                    .then(crate::config::catalog_vocabulary),
+                evidence: variant.parts(),
                 ..settings
             },
+            options.dump.is_some(),
         )?;
         println!("{}", serde_json::to_string(&run)?);
         return Ok(ExitCode::SUCCESS);
@@ -475,151 +537,229 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
     let models = if options.model.is_empty() {
         vec![settings.model.clone()]
     } else {
-        options.model
+        options.model.clone()
     };
     let mut runs: Vec<DescribeRun> = Vec::new();
-    let text_run = run_describe_devset(
+    for (index, model) in models.iter().enumerate() {
+        // Every part's share is measured on the first model; others are
+        // measured whole.
+        let mut variants = if index == 0 {
+            vec![
+                DescribeVariant::Full,
+                DescribeVariant::NoModel,
+                DescribeVariant::NoMeaning,
+                DescribeVariant::NoSetting,
+                DescribeVariant::WordsOnly,
+            ]
+        } else {
+            vec![DescribeVariant::Full]
+        };
+        if options.free {
+            variants.push(DescribeVariant::Free);
+        }
+        for variant in variants {
+            let dump = (index == 0 && variant == DescribeVariant::Full)
+                .then_some(options.dump.as_deref())
+                .flatten();
+            runs.push(measure_describer(config, model, variant, dump)?);
+        }
+    }
+    runs.push(run_describe_devset(
         "method 2 (the text itself)",
         crate::describe::DescribeSettings {
             method: Method::Text,
             ..settings.clone()
         },
-    )?;
-    for (model, mode) in models.iter().flat_map(|m| [(m, "catalog"), (m, "free")]) {
-        eprintln!("measuring {} ({mode}) ...", model.display());
-        let mut cmd = std::process::Command::new(std::env::current_exe()?);
-        if let Some(path) = config.source.path() {
-            cmd.arg("--config").arg(path);
-        }
-        let output = cmd
-            .args(["-q", "bench", "describe", "--vocabulary", mode, "--single"])
-            .arg(model)
-            .output()
-            .context("running the measurement process")?;
-        if !output.status.success() {
-            anyhow::bail!(
-                "measuring {} failed: {}",
-                model.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().last().unwrap_or("");
-        runs.push(serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?);
-    }
-    runs.push(text_run);
-    println!(
-        "fits: texts where the soundscape plays a source the dev set lists; precision: \
-         sources played that it lists; breaks: captions breaking the rules; good: captions \
-         naming an expected sound within the rules"
-    );
-    println!(
-        "describer dev set: {} texts, {} cores, seed {}, temperature {}",
-        runs[0].captions.len(),
-        crate::compute::available_cores(),
-        settings.seed,
-        settings.temperature
-    );
-    println!(
-        "{:<46} {:>6} {:>9} {:>6} {:>6} {:>8} {:>8} {:>7} {:>9}",
-        "candidate",
-        "fits",
-        "precision",
-        "breaks",
-        "good",
-        "median s",
-        "p95 s",
-        "load s",
-        "peak MiB"
-    );
-    for run in &runs {
-        let label = file_label(&run.label);
-        let precision = run
-            .played_precision()
-            .map_or("-".to_owned(), |(p, _)| format!("{:.0}%", 100.0 * p));
-        println!(
-            "{:<46} {:>5.0}% {:>9} {:>6} {:>5.0}% {:>8.2} {:>8.2} {:>7.2} {:>9.0}",
-            label,
-            100.0 * run.fitting_share(),
-            precision,
-            run.captions.iter().filter(|c| !c.keeps_rules).count(),
-            100.0 * run.good_share(),
-            run.latency_quantile(0.5),
-            run.latency_quantile(0.95),
-            run.load_s,
-            run.peak_rss_kb as f64 / 1024.0
-        );
-        let picks: Vec<&crate::bench::PlayedSource> =
-            run.captions.iter().flat_map(|c| &c.model_picks).collect();
-        if !picks.is_empty() {
-            let fit = picks.iter().filter(|p| p.fits).count();
-            let model_fits = run.share(|c| c.model_picks.iter().any(|p| p.fits));
-            let bed_only = run.captions.iter().filter(|c| c.bed_only).count();
-            let with_bed = run.share(|c| c.bed_fits || c.played.iter().any(|p| p.fits));
-            println!(
-                "  played: the text's own sources; place bed alone: {bed_only} texts; texts with a fitting source or place bed: {:.0}%. The model's own picks (not played): {} ({:.0}% fit; texts with a fitting one: {:.0}%)",
-                100.0 * with_bed,
-                picks.len(),
-                100.0 * fit as f64 / picks.len() as f64,
-                100.0 * model_fits
-            );
-        }
-        let fallbacks = run.captions.iter().filter(|c| !c.method_kept).count();
-        if fallbacks > 0 {
-            println!("  ({fallbacks} captions fell back to the text itself)");
-        }
-        if let Some((share, unmatched)) = run.catalog_match() {
-            println!(
-                "  sound phrases a soundscape catalog source matches: {:.0}%{}",
-                100.0 * share,
-                if unmatched.is_empty() {
-                    String::new()
-                } else {
-                    format!("; unmatched: {}", unmatched.join("; "))
-                }
-            );
-        }
-    }
-    println!(
-        "speed, {} threads, tokens/s (the prompt prefix is cached: each caption evaluates \
-         only its text and the end of the prompt):",
-        settings.threads
-    );
-    for run in &runs {
-        if let (Some((pp, tg)), Some((prompt, answer))) = (run.throughput(), run.mean_tokens()) {
-            let label = file_label(&run.label);
-            println!(
-                "  {label:<40} prompt {pp:>7.1} t/s, answer {tg:>6.1} t/s \
-                 ({prompt:.0} prompt + {answer:.0} answer tokens a caption)"
-            );
-        }
-    }
+        false,
+    )?);
+    print_describe_tables(&runs, &settings);
     if options.captions {
-        for run in &runs {
-            println!("--- {}", run.label);
-            for caption in &run.captions {
-                let played: Vec<String> = caption
-                    .played
-                    .iter()
-                    .map(|p| {
-                        let from = match p.from {
-                            Some(crate::describe::vocabulary::Evidence::Text) => "text ",
-                            Some(crate::describe::vocabulary::Evidence::Model) => "model ",
-                            None => "",
-                        };
-                        format!("{}{from}{}", if p.fits { "+" } else { "-" }, p.id)
-                    })
-                    .collect();
-                println!(
-                    "{} {} [{}]",
-                    if caption.good() { "+" } else { "-" },
-                    caption.caption,
-                    played.join(", ")
-                );
-            }
-        }
+        print_captions(&runs);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one model and variant in its own process (so its peak memory and
+/// cold start are its own) and reads its run.
+fn measure_describer(
+    config: &Config,
+    model: &std::path::Path,
+    variant: DescribeVariant,
+    dump: Option<&std::path::Path>,
+) -> Result<crate::bench::DescribeRun> {
+    eprintln!("measuring {} ({}) ...", model.display(), variant.name());
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    if let Some(path) = config.source.path() {
+        cmd.arg("--config").arg(path);
+    }
+    cmd.args([
+        "-q",
+        "bench",
+        "describe",
+        "--variant",
+        variant.name(),
+        "--single",
+    ])
+    .arg(model);
+    if let Some(dump) = dump {
+        cmd.arg("--dump").arg(dump);
+    }
+    let output = cmd.output().context("running the measurement process")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "measuring {} failed: {}",
+            model.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    let run: crate::bench::DescribeRun =
+        serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?;
+    if let Some(dump) = dump {
+        let lines: Vec<String> = run
+            .captions
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        std::fs::write(dump, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", dump.display()))?;
+    }
+    Ok(run)
+}
+
+/// Both sets side by side, a row per run; then the allusive set by
+/// language, and speed.
+fn print_describe_tables(
+    runs: &[crate::bench::DescribeRun],
+    settings: &crate::describe::DescribeSettings,
+) {
+    use crate::bench::SetName;
+    let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.0}%", 100.0 * v));
+    let Some(first) = runs.first() else {
+        return;
+    };
+    let named = first.subset(|c| c.set == SetName::Named).captions.len();
+    let allusive = first.subset(|c| c.set == SetName::Allusive);
+    let english = allusive.subset(|c| c.lang == "en").captions.len();
+    println!(
+        "fits: texts whose soundscape plays a fitting foreground source (the place's bed alone \
+         does not count); precision: sources played that fit; place: texts whose place fits; \
+         wrong: sources played that the set calls wrong"
+    );
+    println!(
+        "describer dev sets: named {named} texts, allusive {} ({english} English + {} in de, fr, es, zh); \
+         {} threads, seed {}",
+        allusive.captions.len(),
+        allusive.captions.len() - english,
+        settings.threads,
+        settings.seed,
+    );
+    println!(
+        "{:<40} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>5} | {:>7} {:>6} | {:>6} {:>6} {:>6} {:>7}",
+        "",
+        "named",
+        "",
+        "allus.",
+        "(en)",
+        "",
+        "",
+        "other",
+        "lang.",
+        "median",
+        "p95",
+        "cold",
+        "peak"
+    );
+    println!(
+        "{:<40} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>5} | {:>7} {:>6} | {:>6} {:>6} {:>6} {:>7}",
+        "candidate",
+        "fits",
+        "prec.",
+        "fits",
+        "prec.",
+        "place",
+        "wrong",
+        "fits",
+        "prec.",
+        "s",
+        "s",
+        "s",
+        "MiB"
+    );
+    for run in runs {
+        let n = run.subset(|c| c.set == SetName::Named);
+        let a = run.subset(|c| c.set == SetName::Allusive && c.lang == "en");
+        let o = run.subset(|c| c.set == SetName::Allusive && c.lang != "en");
+        let cold = run.load_s + run.captions.first().map_or(0.0, |c| c.seconds);
+        println!(
+            "{:<40} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>5} | {:>7} {:>6} | {:>6.2} {:>6.2} {:>6.2} {:>7.0}",
+            file_label(&run.label),
+            pct(Some(n.fitting_share())),
+            pct(n.played_precision().map(|p| p.0)),
+            pct(Some(a.fitting_share())),
+            pct(a.played_precision().map(|p| p.0)),
+            pct(a.place_share()),
+            a.captions.iter().map(|c| c.wrong_played).sum::<usize>(),
+            pct(Some(o.fitting_share())),
+            pct(o.played_precision().map(|p| p.0)),
+            run.latency_quantile(0.5),
+            run.latency_quantile(0.95),
+            cold,
+            run.peak_rss_kb as f64 / 1024.0
+        );
+        let fallbacks = run.captions.iter().filter(|c| !c.method_kept).count();
+        if fallbacks > 0 {
+            println!("  ({fallbacks} scenes fell back to another method)");
+        }
+    }
+    println!("allusive set by language (fits / precision), first and last rows:");
+    for run in [runs.first(), runs.last()].into_iter().flatten() {
+        let by_lang: Vec<String> = ["en", "de", "fr", "es", "zh"]
+            .iter()
+            .map(|lang| {
+                let l = run.subset(|c| c.set == SetName::Allusive && c.lang == *lang);
+                format!(
+                    "{lang} {} / {}",
+                    pct(Some(l.fitting_share())),
+                    pct(l.played_precision().map(|p| p.0))
+                )
+            })
+            .collect();
+        println!("  {:<38} {}", file_label(&run.label), by_lang.join(", "));
+    }
+}
+
+/// Every caption of every run, with its played sources (+ fits, - not).
+fn print_captions(runs: &[crate::bench::DescribeRun]) {
+    for run in runs {
+        println!("--- {}", run.label);
+        for caption in &run.captions {
+            let played: Vec<String> = caption
+                .played
+                .iter()
+                .map(|p| {
+                    let from = p
+                        .from
+                        .map(|f| format!("{f:?} ").to_lowercase())
+                        .unwrap_or_default();
+                    format!("{}{from}{}", if p.fits { "+" } else { "-" }, p.id)
+                })
+                .collect();
+            let place = match caption.place_fits {
+                Some(true) => format!(" +{}", caption.place),
+                Some(false) => format!(" -{}", caption.place),
+                None => String::new(),
+            };
+            println!(
+                "{:?} {} {} [{}]{place}",
+                caption.set,
+                caption.lang,
+                caption.caption,
+                played.join(", ")
+            );
+        }
+    }
 }
 
 /// A run's label for a table: the file name of a model path, else as is.

@@ -14,10 +14,12 @@ pub(crate) enum BenchCommand {
     /// the same sentences, one thread and all threads. Needs
     /// `pip install piper-tts==1.8.0` for the reference.
     Tts(BenchTtsArgs),
-    /// The describer on its development set (46 narration texts): share of
-    /// captions that name an expected sound and keep the caption rules,
-    /// latency and peak memory, for each model given and for method 2
-    /// (the text itself).
+    /// The describer on its two development sets (46 texts that name their
+    /// sounds, 78 that imply them, 16 of those in German, French, Spanish
+    /// and Chinese): texts with a fitting source, the share of played
+    /// sources that fit, the place, latency, cold start and peak memory;
+    /// catalog mode whole and with each part of its evidence left out, for
+    /// each model given, against method 2 (the text itself).
     Describe(BenchDescribeArgs),
     /// Background generation on a bundle (use the real-size random-weight
     /// one from quantize/realsize.py): UNet step at one and all threads,
@@ -127,9 +129,17 @@ pub(crate) struct BenchDescribeArgs {
     /// Internal: measure one model in this process and print JSON.
     #[arg(long, hide = true, value_name = "PATH")]
     pub(crate) single: Option<PathBuf>,
-    /// Internal, with --single: catalog or free.
-    #[arg(long, hide = true, default_value = "catalog", value_parser = ["catalog", "free"])]
-    pub(crate) vocabulary: String,
+    /// Also measure free captions (for AudioLDM2's free-text prompts).
+    #[arg(long)]
+    pub(crate) free: bool,
+    /// Write every text's evidence (every source's and place's scores) of
+    /// the first model's full run to FILE, one JSON line a text.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dump: Option<PathBuf>,
+    /// Internal, with --single: full, no-model, no-meaning, no-setting,
+    /// words or free.
+    #[arg(long, hide = true, default_value = "full", value_parser = ["full", "no-model", "no-meaning", "no-setting", "words", "free"])]
+    pub(crate) variant: String,
 }
 
 #[derive(Debug, Args)]
@@ -162,7 +172,12 @@ pub(crate) fn run(config: Config, command: BenchCommand) -> Result<ExitCode> {
                 model: a.model,
                 captions: a.captions,
                 single: a.single,
-                catalog: a.vocabulary == "catalog",
+                variant: report::DescribeVariant::ALL
+                    .iter()
+                    .find(|(n, _)| *n == a.variant)
+                    .map_or(report::DescribeVariant::Full, |(_, v)| *v),
+                free: a.free,
+                dump: a.dump,
             },
         ),
         BenchCommand::Background(a) => report::background(report::BackgroundOptions {

@@ -48,6 +48,10 @@ pub(crate) struct DescribeArgs {
     /// GGUF language model (default: describe.model from the config).
     #[arg(long, value_name = "PATH")]
     pub(crate) model: Option<PathBuf>,
+    /// all-MiniLM-L6-v2 safetensors of the semantic evidence, with its
+    /// NAME.tokenizer.json beside it (default: describe.embedder).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) embedder: Option<PathBuf>,
     /// Sampling seed (default: describe.seed).
     #[arg(long, value_name = "N")]
     pub(crate) seed: Option<u32>,
@@ -222,10 +226,55 @@ pub(crate) fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why a scene got its sounds: each chosen source and the place with the
+/// evidence that chose it and its total, the setting, what was missing.
+fn print_choice(choice: &vivid::describe::CatalogChoice) {
+    let evidence = |from: Option<vivid::describe::vocabulary::Evidence>| {
+        from.map(|f| format!("{f:?}").to_lowercase())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    for source in &choice.sources {
+        let total = source
+            .scores
+            .as_ref()
+            .map_or(String::new(), |s| format!(" {:.2}", s.total));
+        println!(
+            "  source {} ({}{total})",
+            source.id,
+            evidence(Some(source.from))
+        );
+    }
+    if choice.bed_only {
+        println!("  no source: the place's bed alone");
+    }
+    if let Some(place) = &choice.place {
+        let total = choice
+            .place_scores
+            .as_ref()
+            .map_or(String::new(), |s| format!(" {:.2}", s.total));
+        println!("  place {place} ({}{total})", evidence(choice.place_from));
+    }
+    if !choice.setting.cues.is_empty() {
+        let cues: Vec<String> = choice
+            .setting
+            .cues
+            .iter()
+            .map(|c| format!("{c:?}").to_lowercase())
+            .collect();
+        println!("  setting: {}", cues.join(", "));
+    }
+    for warning in &choice.warnings {
+        println!("  missing evidence: {warning}");
+    }
+}
+
 pub(crate) fn describe(mut config: Config, args: DescribeArgs) -> Result<ExitCode> {
     let text = read_text(&args.input, DEFAULT_MAX_TEXT_BYTES)?;
     if let Some(vocabulary) = args.vocabulary {
         config.describe.vocabulary = vocabulary;
+    }
+    if let Some(embedder) = args.embedder {
+        config.embedder_model = embedder;
     }
     let mut settings = config.describe_settings();
     if let Some(method) = args.method {
@@ -257,6 +306,9 @@ pub(crate) fn describe(mut config: Config, args: DescribeArgs) -> Result<ExitCod
                 scene.seconds,
                 scene.caption
             );
+            if let Some(choice) = &scene.choice {
+                print_choice(choice);
+            }
         }
     }
     for scene in description.fallbacks() {

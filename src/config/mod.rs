@@ -88,6 +88,8 @@ pub struct Config {
     pub speech: SpeechSection,
     /// The describer's language model.
     pub describer_model: PathBuf,
+    /// The describer's sentence-embedding model.
+    pub embedder_model: PathBuf,
     pub describe: DescribeSection,
     /// The AudioLDM2 bundle folder.
     pub background_bundle: PathBuf,
@@ -122,6 +124,7 @@ impl Config {
             },
             describe: DescribeSection {
                 model: Some(self.describer_model.clone()),
+                embedder: Some(self.embedder_model.clone()),
                 ..self.describe.clone()
             },
             background: BackgroundSection {

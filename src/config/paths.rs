@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     CONFIG_ENV, Config, ConfigError, ConfigFile, DEFAULT_BACKGROUND_BUNDLE, DEFAULT_DESCRIBER_FILE,
-    DEFAULT_VOICE_FILE, SYSTEM_CONFIG, read_config_file,
+    DEFAULT_EMBEDDER_FILE, DEFAULT_VOICE_FILE, SYSTEM_CONFIG, read_config_file,
 };
 
 /// Where the settings came from; printed by `vivid doctor`.
@@ -96,6 +96,10 @@ impl Config {
             file.describe.model.clone(),
             models_dir.join(DEFAULT_DESCRIBER_FILE),
         );
+        let embedder_model = pick(
+            file.describe.embedder.clone(),
+            models_dir.join(DEFAULT_EMBEDDER_FILE),
+        );
         let background_bundle = pick(
             file.background.audioldm2.bundle.clone(),
             models_dir.join(DEFAULT_BACKGROUND_BUNDLE),
@@ -119,6 +123,7 @@ impl Config {
             voice,
             speech: file.speech,
             describer_model,
+            embedder_model,
             describe: file.describe,
             source,
             models_dir,

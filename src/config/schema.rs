@@ -73,6 +73,9 @@ impl Default for SpeechSection {
 
 /// The default describer model, below the models folder.
 pub const DEFAULT_DESCRIBER_FILE: &str = "llm/gemma-3-270m-q4_k_m.gguf";
+/// The default sentence-embedding model, below the models folder; its
+/// tokenizer is beside it (`.tokenizer.json` for `.safetensors`).
+pub const DEFAULT_EMBEDDER_FILE: &str = "embed/all-MiniLM-L6-v2.safetensors";
 /// The AudioLDM2 bundle, relative to the models folder. No default bundle
 /// is fetched: real AudioLDM2 weights are made into one with
 /// quantize/export.py.
@@ -127,6 +130,12 @@ pub struct DescribeSection {
     /// folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
+    /// all-MiniLM-L6-v2 safetensors of the semantic evidence (its
+    /// tokenizer beside it as NAME.tokenizer.json); default: the one in
+    /// the models folder. Without it the describer weighs words, setting
+    /// and the language model only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<PathBuf>,
     pub prompt: PromptChoice,
     /// catalog: the model chooses among the soundscape's places and
     /// sources; free: it writes sound phrases; auto (the default): catalog
@@ -152,6 +161,7 @@ impl Default for DescribeSection {
         Self {
             method: crate::describe::Method::Llm,
             model: None,
+            embedder: None,
             prompt: PromptChoice::Auto,
             vocabulary: VocabularyChoice::Auto,
             caption: String::new(),

@@ -25,11 +25,23 @@ impl Config {
                 max_chars: d.max_scene_chars,
             },
             vocabulary: self.describe_vocabulary(),
+            embedder: Some(self.embedder_paths()),
+            evidence: crate::describe::EvidenceParts::default(),
             threads: if self.system.threads == 0 {
                 crate::compute::available_cores()
             } else {
                 self.system.threads
             },
+        }
+    }
+
+    /// The sentence-embedding model's files, and where its embedded
+    /// catalog is kept: `describe` beside the background cache.
+    pub fn embedder_paths(&self) -> crate::describe::EmbedderPaths {
+        crate::describe::EmbedderPaths {
+            weights: self.embedder_model.clone(),
+            tokenizer: self.embedder_model.with_extension("tokenizer.json"),
+            cache_dir: Some(self.background_cache_dir.with_file_name("describe")),
         }
     }
 
@@ -140,6 +152,7 @@ pub fn catalog_vocabulary() -> crate::describe::Vocabulary {
                 phrase: p.phrase.clone(),
                 synonyms: Vec::new(),
                 keywords: p.keywords.clone(),
+                scenes: p.scenes.clone(),
             })
             .collect(),
         sources: catalog
@@ -150,6 +163,7 @@ pub fn catalog_vocabulary() -> crate::describe::Vocabulary {
                 phrase: s.phrase.clone(),
                 synonyms: s.synonyms.clone(),
                 keywords: s.keywords.clone(),
+                scenes: s.scenes.clone(),
             })
             .collect(),
     }

@@ -131,6 +131,31 @@ pub struct Sampling {
     pub timeout: Duration,
 }
 
+/// Which prompt prefix the context's KV cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KvHolds {
+    Nothing,
+    Answer,
+    Score,
+}
+
+/// The scoring prompt before the narration: two worked pairs, so that a
+/// base model reads "Sound:" as the background of the text above it.
+const SCORE_PREFIX: &str = "Background sounds for narrated stories.\n\
+Text: At dusk the fishing boats came home round the point.\nSound: seagulls calling.\n\
+Text: He shod every horse in the parish at his forge.\nSound: a hammer striking an anvil.\n\
+Text: ";
+/// Sequences of the context: the text's, and one for each candidate
+/// weighed at once.
+const SCORE_SEQUENCES: usize = 16;
+/// Longest candidate phrase, in tokens (catalog phrases are under 12).
+const MAX_PHRASE_TOKENS: usize = 24;
+/// Between the narration and each candidate phrase.
+const SCORE_SUFFIX: &str = "\nSound:";
+/// The text with no content whose likelihoods calibrate the model's
+/// (Zhao et al., "Calibrate before use", 2021).
+const CONTENT_FREE_TEXT: &str = "N/A";
+
 pub struct LlmDescriber {
     path: PathBuf,
     style: PromptStyle,
@@ -140,7 +165,14 @@ pub struct LlmDescriber {
     /// The prompt after the narration (end of the user turn, start of the
     /// answer), tokenized with the template's special tokens parsed.
     suffix: Vec<LlamaToken>,
-    prefix_ready: bool,
+    /// Which prompt prefix the KV cache holds.
+    kv: KvHolds,
+    /// The scoring prompt's prefix (few-shot), kept in the cache between
+    /// texts like the answer prompt's.
+    score_prefix: Vec<LlamaToken>,
+    /// Log-likelihood of each phrase after a text with no content, for
+    /// contextual calibration (computed once per phrase).
+    calibration: std::collections::HashMap<String, f32>,
     name: String,
     /// The GBNF grammar every answer keeps.
     grammar: String,
@@ -208,12 +240,16 @@ impl LlmDescriber {
         // with one; the template's special tokens are parsed as such.
         let prefix = model.vocab().tokenize(before.as_bytes(), true, true);
         let suffix = model.vocab().tokenize(after.as_bytes(), false, true);
+        let score_prefix = model.vocab().tokenize(SCORE_PREFIX.as_bytes(), true, false);
         let threads = i32::try_from(options.threads.max(1)).unwrap_or(1);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(CONTEXT_TOKENS))
             .with_n_batch(BATCH_TOKENS as u32)
             .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+            .with_n_threads_batch(threads)
+            // Candidates are weighed as sequences sharing the text's cache.
+            .with_n_seq_max(SCORE_SEQUENCES as u32)
+            .with_kv_unified(true);
         let inner = ModelContext::try_new(model, |model| model.new_context(backend, params))
             .map_err(|e| LlmError::Context {
                 path: path.to_path_buf(),
@@ -226,7 +262,9 @@ impl LlmDescriber {
             inner,
             prefix,
             suffix,
-            prefix_ready: false,
+            kv: KvHolds::Nothing,
+            score_prefix,
+            calibration: std::collections::HashMap::new(),
             name,
             grammar: prompts.grammar,
         })
@@ -251,7 +289,7 @@ impl LlmDescriber {
         let deadline = started + sampling.timeout;
         let style = self.style;
         let narration = prompt::prompt_text(text);
-        let prefix_ready = self.prefix_ready;
+        let prefix_ready = self.kv == KvHolds::Answer;
         let prefix = &self.prefix;
         let suffix = &self.suffix;
         let grammar = &self.grammar;
@@ -323,11 +361,11 @@ impl LlmDescriber {
         // decode got through; decoding it again next time is always safe.
         let (raw, stats) = match result {
             Ok(done) => {
-                self.prefix_ready = true;
+                self.kv = KvHolds::Answer;
                 done
             }
             Err(e) => {
-                self.prefix_ready = false;
+                self.kv = KvHolds::Nothing;
                 return Err(e);
             }
         };
@@ -343,6 +381,155 @@ impl LlmDescriber {
         );
         Ok(Generated { raw, answer, stats })
     }
+}
+
+impl LlmDescriber {
+    /// The model's evidence for each phrase as the background of `text`:
+    /// its log-likelihood after the text minus its log-likelihood after a
+    /// text with no content, in nats. The model only weighs phrases it is
+    /// given; it writes nothing.
+    pub fn score_phrases(
+        &mut self,
+        text: &str,
+        phrases: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<f32>, LlmError> {
+        let deadline = Instant::now() + timeout;
+        let uncalibrated: Vec<String> = phrases
+            .iter()
+            .filter(|p| !self.calibration.contains_key(*p))
+            .cloned()
+            .collect();
+        let timed_out = |e| match e {
+            LlmError::Timeout(_) => LlmError::Timeout(timeout.as_secs_f64()),
+            other => other,
+        };
+        if !uncalibrated.is_empty() {
+            let base = self
+                .phrase_logprobs(CONTENT_FREE_TEXT, &uncalibrated, deadline)
+                .map_err(timed_out)?;
+            self.calibration.extend(uncalibrated.into_iter().zip(base));
+        }
+        let scored = self
+            .phrase_logprobs(text, phrases, deadline)
+            .map_err(timed_out)?;
+        Ok(phrases
+            .iter()
+            .zip(scored)
+            .map(|(p, lp)| lp - self.calibration.get(p).copied().unwrap_or(0.0))
+            .collect())
+    }
+
+    /// Log-likelihood of each phrase (with its full stop) after the
+    /// scoring prompt with `text`.
+    fn phrase_logprobs(
+        &mut self,
+        text: &str,
+        phrases: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<f32>, LlmError> {
+        let narration = prompt::prompt_text(text);
+        let prefix_ready = self.kv == KvHolds::Score;
+        let prefix = &self.score_prefix;
+        let result = self.inner.with_dependent_mut(|model, ctx| {
+            let decode_err = |e: &dyn std::fmt::Display| LlmError::Decode(e.to_string());
+            let vocab = model.vocab();
+            let tokenize = |s: &str| vocab.tokenize(s.as_bytes(), false, false);
+            let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
+            let mut pos = 0usize;
+            if prefix_ready {
+                pos = prefix.len();
+                ctx.clear_kv_cache_seq(Some(0), Some(pos as u32), None)
+                    .map_err(|e| decode_err(&e))?;
+            } else {
+                ctx.clear_kv_cache();
+                decode_tokens(ctx, &mut batch, prefix, &mut pos)?;
+            }
+            let mut tail = tokenize(&narration);
+            tail.truncate(MAX_TEXT_TOKENS);
+            tail.extend(tokenize(SCORE_SUFFIX));
+            decode_tokens(ctx, &mut batch, &tail, &mut pos)?;
+            let after_text = log_softmax(ctx.get_logits_ith(batch.n_tokens() - 1));
+            let candidates: Vec<Vec<LlamaToken>> = phrases
+                .iter()
+                .map(|p| {
+                    let mut tokens = tokenize(&format!(" {p}."));
+                    tokens.truncate(MAX_PHRASE_TOKENS);
+                    tokens
+                })
+                .collect();
+            // Every candidate continues the text in a sequence of its own
+            // (the text's cache shared, not evaluated again), all in one
+            // batch: one pass over the weights for all of them.
+            let mut scores = Vec::with_capacity(phrases.len());
+            for group in candidates.chunks(SCORE_SEQUENCES - 1) {
+                if Instant::now() > deadline {
+                    return Err(LlmError::Timeout(0.0));
+                }
+                batch.clear();
+                let mut rows = Vec::with_capacity(group.len());
+                for (k, tokens) in group.iter().enumerate() {
+                    let seq = k as i32 + 1;
+                    ctx.copy_kv_cache_seq(0, seq, None, None)
+                        .map_err(|e| decode_err(&e))?;
+                    let first_row = batch.n_tokens();
+                    for (i, t) in tokens.iter().enumerate() {
+                        // The last token's logits predict nothing asked for.
+                        batch
+                            .add(*t, (pos + i) as i32, &[seq], i + 1 < tokens.len())
+                            .map_err(|e| decode_err(&e))?;
+                    }
+                    rows.push(first_row);
+                }
+                if batch.n_tokens() > 0 && group.iter().any(|t| t.len() > 1) {
+                    ctx.decode(&mut batch).map_err(|e| decode_err(&e))?;
+                }
+                for (tokens, first_row) in group.iter().zip(rows) {
+                    let Some(first) = tokens.first() else {
+                        scores.push(0.0);
+                        continue;
+                    };
+                    let mut lp = token_logprob(&after_text, *first);
+                    for (i, next) in tokens.iter().enumerate().skip(1) {
+                        let row = first_row + i as i32 - 1;
+                        lp += token_logprob(&log_softmax(ctx.get_logits_ith(row)), *next);
+                    }
+                    scores.push(lp);
+                }
+                for k in 0..group.len() {
+                    ctx.clear_kv_cache_seq(Some(k as u32 + 1), None, None)
+                        .map_err(|e| decode_err(&e))?;
+                }
+            }
+            Ok(scores)
+        });
+        match result {
+            Ok(scores) => {
+                self.kv = KvHolds::Score;
+                Ok(scores)
+            }
+            Err(e) => {
+                self.kv = KvHolds::Nothing;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Natural-log probabilities from logits.
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+    let lse = max + sum.ln();
+    logits.iter().map(|l| l - lse).collect()
+}
+
+fn token_logprob(logprobs: &[f32], token: LlamaToken) -> f32 {
+    usize::try_from(token.0)
+        .ok()
+        .and_then(|i| logprobs.get(i))
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY)
 }
 
 fn check_gguf(path: &Path) -> Result<(), LlmError> {

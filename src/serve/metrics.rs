@@ -124,7 +124,7 @@ impl Metrics {
         models.extend(
             self.models
                 .iter()
-                .filter(|m| m.role == "background")
+                .filter(|m| m.role == "background" || m.role == "embedder")
                 .cloned(),
         );
         self.models = models;

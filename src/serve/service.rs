@@ -843,6 +843,7 @@ fn loaded_models(config: &Config) -> Vec<super::metrics::ModelInfo> {
     add("voice", &config.voice);
     if config.describe.method == crate::describe::Method::Llm {
         add("describer", &config.describer_model);
+        add("embedder", &config.embedder_model);
     }
     if config.background.engine != crate::background::EngineChoice::Soundscape {
         add("background", &config.background_bundle.join("bundle.toml"));

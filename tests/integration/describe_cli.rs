@@ -15,6 +15,10 @@ fn default_model() -> PathBuf {
     test_models_dir().join(vivid::config::DEFAULT_DESCRIBER_FILE)
 }
 
+fn default_embedder() -> PathBuf {
+    test_models_dir().join(vivid::config::DEFAULT_EMBEDDER_FILE)
+}
+
 const HARBOUR: &str = "We start on the old harbour wall. Below us the fishing boats rock at their \
 moorings, ropes creaking, and the gulls wait on every post for the morning catch to come in.";
 const CATHEDRAL: &str = "Now step through the west door into the cathedral. The stone vaults rise \
@@ -26,11 +30,12 @@ fn describe_json(dir: &Path, narration: &str, extra: &[&str]) -> (Value, String)
     let _one_at_a_time = llm_lock();
     let input = dir.join("narration.txt");
     fs::write(&input, narration).unwrap();
-    let out = run(vivid()
-        .arg("describe")
-        .arg(&input)
-        .arg("--json")
-        .args(extra));
+    let mut cmd = vivid();
+    cmd.arg("describe").arg(&input).arg("--json").args(extra);
+    if !extra.contains(&"--embedder") {
+        cmd.arg("--embedder").arg(default_embedder());
+    }
+    let out = run(&mut cmd);
     assert!(
         out.status.success(),
         "vivid describe failed: {}",
@@ -65,8 +70,26 @@ fn llm_captions_keep_the_rules_and_repeat_with_the_seed() {
         "{caption}: {:?}",
         rule_breaks(caption, HARBOUR)
     );
-    let sounds = scene["answer"]["sounds"].as_array().unwrap();
-    assert!((2..=4).contains(&sounds.len()), "{scene}");
+    // Catalog mode (the default with the soundscape): one to three
+    // sources, each with the evidence that chose it and every part's score.
+    let sources = scene["choice"]["sources"].as_array().unwrap();
+    assert!((1..=3).contains(&sources.len()), "{scene}");
+    for source in sources {
+        let scores = &source["scores"];
+        assert!(scores["total"].as_f64().unwrap() > 0.0, "{source}");
+        for part in ["words", "meaning", "setting", "similarity", "model"] {
+            assert!(scores[part].is_number(), "{part} in {source}");
+        }
+        assert!(source["from"].is_string(), "{source}");
+    }
+    assert!(
+        scene["choice"]["place_scores"]["total"].is_number(),
+        "{scene}"
+    );
+    assert!(
+        scene["choice"].get("warnings").is_none(),
+        "all evidence was there: {scene}"
+    );
     assert_eq!(
         strip_timings(&first["scenes"]),
         strip_timings(&second["scenes"]),
@@ -135,8 +158,8 @@ fn scenes_are_described_separately_with_their_spans() {
     // reported in both.
     assert_ne!(list[1]["span"]["start"], list[1]["char_span"]["start"]);
     assert_eq!(
-        list[0]["answer"], list[2]["answer"],
-        "a repeated scene gets the same answer"
+        list[0]["choice"], list[2]["choice"],
+        "a repeated scene gets the same choice"
     );
     assert_eq!(list[0]["caption"], list[2]["caption"]);
 }
@@ -291,7 +314,8 @@ fn default_model_holds_its_score_on_the_dev_set() {
         vocabulary: Some(vivid::config::catalog_vocabulary()),
         ..config.describe_settings()
     };
-    let run = vivid::bench::run_describe_devset("default", settings).unwrap();
+    let both = vivid::bench::run_describe_devset("default", settings, false).unwrap();
+    let run = both.subset(|c| c.set == vivid::bench::SetName::Named);
     assert!(run.captions.len() >= 40);
     let fallbacks = run.captions.iter().filter(|c| !c.method_kept).count();
     assert!(fallbacks <= 2, "{fallbacks} fallbacks");

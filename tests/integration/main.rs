@@ -8,6 +8,7 @@ mod background_engine;
 mod common;
 mod control_cli;
 mod describe_cli;
+mod describe_evidence;
 mod foundation;
 mod play_cli;
 mod render_cli;

@@ -47,8 +47,13 @@ pub struct Source {
     pub category: Category,
     /// Phrases that name this source (matched as whole phrases).
     pub synonyms: Vec<String>,
-    /// Single words that point to it (matched by stem).
+    /// Single words that point to it (matched by stem), in English and the
+    /// other languages vivid narrates (German, French, Spanish, Chinese).
     pub keywords: Vec<String>,
+    /// Scenes that imply this sound without naming it ("a ride at night"),
+    /// for the describer's semantic evidence.
+    #[serde(default)]
+    pub scenes: Vec<String>,
     /// Level of the source relative to the others, in dB.
     #[serde(default)]
     pub gain_db: f32,
@@ -64,6 +69,10 @@ pub struct Place {
     pub id: String,
     pub phrase: String,
     pub keywords: Vec<String>,
+    /// Settings this place stands for ("a lonely moor"), for the
+    /// describer's semantic evidence.
+    #[serde(default)]
+    pub scenes: Vec<String>,
     pub room: Room,
     /// Sources that always play here, quietly and at a distance.
     pub beds: Vec<String>,
