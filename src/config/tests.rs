@@ -180,26 +180,21 @@ fn log_level_shifts_saturate() {
 }
 
 #[test]
-fn the_catalog_vocabulary_makes_a_complete_choosing_prompt() {
-    use crate::describe::prompt::{CATALOG_EXAMPLES, PromptSet};
+fn the_catalog_vocabulary_gives_the_describer_every_entry_with_its_scenes() {
     let vocabulary = super::catalog_vocabulary();
     assert_eq!(vocabulary.sources.len(), 52);
-    let prompts = PromptSet::catalog(&vocabulary);
-    // Every worked example names ids the catalog has.
-    assert_eq!(prompts.examples.len(), CATALOG_EXAMPLES.len());
-    for (_, place, ids, _) in CATALOG_EXAMPLES {
-        assert!(vocabulary.place_by_phrase(place).is_some(), "{place}");
-        for id in *ids {
-            assert!(vocabulary.source_by_phrase(id).is_some(), "{id}");
-        }
-    }
+    assert_eq!(vocabulary.places.len(), 12);
     for entry in vocabulary.sources.iter().chain(&vocabulary.places) {
-        assert!(
-            prompts
-                .grammar
-                .contains(&format!("\\\"{}\\\"", entry.phrase))
+        // The semantic evidence compares a text with these scenes.
+        assert!(entry.scenes.len() >= 3, "{} has too few scenes", entry.id);
+        assert!(!entry.keywords.is_empty(), "{}", entry.id);
+        assert_eq!(
+            vocabulary.source_by_phrase(&entry.id).is_some() as u8
+                + vocabulary.place_by_phrase(&entry.id).is_some() as u8,
+            1,
+            "{} names exactly one entry",
+            entry.id
         );
-        assert!(prompts.instruction.contains(&entry.phrase));
     }
 }
 

@@ -97,9 +97,6 @@ pub struct LlmOptions {
     /// `None`: chat when the model has a chat template, else completion.
     pub style: Option<PromptStyle>,
     pub threads: usize,
-    /// Choose among these places and sources (catalog vocabulary) instead
-    /// of writing free text.
-    pub vocabulary: Option<super::Vocabulary>,
 }
 
 /// One generated answer.
@@ -205,10 +202,9 @@ impl LlmDescriber {
         } else {
             PromptStyle::Completion
         });
-        let prompts = match &options.vocabulary {
-            Some(vocabulary) => prompt::PromptSet::catalog(vocabulary),
-            None => prompt::PromptSet::free(),
-        };
+        // The answer prompt writes free captions; catalog mode only weighs
+        // phrases ([`Self::score_phrases`]) and never evaluates it.
+        let prompts = prompt::PromptSet::free();
         let rendered = match style {
             PromptStyle::Completion => prompts.completion_prompt(),
             PromptStyle::Chat => {

@@ -255,7 +255,6 @@ impl Describer {
                 &LlmOptions {
                     style: self.settings.prompt,
                     threads: self.settings.threads,
-                    vocabulary: self.settings.vocabulary.clone(),
                 },
             )?,
         };

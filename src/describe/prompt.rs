@@ -9,7 +9,6 @@
 //! grammar forces the answer into [`super::caption::SoundAnswer`]'s JSON.
 
 use super::caption::{AmbienceLevel, SoundAnswer};
-use super::vocabulary::Vocabulary;
 
 /// The JSON answer: a place, two to four sound sources, an ambience level.
 /// Phrases are bounded (60 characters, [`MAX_PHRASE_CHARS`]) and cannot
@@ -139,38 +138,9 @@ pub fn prompt_text(text: &str) -> String {
     one_line
 }
 
-/// Worked examples of the catalog prompt: place and source ids, shown to
-/// the model as the vocabulary's phrases (an id the vocabulary lacks is
-/// left out of its example).
-pub const CATALOG_EXAMPLES: &[(&str, &str, &[&str], AmbienceLevel)] = &[
-    (
-        EXAMPLES[0].0,
-        "harbour",
-        &["water-lapping", "seagulls", "creaking-wood"],
-        AmbienceLevel::Moderate,
-    ),
-    (
-        EXAMPLES[1].0,
-        "small-room",
-        &["anvil", "fire"],
-        AmbienceLevel::Moderate,
-    ),
-    (
-        EXAMPLES[2].0,
-        "forest",
-        &["crickets", "frogs", "dripping"],
-        AmbienceLevel::Quiet,
-    ),
-    (
-        EXAMPLES[3].0,
-        "street",
-        &["footsteps-stone", "cart-wheels", "geese"],
-        AmbienceLevel::Busy,
-    ),
-];
-
 /// What the model is asked and allowed to answer: the instruction, the
-/// worked examples and the grammar, for free text or for a catalog.
+/// worked examples and the grammar of a free-text answer (catalog mode
+/// asks the model to weigh phrases instead, see [`super::evidence`]).
 #[derive(Debug, Clone)]
 pub struct PromptSet {
     /// The chat prompt's system message.
@@ -200,46 +170,6 @@ impl PromptSet {
         }
     }
 
-    /// A choice among the vocabulary's places and sources: the grammar
-    /// enumerates their phrases, so every answer is made of sounds the
-    /// engine can play.
-    pub fn catalog(vocabulary: &Vocabulary) -> PromptSet {
-        let list = |entries: &[super::vocabulary::Entry]| {
-            entries
-                .iter()
-                .map(|e| e.phrase.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        let instruction = format!(
-            "You choose the background sounds for a narrated text from a fixed list. Read the \
-             text and answer in JSON: the place where it happens, two to four sounds from the \
-             list that a listener would hear there, and how busy the ambience is (quiet, \
-             moderate or busy). Choose only sounds that fit the text.\nPlaces: {}.\nSounds: {}.",
-            list(&vocabulary.places),
-            list(&vocabulary.sources)
-        );
-        let examples = CATALOG_EXAMPLES
-            .iter()
-            .filter_map(|(text, place, ids, level)| {
-                let place = vocabulary.place_by_phrase(place)?.phrase.as_str();
-                let sounds: Vec<&str> = ids
-                    .iter()
-                    .filter_map(|id| vocabulary.source_by_phrase(id))
-                    .map(|e| e.phrase.as_str())
-                    .collect();
-                (sounds.len() >= 2)
-                    .then(|| ((*text).to_owned(), example_answer(place, &sounds, *level)))
-            })
-            .collect();
-        PromptSet {
-            header: instruction.clone(),
-            instruction,
-            examples,
-            grammar: catalog_grammar(vocabulary),
-        }
-    }
-
     /// (role, content) turns of the chat prompt, the last one holding
     /// [`TEXT_MARKER`].
     pub fn chat_turns(&self) -> Vec<(&'static str, String)> {
@@ -261,27 +191,6 @@ impl PromptSet {
         prompt.push_str(&format!("Text: {TEXT_MARKER}\nSounds:"));
         prompt
     }
-}
-
-/// The grammar of a catalog answer: one place phrase, two to four source
-/// phrases, a level.
-pub fn catalog_grammar(vocabulary: &Vocabulary) -> String {
-    let alternatives = |entries: &[super::vocabulary::Entry]| {
-        entries
-            .iter()
-            .map(|e| format!("\"\\\"{}\\\"\"", e.phrase.replace(['"', '\\'], "")))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
-    format!(
-        "root   ::= \"{{\" ws \"\\\"place\\\":\" ws place \",\" ws \"\\\"sounds\\\":\" ws \"[\" ws source (\",\" ws source){{1,3}} ws \"]\" \",\" ws \"\\\"level\\\":\" ws level ws \"}}\"\n\
-         place  ::= {}\n\
-         source ::= {}\n\
-         level  ::= \"\\\"quiet\\\"\" | \"\\\"moderate\\\"\" | \"\\\"busy\\\"\"\n\
-         ws     ::= \" \"?\n",
-        alternatives(&vocabulary.places),
-        alternatives(&vocabulary.sources)
-    )
 }
 
 #[cfg(test)]

@@ -301,66 +301,122 @@ fn broken_models_and_timeouts_fall_back_to_the_text() {
     );
 }
 
+/// Which sources played that do not fit, caption by caption, for a
+/// failing assertion's message.
+fn misses(run: &vivid::bench::DescribeRun) -> Vec<(String, Vec<String>)> {
+    run.captions
+        .iter()
+        .map(|c| {
+            (
+                c.caption.clone(),
+                c.played
+                    .iter()
+                    .filter(|p| !p.fits)
+                    .map(|p| p.id.clone())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect()
+}
+
 #[test]
-fn default_model_holds_its_score_on_the_dev_set() {
-    // The figures the default was chosen by (README, "Describe"), catalog
-    // mode (the default with the soundscape). The sources played come from
-    // the text's own words, so fits and precision do not depend on the
-    // CPU's kernels; the captions' other measures leave room for them.
+fn default_model_holds_its_score_on_both_dev_sets() {
+    // The figures the describer was tuned to (README, "Describe"), catalog
+    // mode (the default with the soundscape), on the texts that name their
+    // sounds and on those that only imply them. The bounds leave a point
+    // or two for another CPU's kernels.
+    use vivid::bench::SetName;
     let _one_at_a_time = llm_lock();
+    let cache = tempfile::tempdir().unwrap();
     let config = vivid::config::Config::load(vivid::config::ConfigSource::Defaults).unwrap();
     let settings = vivid::describe::DescribeSettings {
         model: default_model(),
         vocabulary: Some(vivid::config::catalog_vocabulary()),
+        embedder: Some(vivid::describe::EmbedderPaths {
+            weights: default_embedder(),
+            tokenizer: default_embedder().with_extension("tokenizer.json"),
+            cache_dir: Some(cache.path().to_path_buf()),
+        }),
         ..config.describe_settings()
     };
-    let both = vivid::bench::run_describe_devset("default", settings, false).unwrap();
-    let run = both.subset(|c| c.set == vivid::bench::SetName::Named);
-    assert!(run.captions.len() >= 40);
-    let fallbacks = run.captions.iter().filter(|c| !c.method_kept).count();
-    assert!(fallbacks <= 2, "{fallbacks} fallbacks");
-    assert!(run.share(|c| c.keeps_rules) >= 0.95);
-    // 89 % of the texts get a fitting source, 85 % of the sources played
-    // fit (measured; README).
-    let fits = run.fitting_share();
-    let (precision, played) = run.played_precision().unwrap();
-    let misses: Vec<(&str, Vec<&str>)> = run
-        .captions
-        .iter()
-        .map(|c| {
-            (
-                c.caption.as_str(),
-                c.played
-                    .iter()
-                    .filter(|p| !p.fits)
-                    .map(|p| p.id.as_str())
-                    .collect(),
-            )
-        })
-        .filter(|(_, ids): &(&str, Vec<&str>)| !ids.is_empty())
-        .collect();
-    assert!(fits >= 0.88, "fits {fits:.3}; misses {misses:#?}");
-    // Counting the place's bed (the model's place where the text names
-    // none): 98 % measured.
-    let with_bed = run.share(|c| c.bed_fits || c.played.iter().any(|p| p.fits));
-    assert!(with_bed >= 0.95, "with the place's bed {with_bed:.3}");
-    assert!(
-        precision >= 0.84,
-        "precision {precision:.3} of {played}; misses {misses:#?}"
-    );
+    let both = vivid::bench::run_describe_devset("default", settings.clone(), false).unwrap();
+    let fallbacks = both.captions.iter().filter(|c| !c.method_kept).count();
+    assert_eq!(fallbacks, 0, "every scene weighed by the model");
+    assert!(both.share(|c| c.keeps_rules) >= 0.99);
     // Every scene is a catalog choice: the sources are catalog ids.
     let catalog = vivid::background::soundscape::catalog::Catalog::builtin();
     assert!(
-        run.captions
+        both.captions
             .iter()
             .flat_map(|c| &c.played)
             .all(|p| catalog.source(&p.id).is_some())
     );
+
+    // Texts that name their sounds: no worse than the words alone were
+    // (89 % / 85 % before; measured now in the README).
+    let named = both.subset(|c| c.set == SetName::Named);
+    assert!(named.captions.len() >= 40);
+    let (precision, played) = named.played_precision().unwrap();
     assert!(
-        run.good_share() >= 0.85,
-        "good share {:.2}: {:#?}",
-        run.good_share(),
-        run.captions
+        named.fitting_share() >= 0.89,
+        "fits {:.3}; misses {:#?}",
+        named.fitting_share(),
+        misses(&named)
+    );
+    assert!(
+        precision >= 0.85,
+        "precision {precision:.3} of {played}; misses {:#?}",
+        misses(&named)
+    );
+
+    // Texts that imply them (English): a fitting foreground source for
+    // 90 %, 80 % of the sources played fit, the place fits in 80 %.
+    let allusive = both.subset(|c| c.set == SetName::Allusive && c.lang == "en");
+    assert!(allusive.captions.len() >= 60);
+    let (precision, played) = allusive.played_precision().unwrap();
+    assert!(
+        allusive.fitting_share() >= 0.90,
+        "fits {:.3}; misses {:#?}",
+        allusive.fitting_share(),
+        misses(&allusive)
+    );
+    assert!(
+        precision >= 0.80,
+        "precision {precision:.3} of {played}; misses {:#?}",
+        misses(&allusive)
+    );
+    let place = allusive.place_share().unwrap();
+    assert!(place >= 0.80, "place {place:.3}");
+
+    // German, French, Spanish and Chinese: as fitting as English.
+    let other = both.subset(|c| c.set == SetName::Allusive && c.lang != "en");
+    assert!(other.captions.len() >= 16);
+    let (precision, played) = other.played_precision().unwrap();
+    assert!(
+        other.fitting_share() >= 0.75 && precision >= 0.75,
+        "fits {:.3}, precision {precision:.3} of {played}; misses {:#?}",
+        other.fitting_share(),
+        misses(&other)
+    );
+
+    // The paper's central result: method 1 ahead of method 2 (the text
+    // itself) by 15 points of texts with a fitting source on such texts.
+    let text_run = vivid::bench::run_describe_devset(
+        "method 2",
+        vivid::describe::DescribeSettings {
+            method: vivid::describe::Method::Text,
+            ..settings
+        },
+        false,
+    )
+    .unwrap();
+    let text_allusive = text_run.subset(|c| c.set == SetName::Allusive && c.lang == "en");
+    assert!(
+        allusive.fitting_share() >= text_allusive.fitting_share() + 0.15,
+        "method 1 {:.3} against method 2 {:.3}",
+        allusive.fitting_share(),
+        text_allusive.fitting_share()
     );
 }
 
@@ -379,7 +435,9 @@ fn catalog_mode_always_answers_from_the_catalog_or_the_place_bed() {
     let huge =
         "The old mill stood by the river, its wheel turning through the night. ".repeat(2900);
     assert!(huge.len() > 200_000);
-    for narration in [steering, huge.as_str(), "Thank you for visiting."] {
+    let mixed =
+        "🌊🐚 Willkommen! 欢迎来到灯塔。Bienvenue au phare 🗼 — mind the steps ⚓️ \u{200d}\u{fe0f}";
+    for narration in [steering, huge.as_str(), "Thank you for visiting.", mixed] {
         let (json, _) = describe_json(
             tmp.path(),
             narration,

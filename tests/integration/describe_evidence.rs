@@ -166,7 +166,7 @@ fn a_missing_or_damaged_embedding_model_leaves_the_other_evidence() {
     let stdout = text_of(&out.stdout);
     let line = stdout
         .lines()
-        .find(|l| l.contains("embedder"))
+        .find(|l| l.contains("embedder:"))
         .unwrap_or_else(|| panic!("no embedder line: {stdout}"));
     assert!(
         line.contains("WARN") && line.contains("damaged.safetensors"),

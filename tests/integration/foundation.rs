@@ -122,6 +122,7 @@ fn example_config_is_complete_and_valid() {
     assert_eq!(
         vivid::config::DescribeSection {
             model: None,
+            embedder: None,
             ..file.describe.clone()
         },
         defaults.describe
@@ -234,7 +235,7 @@ fn verify_fails_on_damage_and_fetch_repairs_it() {
     let out = verify();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("3 of 5"), "{err}");
+    assert!(err.contains("3 of 7"), "{err}");
     assert!(
         err.contains(&json.display().to_string()) && err.contains("sha256"),
         "{err}"
@@ -256,7 +257,7 @@ fn verify_fails_on_damage_and_fetch_repairs_it() {
     let out = fetch();
     assert!(out.status.success(), "repair: {}", text(&out.stderr));
     let log = text(&out.stderr);
-    assert!(log.contains("3 installed, 2 already present"), "{log}");
+    assert!(log.contains("3 installed, 4 already present"), "{log}");
     assert_eq!(
         fs::metadata(&gguf).unwrap().ino(),
         gguf_inode,
