@@ -297,16 +297,8 @@ impl LlmDescriber {
             let mut text_tokens = vocab.tokenize(narration.as_bytes(), false, false);
             text_tokens.truncate(MAX_TEXT_TOKENS);
             let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
-            let mut pos = 0usize;
             let prompt_started = Instant::now();
-            if prefix_ready {
-                pos = prefix.len();
-                ctx.clear_kv_cache_seq(Some(0), Some(pos as u32), None)
-                    .map_err(|e| decode_err(&e))?;
-            } else {
-                ctx.clear_kv_cache();
-                decode_tokens(ctx, &mut batch, prefix, &mut pos)?;
-            }
+            let mut pos = start_after_prefix(ctx, &mut batch, prefix, prefix_ready)?;
             let tail: Vec<LlamaToken> = text_tokens
                 .into_iter()
                 .chain(suffix.iter().copied())
@@ -432,15 +424,7 @@ impl LlmDescriber {
             let vocab = model.vocab();
             let tokenize = |s: &str| vocab.tokenize(s.as_bytes(), false, false);
             let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
-            let mut pos = 0usize;
-            if prefix_ready {
-                pos = prefix.len();
-                ctx.clear_kv_cache_seq(Some(0), Some(pos as u32), None)
-                    .map_err(|e| decode_err(&e))?;
-            } else {
-                ctx.clear_kv_cache();
-                decode_tokens(ctx, &mut batch, prefix, &mut pos)?;
-            }
+            let mut pos = start_after_prefix(ctx, &mut batch, prefix, prefix_ready)?;
             let mut tail = tokenize(&narration);
             tail.truncate(MAX_TEXT_TOKENS);
             tail.extend(tokenize(SCORE_SUFFIX));
@@ -543,6 +527,26 @@ fn check_gguf(path: &Path) -> Result<(), LlmError> {
         });
     }
     Ok(())
+}
+
+/// Leaves the prompt's prefix (and nothing after it) in the KV cache:
+/// drops what followed it when it is there already, else evaluates it.
+/// Returns the position after it.
+fn start_after_prefix(
+    ctx: &mut LlamaContext<'_>,
+    batch: &mut LlamaBatch<'_>,
+    prefix: &[LlamaToken],
+    prefix_ready: bool,
+) -> Result<usize, LlmError> {
+    if prefix_ready {
+        ctx.clear_kv_cache_seq(Some(0), Some(prefix.len() as u32), None)
+            .map_err(|e| LlmError::Decode(e.to_string()))?;
+        return Ok(prefix.len());
+    }
+    ctx.clear_kv_cache();
+    let mut pos = 0;
+    decode_tokens(ctx, batch, prefix, &mut pos)?;
+    Ok(pos)
 }
 
 /// Evaluates `tokens` at positions from `pos` on, in batches, asking for

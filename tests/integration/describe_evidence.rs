@@ -72,6 +72,16 @@ fn describe(dir: &std::path::Path, text: &str, embedder: &std::path::Path) -> Va
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The ids of a recorded choice's sources.
+fn chosen_ids(choice: &Value) -> Vec<&str> {
+    choice["sources"]
+        .as_array()
+        .expect("a catalog choice")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect()
+}
+
 fn text_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -87,12 +97,7 @@ fn implied_sounds_are_chosen_by_meaning_and_the_record_says_so() {
         &embedder(),
     );
     let choice = &json["scenes"][0]["choice"];
-    let ids: Vec<&str> = choice["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = chosen_ids(choice);
     assert!(ids.iter().any(|id| id.starts_with("hooves")), "{choice:#}");
     let hooves = choice["sources"]
         .as_array()
@@ -149,13 +154,7 @@ fn a_missing_or_damaged_embedding_model_leaves_the_other_evidence() {
                 .any(|w| w.as_str().unwrap().contains(needle)),
             "{warnings:?}"
         );
-        let ids: Vec<&str> = choice["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap())
-            .collect();
-        assert!(ids.contains(&"seagulls"), "{choice:#}");
+        assert!(chosen_ids(choice).contains(&"seagulls"), "{choice:#}");
     }
     // vivid doctor says what is wrong and how to fix it, as a warning.
     let config = write_config(
