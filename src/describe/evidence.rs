@@ -403,18 +403,25 @@ pub fn looks_english(words: &[String]) -> bool {
 /// Each similarity's standing among all of them, gated by how close it
 /// is at all.
 fn meaning_scores(sims: &[f32]) -> Vec<f32> {
-    let n = sims.len().max(1) as f32;
-    let mean = sims.iter().sum::<f32>() / n;
-    let sd = (sims.iter().map(|s| (s - mean) * (s - mean)).sum::<f32>() / n)
-        .sqrt()
-        .max(0.03);
     sims.iter()
-        .map(|&s| {
-            let z = ((s - mean) / sd).max(0.0);
+        .zip(standings(sims, 0.03))
+        .map(|(&s, z)| {
             let gate = ((s - MEANING_FLOOR) / (MEANING_FULL - MEANING_FLOOR)).clamp(0.0, 1.0);
-            W_MEANING * z * gate
+            W_MEANING * z.max(0.0) * gate
         })
         .collect()
+}
+
+/// How many standard deviations each value stands above the values' mean
+/// (the deviation no smaller than `min_sd`, so near-equal values do not
+/// look far apart).
+fn standings(values: &[f32], min_sd: f32) -> Vec<f32> {
+    let n = values.len().max(1) as f32;
+    let mean = values.iter().sum::<f32>() / n;
+    let sd = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n)
+        .sqrt()
+        .max(min_sd);
+    values.iter().map(|v| (v - mean) / sd).collect()
 }
 
 impl Gathered {
@@ -438,15 +445,11 @@ impl Gathered {
     /// each as its standing among them.
     pub fn add_model(&mut self, sources: &[(usize, f32)], places: &[(usize, f32)]) {
         fn apply(scores: &mut [Scores], asked: &[(usize, f32)]) {
-            let n = asked.len().max(1) as f32;
-            let mean = asked.iter().map(|a| a.1).sum::<f32>() / n;
-            let sd = (asked.iter().map(|a| (a.1 - mean).powi(2)).sum::<f32>() / n)
-                .sqrt()
-                .max(0.5);
-            for &(i, lp) in asked {
+            let lps: Vec<f32> = asked.iter().map(|a| a.1).collect();
+            for (&(i, lp), z) in asked.iter().zip(standings(&lps, 0.5)) {
                 if let Some(s) = scores.get_mut(i) {
                     s.model_lp = Some(lp);
-                    s.model = Some(W_MODEL * (lp - mean) / sd);
+                    s.model = Some(W_MODEL * z);
                     s.sum();
                 }
             }
