@@ -14,6 +14,7 @@
 //! manifest and fetching, installation checks, logging and durable file
 //! writing.
 
+pub mod audio;
 pub mod background;
 pub mod bench;
 pub mod compute;

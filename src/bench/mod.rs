@@ -2,6 +2,7 @@
 //! reference implementation in the same run, so the printed ratios compare
 //! like with like on whatever machine runs them.
 
+pub mod realism;
 pub mod report;
 
 use std::path::Path;
@@ -741,7 +742,8 @@ pub const RENDER_TEXT: &str = "The harbour was quiet that morning. Fog lay over 
 /// kHz over a 16 kHz background, two scenes) into 48 kHz, measured on
 /// synthetic audio; median of three runs.
 pub fn time_mix_per_minute() -> Result<(f64, f64)> {
-    use crate::mix::{MixSettings, SceneBackground, mix, resample::resample, scene_span};
+    use crate::audio::resample::resample;
+    use crate::mix::{MixSettings, SceneBackground, mix, scene_span};
     let speech: Vec<f32> = crate::background::audioldm2::noise::gaussian_latents(1, 22_050 * 60)
         .iter()
         .enumerate()

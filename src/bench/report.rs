@@ -853,3 +853,60 @@ pub fn tts(config: &Config, options: TtsOptions) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `vivid bench realism`: the table, or JSON; exit status 1 when a class's
+/// render lies nearer another class than its own.
+pub fn realism(references: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let report = crate::bench::realism::compare(references)?;
+    let failed = report
+        .classes
+        .iter()
+        .filter(|c| c.vivid_nearest != c.class)
+        .count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{:<10} {:>9} {:>8} {:<10} {:>6} {:<16} largest gaps (vivid minus real, in spreads)",
+            "class", "refs", "held out", "vivid is", "own", "nearest other"
+        );
+        for c in &report.classes {
+            let gaps: Vec<String> = c
+                .largest_gaps
+                .iter()
+                .map(|(name, gap)| format!("{name} {gap:+.1}"))
+                .collect();
+            println!(
+                "{:<10} {:>4}/{:<4} {:>3}/{:<4} {:<10} {:>6.2} {:<9} {:>6.2} {}",
+                c.class,
+                c.reference_files,
+                c.reference_windows,
+                c.references_recognized,
+                c.reference_files,
+                c.vivid_nearest,
+                c.own_distance,
+                c.nearest_other,
+                c.other_distance,
+                gaps.join(", ")
+            );
+        }
+        for c in &report.classes {
+            for (file, judged) in &c.references_misjudged {
+                println!("  reference {}/{file} lies nearer {judged}", c.class);
+            }
+        }
+        println!(
+            "{} of {} classes lie nearest their own real recordings ({}s renders, seeds {:?}; refs: files/windows of up to {} s)",
+            report.classes.len() - failed,
+            report.classes.len(),
+            crate::bench::realism::RENDER_S,
+            crate::bench::realism::SEEDS,
+            crate::bench::realism::WINDOW_S
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

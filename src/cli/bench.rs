@@ -37,6 +37,23 @@ pub(crate) enum BenchCommand {
     /// overflow, a kernel off by more than rounding). Exit status 1 when
     /// they part.
     Compare(BenchCompareArgs),
+    /// Each soundscape class against real recordings of its sound (a
+    /// folder of one sub-folder a class: rain/, wind/, hooves/, ...; the
+    /// tests fetch one with tests/references): the references told apart
+    /// with each held out, then vivid's render of each class's caption and
+    /// the class it lies nearest. Exit status 1 when a render lies nearer
+    /// another class than its own.
+    Realism(BenchRealismArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchRealismArgs {
+    /// The folder of reference recordings.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) references: PathBuf,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +217,7 @@ pub(crate) fn run(config: Config, command: BenchCommand) -> Result<ExitCode> {
             tolerance: a.tolerance,
             all: a.all,
         }),
+        BenchCommand::Realism(a) => report::realism(&a.references, a.json),
         BenchCommand::Render(a) => {
             report::render(config, report::RenderOptions { bundle: a.bundle })
         }

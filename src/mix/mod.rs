@@ -13,8 +13,8 @@
 pub mod ducking;
 pub mod loudness;
 pub mod plot;
-pub mod resample;
 
+use crate::audio::resample::resample;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -22,8 +22,8 @@ pub use ducking::{Ducking, DuckingSettings};
 
 #[derive(Debug, Error)]
 pub enum MixError {
-    #[error("resampling from {from} Hz to {to} Hz failed: {reason}")]
-    Resample { from: u32, to: u32, reason: String },
+    #[error(transparent)]
+    Audio(#[from] crate::audio::AudioError),
     #[error("loudness measurement failed: {0}")]
     Loudness(String),
     #[error("the mix is silent: there is nothing to normalize")]
@@ -284,13 +284,13 @@ fn resample_all(
                                 .step_by(channels)
                                 .copied()
                                 .collect();
-                            resample::resample(&channel, b.sample_rate, rate)
+                            resample(&channel, b.sample_rate, rate).map_err(MixError::from)
                         })
                     })
                     .collect()
             })
             .collect();
-        let speech = resample::resample(speech, speech_rate, rate);
+        let speech = resample(speech, speech_rate, rate).map_err(MixError::from);
         let resampled = handles
             .into_iter()
             .map(|channels| channels.into_iter().map(joined).collect())

@@ -353,7 +353,7 @@ impl Sink for AlsaSink {
         } else {
             planar
                 .iter()
-                .map(|p| crate::mix::resample::resample(p, rate, negotiated.rate))
+                .map(|p| crate::audio::resample::resample(p, rate, negotiated.rate))
                 .collect::<Result<_, _>>()
                 .map_err(|e| PlayError::Resample(e.to_string()))?
         };

@@ -265,6 +265,12 @@ pub enum Excite {
     Bubble,
     /// A cluster of tiny clicks: gravel or snow crunching.
     Grains,
+    /// A footstep: heel strike, the roll of the sole (a scuff), the toe's
+    /// push-off; `ms` is the whole step (80-200 ms).
+    Step,
+    /// A hoof on a hard road: two knocks close together (the hoof lands
+    /// heel then toe), each with a thump; `ms` is each knock's ring.
+    Hoof,
 }
 
 /// Short events: drops, ticks, steps, hooves, splashes, crackles.

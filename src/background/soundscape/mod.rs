@@ -17,6 +17,7 @@ pub mod descriptors;
 pub mod dsp;
 pub mod events;
 pub mod plan;
+pub mod profile;
 #[cfg(test)]
 mod tests;
 

@@ -246,7 +246,7 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
         });
     }
     // The place's beds: quieter under sources, the whole scene without.
-    let bed_gain = if count == 0 { 0.0 } else { -9.0 };
+    let bed_gain = if count == 0 { 0.0 } else { -15.0 };
     for bed in &place.beds {
         if layers.iter().any(|l| &l.source == bed) {
             continue;

@@ -7,7 +7,7 @@
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
-use super::MixError;
+use super::AudioError;
 
 /// Input frames per FFT block, about: rubato rounds it to a multiple of
 /// the smallest block the rate pair allows (147 frames for 22.05 to 48
@@ -17,11 +17,11 @@ const BLOCK: usize = 2048;
 
 /// `samples` (mono, at `from` Hz) at `to` Hz, the resampler's delay removed,
 /// `round(len * to / from)` samples long.
-pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, MixError> {
+pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioError> {
     if from == to || samples.is_empty() {
         return Ok(samples.to_vec());
     }
-    let fail = |e: String| MixError::Resample {
+    let fail = |e: String| AudioError::Resample {
         from,
         to,
         reason: e,
