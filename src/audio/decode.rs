@@ -134,9 +134,8 @@ pub fn decode_file(path: &Path, limit_s: f64) -> Result<Decoded, AudioError> {
             .map_err(|e| damaged(e.to_string()))?;
         let spec = *decoded.spec();
         let count = spec.channels.count().max(1);
-        let buffer = buffer.get_or_insert_with(|| {
-            SampleBuffer::<f32>::new(decoded.capacity() as u64, spec)
-        });
+        let buffer =
+            buffer.get_or_insert_with(|| SampleBuffer::<f32>::new(decoded.capacity() as u64, spec));
         if buffer.capacity() < decoded.capacity() * count {
             *buffer = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
         }
@@ -222,13 +221,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.wav");
         std::fs::write(&empty, b"").unwrap();
-        assert!(matches!(decode_file(&empty, 60.0), Err(AudioError::Empty { .. })));
+        assert!(matches!(
+            decode_file(&empty, 60.0),
+            Err(AudioError::Empty { .. })
+        ));
         let text = dir.path().join("notes.wav");
         std::fs::write(&text, b"this is not a sound file at all, just words").unwrap();
-        assert!(matches!(decode_file(&text, 60.0), Err(AudioError::Format { .. })));
+        assert!(matches!(
+            decode_file(&text, 60.0),
+            Err(AudioError::Format { .. })
+        ));
         let long = dir.path().join("long.wav");
         write_wav(&long, 8_000, 1, 8_000 * 5);
-        assert!(matches!(decode_file(&long, 2.0), Err(AudioError::TooLong { .. })));
+        assert!(matches!(
+            decode_file(&long, 2.0),
+            Err(AudioError::TooLong { .. })
+        ));
         let cut = dir.path().join("cut.wav");
         let bytes = std::fs::read(&long).unwrap();
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();

@@ -21,8 +21,8 @@ use serde::Serialize;
 use crate::audio::decode::decode_file;
 use crate::background::soundscape::catalog::Catalog;
 use crate::background::soundscape::descriptors::mono;
-use crate::background::soundscape::profile::{FEATURES, Profile};
 use crate::background::soundscape::plan::plan;
+use crate::background::soundscape::profile::{FEATURES, Profile};
 use crate::background::soundscape::{SceneInput, render};
 
 /// Longest window profiled, seconds.
@@ -85,6 +85,10 @@ pub struct ClassResult {
     /// The descriptors where vivid's render differs most from this class's
     /// references (name, difference in spreads; positive: vivid's higher).
     pub largest_gaps: Vec<(String, f64)>,
+    /// Each descriptor's mean over the real recordings and over vivid's
+    /// render, in the descriptor's own unit (in [`FEATURES`]' order).
+    pub real_descriptors: Vec<f64>,
+    pub vivid_descriptors: Vec<f64>,
     /// The render's sources, as played.
     pub sources: Vec<String>,
 }
@@ -260,7 +264,13 @@ pub fn compare(dir: &Path) -> Result<RealismReport> {
     let scale = Scale::of(&windows);
     let references: Vec<(String, String, Vec<f64>)> = windows
         .iter()
-        .map(|w| (w.class.clone(), w.origin.clone(), scale.standard(&w.profile)))
+        .map(|w| {
+            (
+                w.class.clone(),
+                w.origin.clone(),
+                scale.standard(&w.profile),
+            )
+        })
         .collect();
     let mut classes = Vec::new();
     for (class, caption) in CLASSES {
@@ -289,7 +299,10 @@ pub fn compare(dir: &Path) -> Result<RealismReport> {
             sources = played;
             rendered.extend(windows_of(&audio, class, "vivid", usize::MAX));
         }
-        let sound: Vec<Vec<f64>> = rendered.iter().map(|w| scale.standard(&w.profile)).collect();
+        let sound: Vec<Vec<f64>> = rendered
+            .iter()
+            .map(|w| scale.standard(&w.profile))
+            .collect();
         let distances = class_distances(&sound, &references, None);
         let (vivid_nearest, _) = nearest(&distances, None);
         let (nearest_other, other_distance) = nearest(&distances, Some(class));
@@ -305,6 +318,8 @@ pub fn compare(dir: &Path) -> Result<RealismReport> {
             nearest_other,
             other_distance,
             largest_gaps: largest_gaps(&sound, &own),
+            real_descriptors: mean_profile(windows.iter().filter(|w| w.class == class)),
+            vivid_descriptors: mean_profile(rendered.iter()),
             sources,
         });
     }
@@ -331,4 +346,17 @@ fn largest_gaps(sound: &[Vec<f64>], own: &[&(String, String, Vec<f64>)]) -> Vec<
     gaps.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
     gaps.truncate(3);
     gaps
+}
+
+/// Each descriptor's mean over some windows.
+fn mean_profile<'w>(windows: impl Iterator<Item = &'w Window>) -> Vec<f64> {
+    let mut sum = vec![0f64; FEATURES.len()];
+    let mut count = 0usize;
+    for w in windows {
+        sum.iter_mut()
+            .zip(&w.profile.values)
+            .for_each(|(s, v)| *s += v);
+        count += 1;
+    }
+    sum.iter().map(|s| s / count.max(1) as f64).collect()
 }

@@ -890,6 +890,26 @@ pub fn realism(references: &std::path::Path, json: bool) -> Result<ExitCode> {
                 gaps.join(", ")
             );
         }
+        println!("\ndescriptors, real recordings / vivid:");
+        for (f, name) in report.features.iter().enumerate() {
+            let row: Vec<String> = report
+                .classes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{:>6.1}/{:<6.1}",
+                        c.real_descriptors[f], c.vivid_descriptors[f]
+                    )
+                })
+                .collect();
+            println!("{name:<14} {}", row.join(" "));
+        }
+        let names: Vec<String> = report
+            .classes
+            .iter()
+            .map(|c| format!("{:<13}", c.class))
+            .collect();
+        println!("{:<14} {}\n", "", names.join(" "));
         for c in &report.classes {
             for (file, judged) in &c.references_misjudged {
                 println!("  reference {}/{file} lies nearer {judged}", c.class);

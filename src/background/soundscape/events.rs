@@ -11,6 +11,10 @@ use super::dsp::{self, Colour, Filter, FilterKind, Noise, RATE, Rng};
 /// Longest single event, seconds (bells ring longest).
 const MAX_EVENT_S: f32 = 9.0;
 
+/// Longest wait between two events of a Poisson layer, seconds (a
+/// listener who was promised a bell hears one at least this often).
+pub const MAX_GAP_S: f32 = 8.0;
+
 /// When the events of a layer start.
 pub struct Schedule {
     timing: Timing,
@@ -56,7 +60,10 @@ impl Schedule {
             let mean = 1.0 / (rate * schedule.density).max(1e-6);
             schedule.next_poisson = f64::from(rng.unit() * mean.min(2.0));
         } else {
-            schedule.periods_left = schedule.group_length();
+            // One period more than the group: entering the rhythm below
+            // must not use up the first group and start the scene with a
+            // rest.
+            schedule.periods_left = schedule.group_length().saturating_add(1);
             // Enter the rhythm somewhere inside its first period.
             schedule.period_start = -f64::from(rng.unit()) * schedule.period;
             schedule.skip_past(0.0);
@@ -105,7 +112,11 @@ impl Schedule {
                 return None;
             }
             let at = self.next_poisson;
-            self.next_poisson += f64::from(self.rng.exponential(rate * self.density));
+            // A sparse source is still heard: never a longer gap than
+            // MAX_GAP_S (a rare thunder would otherwise leave a scene
+            // silent of the sound its caption named).
+            let gap = self.rng.exponential(rate * self.density).min(MAX_GAP_S);
+            self.next_poisson += f64::from(gap);
             (at, self.count)
         } else {
             let jitter = f64::from(self.timing.jitter_ms / 1000.0 * self.rng.signed());
@@ -383,9 +394,14 @@ fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
         *v *= (std::f32::consts::PI * t).sin() / decay.max(0.05);
     }
     fade_end(&mut scuff);
-    add_at(&mut out, &scuff, 0, 0.12);
+    add_at(&mut out, &scuff, 0, 0.3);
     let toe_at = (seconds * (0.35 + 0.25 * rng.unit()) * RATE) as usize;
-    add_at(&mut out, &toe, toe_at, dsp::db_to_gain(-4.0 - 3.0 * rng.unit()));
+    add_at(
+        &mut out,
+        &toe,
+        toe_at,
+        dsp::db_to_gain(-4.0 - 3.0 * rng.unit()),
+    );
     fade_end(&mut out);
     out
 }
@@ -399,7 +415,12 @@ fn hoof(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
     let second_hz = hz * (0.85 + 0.3 * rng.unit());
     let second = decaying_noise(rng, second_hz, q, seconds, 0.002, 2.0);
     let gap = ((0.015 + 0.02 * rng.unit()) * RATE) as usize;
-    add_at(&mut out, &second, gap, dsp::db_to_gain(-3.0 - 4.0 * rng.unit()));
+    add_at(
+        &mut out,
+        &second,
+        gap,
+        dsp::db_to_gain(-3.0 - 4.0 * rng.unit()),
+    );
     fade_end(&mut out);
     out
 }

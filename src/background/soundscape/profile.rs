@@ -30,7 +30,7 @@ const BANDS: [f32; 8] = [
 const MODULATION: [f32; 6] = [0.25, 1.0, 3.0, 8.0, 20.0, 45.0];
 /// How far a frame's strongest bin must stand over the band's median for
 /// the frame to have a pitch.
-const PITCH_PROMINENCE_DB: f64 = 25.0;
+const PITCH_PROMINENCE_DB: f64 = 18.0;
 
 /// The names of a profile's values, in order.
 pub const FEATURES: [&str; 27] = [
@@ -94,7 +94,10 @@ impl Profile {
             return None;
         }
         // Frames within 40 dB of the loudest: what a listener hears of it.
-        let active: Vec<&Frame> = frames.iter().filter(|f| f.energy > loudest * 1e-4).collect();
+        let active: Vec<&Frame> = frames
+            .iter()
+            .filter(|f| f.energy > loudest * 1e-4)
+            .collect();
         let mut v = [0f64; FEATURES.len()];
         let total: f64 = active.iter().map(|f| f.bands.iter().sum::<f64>()).sum();
         for (b, value) in v.iter_mut().take(BANDS.len() - 1).enumerate() {
@@ -165,11 +168,23 @@ fn frames(x: &[f32], rate: u32) -> Vec<Frame> {
         let mean = span.iter().sum::<f64>() / span.len() as f64;
         let log_mean = span.iter().map(|p| p.max(1e-20).ln()).sum::<f64>() / span.len() as f64;
         let flatness = log_mean.exp() / mean.max(1e-30);
-        let (peak_bin, peak) = span
+        let (peak_bin, peak) =
+            span.iter().enumerate().fold(
+                (0, 0f64),
+                |best, (i, p)| if *p > best.1 { (i, *p) } else { best },
+            );
+        // Against its neighbourhood (a third of an octave either side, the
+        // peak's own bins left out), so that a steep noise spectrum does
+        // not count as a pitch.
+        let reach = (peak_bin / 4).max(6);
+        let around: Vec<f64> = span
+            [peak_bin.saturating_sub(reach)..(peak_bin + reach + 1).min(span.len())]
             .iter()
             .enumerate()
-            .fold((0, 0f64), |best, (i, p)| if *p > best.1 { (i, *p) } else { best });
-        let middle = median(span.to_vec());
+            .filter(|(i, _)| i.abs_diff(peak_bin.min(reach)) > 2)
+            .map(|(_, p)| *p)
+            .collect();
+        let middle = median(around);
         let pitch_hz = (10.0 * (peak / middle.max(1e-30)).log10() > PITCH_PROMINENCE_DB)
             .then(|| f64::from(bin_hz) * (low + peak_bin) as f64);
         out.push(Frame {
@@ -203,7 +218,10 @@ fn modulation_bands(frames: &[Frame], frame_rate: f64) -> [f64; MODULATION.len()
     let hz_per_bin = frame_rate / size as f64;
     for (i, c) in output.iter().enumerate().skip(1) {
         let hz = i as f64 * hz_per_bin;
-        if let Some(b) = MODULATION.windows(2).position(|w| hz >= f64::from(w[0]) && hz < f64::from(w[1])) {
+        if let Some(b) = MODULATION
+            .windows(2)
+            .position(|w| hz >= f64::from(w[0]) && hz < f64::from(w[1]))
+        {
             bands[b] += c.norm_sqr();
         }
     }
@@ -277,7 +295,11 @@ fn swing_and_skew(envelope: &[f64]) -> (f64, f64) {
     if sd <= 1e-30 || mean <= 1e-30 {
         return (0.0, 0.0);
     }
-    let skew = envelope.iter().map(|e| ((e - mean) / sd).powi(3)).sum::<f64>() / n;
+    let skew = envelope
+        .iter()
+        .map(|e| ((e - mean) / sd).powi(3))
+        .sum::<f64>()
+        / n;
     ((sd / mean).ln_1p(), skew.signum() * skew.abs().ln_1p())
 }
 
@@ -307,7 +329,9 @@ mod tests {
 
     fn noise(seconds: f32) -> Vec<f32> {
         let mut n = Noise::new(Colour::White, 7);
-        (0..(seconds * RATE as f32) as usize).map(|_| 0.1 * n.sample()).collect()
+        (0..(seconds * RATE as f32) as usize)
+            .map(|_| 0.1 * n.sample())
+            .collect()
     }
 
     #[test]
@@ -324,10 +348,20 @@ mod tests {
             .collect();
         let clicks = Profile::of(&clicks, RATE).unwrap();
         assert!(steady.values[7] > 0.4 && tone.values[7] < 0.05, "flatness");
-        assert!(tone.values[16] > 0.9 && steady.values[16] < 0.1, "pitched share");
+        assert!(
+            tone.values[16] > 0.9 && steady.values[16] < 0.1,
+            "pitched share"
+        );
         // Two clicks a second: onsets, a wide spread, a fast rise.
-        assert!((clicks.values[13] - 3f64.ln()).abs() < 0.3, "onsets {}", clicks.values[13]);
-        assert!(clicks.values[14] > 20.0 && steady.values[14] < 3.0, "spread");
+        assert!(
+            (clicks.values[13] - 3f64.ln()).abs() < 0.3,
+            "onsets {}",
+            clicks.values[13]
+        );
+        assert!(
+            clicks.values[14] > 20.0 && steady.values[14] < 3.0,
+            "spread"
+        );
         assert!(clicks.values[15] > 10.0, "rise/fall {}", clicks.values[15]);
         // Their rhythm is in the 1-3 Hz band, far above a steady noise's.
         assert!(clicks.values[9] > steady.values[9] + 20.0, "modulation");
