@@ -78,6 +78,7 @@ pub fn run_checks(config: &Config, manifest: &Manifest) -> Vec<Check> {
     checks.extend(check_models(config, manifest));
     checks.push(check_describer(config));
     checks.push(check_embedder(config));
+    checks.push(check_library(config));
     checks.push(check_background(config));
     checks.push(check_espeak_data());
     checks.push(check_playback(config));
@@ -267,6 +268,45 @@ fn check_embedder(config: &Config) -> Check {
             "run `vivid models fetch` (until then the describer chooses sounds without the \
              meaning of the text: words, setting and the language model only)",
         ),
+    }
+}
+
+/// The sound library: every folder loads, or a warning naming each file
+/// that cannot play (its source falls back to its recipe); and how much
+/// memory its decoded audio holds.
+fn check_library(config: &Config) -> Check {
+    use crate::background::soundscape::catalog::Catalog;
+    use crate::background::soundscape::library::{Library, Severity};
+    let subject = "sound library";
+    if config.library_dirs.is_empty() {
+        return Check::pass(
+            subject,
+            "none ([background.library] dirs is empty): recipes play",
+        );
+    }
+    let settings = config.background_settings().library;
+    let library = Library::load(&settings, Catalog::builtin());
+    let errors: Vec<String> = library
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| f.to_string())
+        .collect();
+    let held = format!(
+        "{} sources, {:.1} MiB of decoded audio held (limit {} MiB)",
+        library.sources.len(),
+        library.bytes as f64 / f64::from(1u32 << 20),
+        settings.max_mb
+    );
+    if errors.is_empty() {
+        Check::pass(subject, held)
+    } else {
+        Check::not_ok(
+            Status::Warn,
+            subject,
+            format!("{held}; {}", errors.join("; ")),
+            "fix what each line names (`vivid library check` gives details); until then those sources play their recipes",
+        )
     }
 }
 

@@ -82,8 +82,13 @@ enum Command {
     /// Generate a background from a caption and write it as a WAV file:
     /// the soundscape (48 kHz stereo) or AudioLDM2 (a bundle's rate, mono).
     Background(BackgroundArgs),
-    /// List the soundscape's catalog: every sound source and place.
+    /// List the soundscape's catalog: every sound source and place, and
+    /// whether a source plays its recipe or the library's recordings.
     Sounds(SoundsArgs),
+    /// The sound library: folders of your own recordings that play in
+    /// place of the soundscape's recipes, or as new sources.
+    #[command(subcommand)]
+    Library(cli::library::LibraryCommand),
     /// Measure speed and memory against the reference implementations.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -137,7 +142,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Speak(args) => speak(&config, args),
         Command::Describe(args) => describe(config, args),
         Command::Background(args) => background(&config, args),
-        Command::Sounds(args) => sounds(args),
+        Command::Sounds(args) => sounds(&config, args),
+        Command::Library(command) => cli::library::library(&config, command),
         Command::Render(args) => render(config, args),
         Command::Play(args) => play(&config, args),
         Command::Serve => {

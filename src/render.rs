@@ -220,7 +220,7 @@ impl Renderer {
             // used falls back to the soundscape).
             describe_settings.vocabulary = (opened.generator.kind()
                 == background::EngineKind::Soundscape)
-                .then(crate::config::catalog_vocabulary);
+                .then(|| crate::config::catalog_vocabulary_with(&config.library_dirs));
         }
         Ok(Renderer {
             describer: Describer::new(describe_settings),

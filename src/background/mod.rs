@@ -227,6 +227,8 @@ pub struct BackgroundSettings {
     /// 0 turns the cache off.
     pub cache_max_bytes: u64,
     pub audioldm2: audioldm2::Audioldm2Settings,
+    /// The soundscape's library of recordings.
+    pub library: soundscape::library::LibrarySettings,
 }
 
 impl BackgroundSettings {
@@ -268,7 +270,10 @@ pub fn open(settings: &BackgroundSettings) -> Result<Opened, BackgroundError> {
     let a = &settings.audioldm2;
     match settings.engine {
         EngineChoice::Soundscape => Ok(Opened {
-            generator: Box::new(soundscape::Soundscape::new(settings.limits)),
+            generator: Box::new(soundscape::Soundscape::new(
+                settings.limits,
+                &settings.library,
+            )),
             note: None,
         }),
         EngineChoice::Audioldm2 => {
@@ -295,7 +300,10 @@ pub fn open(settings: &BackgroundSettings) -> Result<Opened, BackgroundError> {
             let soundscape = |note: String| {
                 tracing::info!("{note}");
                 Opened {
-                    generator: Box::new(soundscape::Soundscape::new(settings.limits)),
+                    generator: Box::new(soundscape::Soundscape::new(
+                        settings.limits,
+                        &settings.library,
+                    )),
                     note: Some(note),
                 }
             };

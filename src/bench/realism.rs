@@ -100,8 +100,25 @@ pub struct RealismReport {
     pub classes: Vec<ClassResult>,
 }
 
+/// `x` without the near-silence (50 dB under its loudest 10 ms) that
+/// game sound files pad their one-shots with: the padding is not part of
+/// the sound.
+fn trimmed(x: &[f32]) -> &[f32] {
+    let hop = (RATE / 100) as usize;
+    let levels: Vec<f32> = x
+        .chunks(hop)
+        .map(|c| c.iter().map(|v| v * v).sum::<f32>() / c.len() as f32)
+        .collect();
+    let loudest = levels.iter().copied().fold(0.0, f32::max);
+    let floor = loudest * 1e-5;
+    let first = levels.iter().position(|l| *l > floor).unwrap_or(0);
+    let last = levels.iter().rposition(|l| *l > floor).unwrap_or(0);
+    &x[first * hop..((last + 1) * hop).min(x.len())]
+}
+
 /// Profiles windows of a mono sound.
 fn windows_of(x: &[f32], class: &str, origin: &str, limit: usize) -> Vec<Window> {
+    let x = trimmed(x);
     let size = (WINDOW_S * f64::from(RATE)) as usize;
     let count = (x.len() / size).clamp(1, limit);
     (0..count)

@@ -329,6 +329,9 @@ pub(crate) fn print_plan(plan: &vivid::background::soundscape::ScenePlan) {
             layer.pan,
             layer.distance
         );
+        for recording in &layer.recordings {
+            eprintln!("  {:<18} plays {}", "", recording.display());
+        }
     }
     for phrase in &plan.unmatched {
         eprintln!("  unmatched: \"{phrase}\"");
@@ -338,8 +341,21 @@ pub(crate) fn print_plan(plan: &vivid::background::soundscape::ScenePlan) {
     }
 }
 
-pub(crate) fn sounds(args: SoundsArgs) -> Result<ExitCode> {
-    let catalog = vivid::background::soundscape::catalog::Catalog::builtin();
+pub(crate) fn sounds(config: &Config, args: SoundsArgs) -> Result<ExitCode> {
+    let loaded = vivid::background::soundscape::Sounds::load(
+        &vivid::background::soundscape::library::LibrarySettings {
+            dirs: config.library_dirs.clone(),
+            max_mb: config.background.library.max_mb,
+        },
+    );
+    for finding in &loaded.library.findings {
+        eprintln!("library: {finding}");
+    }
+    let catalog = &loaded.catalog;
+    let origin = |id: &str| match loaded.library.sources.get(id) {
+        Some(s) => format!("library {}", s.origin.display()),
+        None => "recipe".to_string(),
+    };
     if let Some(id) = &args.id {
         let entry = match (catalog.source(id), catalog.place(id)) {
             (Some(source), _) => serde_json::to_value(source)?,
@@ -370,6 +386,11 @@ pub(crate) fn sounds(args: SoundsArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "sources": catalog.sources,
                 "places": catalog.places,
+                "library": loaded.library.sources.iter().map(|(id, s)| (id.clone(), serde_json::json!({
+                    "origin": s.origin,
+                    "as": s.entry.use_as,
+                    "files": s.clips.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+                }))).collect::<serde_json::Map<_, _>>(),
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -378,11 +399,12 @@ pub(crate) fn sounds(args: SoundsArgs) -> Result<ExitCode> {
     for source in &catalog.sources {
         let kinds: Vec<&str> = source.layers.iter().map(|l| l.kind()).collect();
         println!(
-            "  {:<18} {:<11} {:<42} [{}]",
+            "  {:<18} {:<11} {:<42} [{}] {}",
             source.id,
             format!("{:?}", source.category).to_lowercase(),
             source.phrase,
-            kinds.join(", ")
+            kinds.join(", "),
+            origin(&source.id)
         );
     }
     println!("{} places:", catalog.places.len());

@@ -10,6 +10,7 @@ pub mod play;
 mod progress;
 pub mod service;
 
+pub(crate) mod library;
 pub(crate) use background::{BackgroundArgs, SoundsArgs, background, sounds};
 pub(crate) use models::{models_fetch, models_list, models_verify};
 pub(crate) use narrate::{DescribeArgs, RenderArgs, SpeakArgs, describe, render, speak};

@@ -73,7 +73,7 @@ mod validate;
 
 pub use paths::{ConfigSource, DefaultDirs};
 pub use schema::*;
-pub use settings::catalog_vocabulary;
+pub use settings::{catalog_vocabulary, catalog_vocabulary_with};
 use validate::{line_of, validate};
 
 /// Settings with every default filled in and every path absolute.
@@ -95,6 +95,8 @@ pub struct Config {
     pub background_bundle: PathBuf,
     /// The background cache folder.
     pub background_cache_dir: PathBuf,
+    /// `[background.library] dirs`, resolved.
+    pub library_dirs: Vec<PathBuf>,
     pub background: BackgroundSection,
     pub mix: MixSection,
     pub playback: PlaybackSection,

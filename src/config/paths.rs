@@ -108,6 +108,13 @@ impl Config {
             file.background.cache_dir.clone(),
             defaults.data.join("cache/background"),
         );
+        let library_dirs = file
+            .background
+            .library
+            .dirs
+            .iter()
+            .map(|d| pick(Some(d.clone()), PathBuf::new()))
+            .collect();
         let mut service = file.service.clone();
         service.metrics_file = service.metrics_file.map(|p| base.join(p));
         let control_socket = pick(
@@ -118,6 +125,7 @@ impl Config {
         Config {
             background_bundle,
             background_cache_dir,
+            library_dirs,
             background: file.background,
             mix: file.mix,
             voice,

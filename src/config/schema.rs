@@ -193,6 +193,8 @@ pub struct BackgroundSection {
     pub cache_max_mb: u64,
     /// The AudioLDM2 engine's own settings.
     pub audioldm2: Audioldm2Section,
+    /// The soundscape's library of the user's own recordings.
+    pub library: LibrarySection,
     // Keys that moved to [background.audioldm2]: rejected, saying where
     // they went (see `validate`).
     #[serde(skip_serializing)]
@@ -222,6 +224,7 @@ impl Default for BackgroundSection {
             cache_dir: None,
             cache_max_mb: 1024,
             audioldm2: Audioldm2Section::default(),
+            library: LibrarySection::default(),
             bundle: None,
             steps: None,
             scheduler: None,
@@ -251,6 +254,28 @@ impl BackgroundSection {
         .filter(|(_, set)| *set)
         .map(|(key, _)| key)
         .collect()
+    }
+}
+
+/// `[background.library]`: folders of recordings that play in place of
+/// the soundscape's recipes, or as new sources (each with a
+/// `library.toml`; see the README's "Sound library").
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LibrarySection {
+    /// The folders, relative to the config file's folder unless absolute.
+    pub dirs: Vec<PathBuf>,
+    /// Most decoded audio the library holds in memory, in MiB (a minute
+    /// of 48 kHz stereo is 22 MiB).
+    pub max_mb: u64,
+}
+
+impl Default for LibrarySection {
+    fn default() -> Self {
+        Self {
+            dirs: Vec::new(),
+            max_mb: 256,
+        }
     }
 }
 

@@ -72,6 +72,10 @@ impl Config {
                 },
                 device: a.device,
             },
+            library: crate::background::soundscape::library::LibrarySettings {
+                dirs: self.library_dirs.clone(),
+                max_mb: b.library.max_mb,
+            },
         }
     }
 
@@ -134,15 +138,26 @@ impl Config {
                     == crate::background::EngineKind::Soundscape
             }
         };
-        catalog.then(catalog_vocabulary)
+        catalog.then(|| catalog_vocabulary_with(&self.library_dirs))
     }
 }
 
 /// The soundscape catalog's places and sources as the describer's
 /// vocabulary.
 pub fn catalog_vocabulary() -> crate::describe::Vocabulary {
+    catalog_vocabulary_with(&[])
+}
+
+/// [`catalog_vocabulary`] with the new sources that the sound library in
+/// `library_dirs` declares.
+pub fn catalog_vocabulary_with(library_dirs: &[std::path::PathBuf]) -> crate::describe::Vocabulary {
+    use crate::background::soundscape::library::new_sources_declared;
     use crate::describe::vocabulary::{Entry, Vocabulary};
-    let catalog = crate::background::soundscape::catalog::Catalog::builtin();
+    let builtin = crate::background::soundscape::catalog::Catalog::builtin();
+    let mut catalog = builtin.clone();
+    catalog
+        .sources
+        .extend(new_sources_declared(library_dirs, builtin));
     Vocabulary {
         places: catalog
             .places

@@ -11,6 +11,7 @@ mod describe_cli;
 mod describe_evidence;
 mod foundation;
 mod play_cli;
+mod realism;
 mod render_cli;
 mod serve_cli;
 mod serve_disk;

@@ -147,6 +147,23 @@ pub enum Recipe {
 }
 
 impl Recipe {
+    /// The timing of an event layer (`None` for beds).
+    pub fn timing(&self) -> Option<&Timing> {
+        match self {
+            Recipe::Impacts(r) => Some(&r.timing),
+            Recipe::Modal(r) => Some(&r.timing),
+            Recipe::Calls(r) => Some(&r.timing),
+            Recipe::Creaks(r) => Some(&r.timing),
+            Recipe::Thunder(r) => Some(&r.timing),
+            Recipe::Passby(r) => Some(&r.timing),
+            Recipe::Bed(_)
+            | Recipe::Surf(_)
+            | Recipe::Wind(_)
+            | Recipe::Hum(_)
+            | Recipe::Insects(_) => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Recipe::Bed(_) => "bed",

@@ -379,7 +379,7 @@ fn add_at(out: &mut Vec<f32>, part: &[f32], at: usize, level: f32) {
 /// parametric synthesis of walking sounds", AES 22nd Conference, 2002;
 /// Farnell, "Designing Sound", ch. 32 "Footsteps").
 fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
-    let heel = decaying_noise(rng, hz * 0.55, q, 0.035, 0.002, 2.0);
+    let heel = decaying_noise(rng, hz * 0.55, q, 0.05, 0.004, 2.0);
     let toe_hz = hz * (1.0 + 0.3 * rng.unit());
     let toe = decaying_noise(rng, toe_hz, q, 0.025, 0.0015, 2.0);
     let mut out = heel;
@@ -394,7 +394,7 @@ fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
         *v *= (std::f32::consts::PI * t).sin() / decay.max(0.05);
     }
     fade_end(&mut scuff);
-    add_at(&mut out, &scuff, 0, 0.3);
+    add_at(&mut out, &scuff, 0, 0.45);
     let toe_at = (seconds * (0.35 + 0.25 * rng.unit()) * RATE) as usize;
     add_at(
         &mut out,
@@ -408,12 +408,12 @@ fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
 
 /// A hoof on cobbles: the heel of the hoof knocks, then its toe 15-35 ms
 /// later, softer; each knock rings briefly in the hard band (`hz`) with a
-/// 2 ms attack, not a click's (a hoof is horn, not metal). The thump
+/// 4 ms attack, not a click's (a hoof is horn, not metal). The thump
 /// under it comes from the recipe's body.
 fn hoof(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
-    let mut out = decaying_noise(rng, hz, q, seconds, 0.002, 2.0);
+    let mut out = decaying_noise(rng, hz, q, seconds, 0.004, 2.0);
     let second_hz = hz * (0.85 + 0.3 * rng.unit());
-    let second = decaying_noise(rng, second_hz, q, seconds, 0.002, 2.0);
+    let second = decaying_noise(rng, second_hz, q, seconds, 0.004, 2.0);
     let gap = ((0.015 + 0.02 * rng.unit()) * RATE) as usize;
     add_at(
         &mut out,
@@ -693,8 +693,19 @@ impl EventSynth for ThunderSynth {
             })
             .collect();
         let crack = rng.unit() < 0.4;
+        // The rumble's upper body (150-600 Hz), fluttering a few times a
+        // second: the sum of N-waves arriving from the channel's many
+        // segments at different delays (Few, "Acoustic radiations from
+        // lightning", 1982; Farnell, "Designing Sound", ch. 42 "Thunder").
+        let mut body_noise = Noise::new(Colour::Pink, rng.next_u64());
+        let mut body_band = Filter::new(FilterKind::Bandpass, 300.0 + 150.0 * rng.unit(), 0.7);
+        let mut flutter = dsp::Wander::new(rng.fork(), 5.0);
+        let mut flutter_now = 0.0f32;
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
+            if i % 64 == 0 {
+                flutter_now = flutter.advance(64);
+            }
             let t = i as f32 / RATE;
             let envelope: f32 = rolls
                 .iter()
@@ -705,6 +716,8 @@ impl EventSynth for ThunderSynth {
                 })
                 .sum();
             let mut v = 2.5 * envelope * low.next(noise.sample());
+            let rumble = flutter_now * flutter_now;
+            v += 1.6 * envelope * rumble * body_band.next(body_noise.sample());
             if crack && t < 0.4 {
                 v += 0.6 * (-t / 0.08).exp() * crack_band.next(crack_noise.sample());
             }

@@ -8,6 +8,10 @@
 //!   seeded scene plan;
 //! - [`beds`], [`events`]: the synthesis, one layer kind per recipe kind;
 //! - [`dsp`]: noise, filters, slow random controls, the room;
+//! - [`library`], [`recorded`]: the user's own recordings, in place of
+//!   a recipe or as new sources;
+//! - [`profile`]: what a listener's ear follows, for the comparison with
+//!   real recordings (`vivid bench realism`);
 //! - [`descriptors`]: the measurements that tell one sound from another,
 //!   for the tests and for a technician's questions.
 
@@ -16,8 +20,10 @@ pub mod catalog;
 pub mod descriptors;
 pub mod dsp;
 pub mod events;
+pub mod library;
 pub mod plan;
 pub mod profile;
+pub mod recorded;
 #[cfg(test)]
 mod tests;
 
@@ -142,8 +148,75 @@ impl Trace {
     }
 }
 
+/// What the soundscape can play: the catalog (with the library's new
+/// sources added) and the library's recordings.
+#[derive(Debug, Clone)]
+pub struct Sounds {
+    pub catalog: Catalog,
+    pub library: library::Library,
+}
+
+impl Sounds {
+    /// The built-in catalog, no library.
+    pub fn builtin() -> &'static Sounds {
+        static SOUNDS: std::sync::OnceLock<Sounds> = std::sync::OnceLock::new();
+        SOUNDS.get_or_init(|| Sounds {
+            catalog: Catalog::builtin().clone(),
+            library: library::Library::default(),
+        })
+    }
+
+    /// The catalog with the library in `settings` loaded over it (its
+    /// problems are in `library.findings`; the sources they concern keep
+    /// their recipes).
+    pub fn load(settings: &library::LibrarySettings) -> Sounds {
+        let builtin = Catalog::builtin();
+        let library = library::Library::load(settings, builtin);
+        let mut catalog = builtin.clone();
+        catalog.sources.extend(library.new_sources(builtin));
+        Sounds { catalog, library }
+    }
+}
+
+/// The layers of a library source.
+fn library_layers(
+    sounds: &Sounds,
+    source: &library::LibrarySource,
+    density: f32,
+    mut rng: Rng,
+) -> Vec<Box<dyn Layer>> {
+    let e = &source.entry;
+    let layer: Box<dyn Layer> = match e.use_as {
+        library::Use::Bed => Box::new(recorded::LibraryBed::new(
+            source.clips.clone(),
+            e.crossfade_s,
+            rng,
+        )),
+        library::Use::Events => {
+            let synth =
+                recorded::ClipSynth::new(source.clips.clone(), e.vary_db, e.vary_cents, e.spread);
+            let timing = library::Library::timing_of(source, &sounds.catalog);
+            let layer_rng = rng.fork();
+            Box::new(events::EventLayer::new(synth, &timing, density, layer_rng))
+        }
+    };
+    vec![layer]
+}
+
 impl Renderer {
+    /// A renderer of the built-in catalog.
     pub fn new(catalog: &Catalog, plan: &ScenePlan) -> Renderer {
+        let sounds = Sounds {
+            catalog: catalog.clone(),
+            library: library::Library::default(),
+        };
+        Renderer::of(&sounds, plan)
+    }
+
+    /// A renderer of `sounds`: a source the library serves plays its
+    /// recordings, every other its recipe.
+    pub fn of(sounds: &Sounds, plan: &ScenePlan) -> Renderer {
+        let catalog = &sounds.catalog;
         let place = catalog
             .place(&plan.place)
             .or_else(|| catalog.places.first())
@@ -153,21 +226,31 @@ impl Renderer {
             let Some(source) = catalog.source(&planned.source) else {
                 continue;
             };
-            let layers = source
-                .layers
-                .iter()
-                .enumerate()
-                .map(|(k, recipe)| {
-                    let seed = stream_seed(plan.seed, (index as u64) << 8 | k as u64);
-                    layer(recipe, planned.density, Rng::new(seed))
-                })
-                .collect();
+            let recorded = sounds.library.sources.get(&source.id);
+            let layers = match recorded {
+                Some(recorded) => {
+                    let seed = stream_seed(plan.seed, (index as u64) << 8);
+                    library_layers(sounds, recorded, planned.density, Rng::new(seed))
+                }
+                None => source
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .map(|(k, recipe)| {
+                        let seed = stream_seed(plan.seed, (index as u64) << 8 | k as u64);
+                        layer(recipe, planned.density, Rng::new(seed))
+                    })
+                    .collect(),
+            };
             let d = planned.distance.clamp(0.0, 1.0);
             // Balance, unity in the centre; -6 dB and a darker band at the
             // far end; more of it reaches the room.
             let (l, r) = dsp::pan_gains(planned.pan);
-            // The source's calibration (catalog) and its level in the scene.
-            let level = dsp::db_to_gain(source.gain_db + planned.gain_db - 6.0 * d);
+            // The source's calibration (the catalog's, or the library
+            // entry's over its normalized recordings) and its level in the
+            // scene.
+            let calibration = recorded.map_or(source.gain_db, |r| r.entry.gain_db);
+            let level = dsp::db_to_gain(calibration + planned.gain_db - 6.0 * d);
             let cutoff = 1500.0 + 16_500.0 * (1.0 - d) * (1.0 - d);
             voices.push(Voice {
                 layers,
@@ -331,7 +414,18 @@ pub fn render_into(
     sink: &mut dyn FnMut(&[f32]),
     keep_going: &mut dyn FnMut(usize) -> Result<(), BackgroundError>,
 ) -> Result<(), BackgroundError> {
-    let mut renderer = Renderer::new(Catalog::builtin(), plan);
+    render_sounds_into(Sounds::builtin(), plan, frames, sink, keep_going)
+}
+
+/// [`render_into`] over `sounds` (a library's recordings among them).
+pub fn render_sounds_into(
+    sounds: &Sounds,
+    plan: &ScenePlan,
+    frames: usize,
+    sink: &mut dyn FnMut(&[f32]),
+    keep_going: &mut dyn FnMut(usize) -> Result<(), BackgroundError>,
+) -> Result<(), BackgroundError> {
+    let mut renderer = Renderer::of(sounds, plan);
     let mut out = Vec::with_capacity(2 * (BLOCK + 2 * LIMITER_STEP));
     // The limiter lags one step: render that much further, then flush it.
     let target = frames + LIMITER_STEP;
@@ -410,6 +504,7 @@ pub fn alone(id: &str) -> ScenePlan {
             pan: 0.0,
             distance: 0.0,
             density: 1.0,
+            recordings: Vec::new(),
         }],
         unmatched: vec![],
         seed: 11,
@@ -419,10 +514,16 @@ pub fn alone(id: &str) -> ScenePlan {
 
 /// The whole of [`render_into`] as one interleaved vector.
 pub fn render(plan: &ScenePlan, seconds: f64) -> Vec<f32> {
+    render_sounds(Sounds::builtin(), plan, seconds)
+}
+
+/// The whole of [`render_sounds_into`] as one interleaved vector.
+pub fn render_sounds(sounds: &Sounds, plan: &ScenePlan, seconds: f64) -> Vec<f32> {
     let frames = (seconds.max(0.0) * f64::from(RATE)).round() as usize;
     let mut samples = Vec::with_capacity(2 * frames);
     // Nothing here can fail: `keep_going` never stops it.
-    let _ = render_into(
+    let _ = render_sounds_into(
+        sounds,
         plan,
         frames,
         &mut |block| samples.extend_from_slice(block),
@@ -435,13 +536,21 @@ pub fn render(plan: &ScenePlan, seconds: f64) -> Vec<f32> {
 pub struct Soundscape {
     id: String,
     limits: LengthLimits,
+    sounds: std::sync::Arc<Sounds>,
 }
 
 impl Soundscape {
-    pub fn new(limits: LengthLimits) -> Soundscape {
+    /// The engine, with the library in `library` loaded (each problem
+    /// logged; the sources concerned keep their recipes).
+    pub fn new(limits: LengthLimits, library: &library::LibrarySettings) -> Soundscape {
+        let sounds = Sounds::load(library);
+        for finding in &sounds.library.findings {
+            tracing::warn!("sound library: {finding}");
+        }
         Soundscape {
             id: format!("soundscape-{VERSION}"),
             limits,
+            sounds: std::sync::Arc::new(sounds),
         }
     }
 }
@@ -471,11 +580,11 @@ impl Generator for Soundscape {
             level: request.level,
             bed_only: request.bed_only,
         };
-        Ok(SceneRecipe::Soundscape(plan::plan(
-            Catalog::builtin(),
-            &input,
-            request.seed,
-        )))
+        let mut plan = plan::plan(&self.sounds.catalog, &input, request.seed);
+        for layer in &mut plan.layers {
+            layer.recordings = self.sounds.library.files_of(&layer.source);
+        }
+        Ok(SceneRecipe::Soundscape(plan))
     }
 
     fn generate(
@@ -494,7 +603,8 @@ impl Generator for Soundscape {
         let mut samples = Vec::with_capacity(2 * frames);
         let one_second = RATE as usize;
         let mut next_check = one_second;
-        render_into(
+        render_sounds_into(
+            &self.sounds,
             plan,
             frames,
             &mut |block| samples.extend_from_slice(block),
@@ -527,7 +637,9 @@ impl Generator for Soundscape {
                 "version": VERSION,
                 "sample_rate": RATE as u32,
                 "channels": 2,
-                "catalog_sources": Catalog::builtin().sources.len(),
+                "catalog_sources": self.sounds.catalog.sources.len(),
+                "library_files": self.sounds.library.sources.values().flat_map(|s| s.clips.iter().map(|c| c.path.clone())).collect::<Vec<_>>(),
+                "library_problems": self.sounds.library.findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
             }),
         }
     }

@@ -99,6 +99,10 @@ pub struct PlannedLayer {
     pub distance: f32,
     /// Event rate factor.
     pub density: f32,
+    /// The library recordings it plays, when the sound library serves
+    /// it (else its recipe plays).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recordings: Vec<std::path::PathBuf>,
 }
 
 /// Everything that decides a soundscape, besides its length.
@@ -243,6 +247,7 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
             pan: slots[index] + 0.1 * rng.signed(),
             distance: (place.distance + 0.15 * rng.signed()).clamp(0.0, 1.0),
             density: level.density(),
+            recordings: Vec::new(),
         });
     }
     // The place's beds: quieter under sources, the whole scene without.
@@ -262,6 +267,7 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
             pan: 0.0,
             distance: 0.7,
             density: level.density(),
+            recordings: Vec::new(),
         });
     }
     let note = (count == 0).then(|| {

@@ -273,20 +273,6 @@ fn ten_minutes_neither_repeat_nor_click_nor_clip_and_are_stereo() {
     );
 }
 
-/// The timing of an event layer (`None` for beds).
-fn timing_of(recipe: &super::catalog::Recipe) -> Option<&super::catalog::Timing> {
-    use super::catalog::Recipe as R;
-    match recipe {
-        R::Impacts(r) => Some(&r.timing),
-        R::Modal(r) => Some(&r.timing),
-        R::Calls(r) => Some(&r.timing),
-        R::Creaks(r) => Some(&r.timing),
-        R::Thunder(r) => Some(&r.timing),
-        R::Passby(r) => Some(&r.timing),
-        R::Bed(_) | R::Surf(_) | R::Wind(_) | R::Hum(_) | R::Insects(_) => None,
-    }
-}
-
 #[test]
 fn sparse_sources_sound_within_3_s_and_at_least_every_10_s() {
     // Every event layer of every source, at a moderate level, over a
@@ -295,7 +281,7 @@ fn sparse_sources_sound_within_3_s_and_at_least_every_10_s() {
     let mut failures = Vec::new();
     for source in &Catalog::builtin().sources {
         for (index, recipe) in source.layers.iter().enumerate() {
-            let Some(timing) = timing_of(recipe) else {
+            let Some(timing) = recipe.timing() else {
                 continue;
             };
             for seed in 0..8u64 {
