@@ -1,7 +1,8 @@
 //! Audio helpers that several stages share, and that depend on no stage:
-//! reading sound files and changing their sample rate. `mix`, `output` and
+//! reading sound files, changing their sample rate, mapping channels. `mix`, `output` and
 //! the background engines use them; this module imports none of them.
 
+pub mod channels;
 pub mod decode;
 pub mod resample;
 

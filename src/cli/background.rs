@@ -221,7 +221,7 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         started.elapsed().as_secs_f64()
     );
     if let Some(png) = &args.plot {
-        draw_background_plot(png, &made)?;
+        draw_background_plot(png, &made, &settings.library)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -232,13 +232,16 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
 pub(crate) fn draw_background_plot(
     png: &std::path::Path,
     made: &vivid::background::Background,
+    library: &vivid::background::soundscape::library::LibrarySettings,
 ) -> Result<()> {
     use vivid::background::{SceneRecipe, soundscape};
     use vivid::mix::plot::LayerTrace;
     let hop = soundscape::TRACE_HOP_S;
     let (title, layers) = match &made.recipe {
         SceneRecipe::Soundscape(plan) => {
-            let (_, traces) = soundscape::render_traced(plan, made.seconds());
+            // With the library's recordings, as the engine played them.
+            let sounds = soundscape::Sounds::load(library);
+            let (_, traces) = soundscape::render_traced(&sounds, plan, made.seconds());
             let layers = plan
                 .layers
                 .iter()

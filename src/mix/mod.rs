@@ -353,7 +353,7 @@ fn lay_out_backgrounds(
             channel.resize(end - start, 0.0);
             equal_power_fades(channel, fade_in, fade_out);
         }
-        let mapped = crate::output::play::to_device_channels(&planar, channels);
+        let mapped = crate::audio::channels::to_device_channels(&planar, channels);
         for (t, a) in track[start * channels..end * channels]
             .iter_mut()
             .zip(&mapped)

@@ -471,9 +471,9 @@ fn fade_ends(block: &mut [f32], first: usize, total: usize) {
 
 /// A plan rendered whole, with each planned layer's level over time (for
 /// `vivid background --plot`).
-pub fn render_traced(plan: &ScenePlan, seconds: f64) -> (Vec<f32>, Vec<Trace>) {
+pub fn render_traced(sounds: &Sounds, plan: &ScenePlan, seconds: f64) -> (Vec<f32>, Vec<Trace>) {
     let frames = (seconds.max(0.0) * f64::from(RATE)).round() as usize;
-    let mut renderer = Renderer::new(Catalog::builtin(), plan);
+    let mut renderer = Renderer::of(sounds, plan);
     renderer.trace_voices();
     let mut samples = Vec::with_capacity(2 * frames + 2 * BLOCK);
     let mut rendered = 0;
