@@ -22,7 +22,7 @@ use crate::audio::decode::decode_file;
 use crate::background::soundscape::catalog::Catalog;
 use crate::background::soundscape::descriptors::mono;
 use crate::background::soundscape::plan::plan;
-use crate::background::soundscape::profile::{FEATURES, Profile};
+use crate::background::soundscape::profile::{FEATURES, Profile, distance};
 use crate::background::soundscape::{SceneInput, render};
 
 /// Longest window profiled, seconds.
@@ -213,14 +213,6 @@ impl Scale {
             .map(|(f, v)| (v - self.mean[f]) / self.spread[f])
             .collect()
     }
-}
-
-fn distance(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt()
 }
 
 /// A sound's distance to each class: for each of its windows, the mean

@@ -345,12 +345,7 @@ pub(crate) fn print_plan(plan: &vivid::background::soundscape::ScenePlan) {
 }
 
 pub(crate) fn sounds(config: &Config, args: SoundsArgs) -> Result<ExitCode> {
-    let loaded = vivid::background::soundscape::Sounds::load(
-        &vivid::background::soundscape::library::LibrarySettings {
-            dirs: config.library_dirs.clone(),
-            max_mb: config.background.library.max_mb,
-        },
-    );
+    let loaded = vivid::background::soundscape::Sounds::load(&config.background_settings().library);
     for finding in &loaded.library.findings {
         eprintln!("library: {finding}");
     }

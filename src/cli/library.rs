@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 use vivid::background::soundscape::catalog::Catalog;
-use vivid::background::soundscape::library::{Library, LibrarySettings, Severity};
+use vivid::background::soundscape::library::{Library, Severity};
 use vivid::config::Config;
 
 #[derive(Debug, Subcommand)]
@@ -27,20 +27,15 @@ pub(crate) enum LibraryCommand {
 
 pub(crate) fn library(config: &Config, command: LibraryCommand) -> Result<ExitCode> {
     let LibraryCommand::Check { dirs, json } = command;
-    let dirs = if dirs.is_empty() {
-        config.library_dirs.clone()
-    } else {
-        dirs
-    };
-    if dirs.is_empty() {
+    let mut settings = config.background_settings().library;
+    if !dirs.is_empty() {
+        settings.dirs = dirs;
+    }
+    if settings.dirs.is_empty() {
         anyhow::bail!(
             "no library folder to check: name one (vivid library check DIR) or set [background.library] dirs in the config"
         );
     }
-    let settings = LibrarySettings {
-        dirs,
-        max_mb: config.background.library.max_mb,
-    };
     let library = Library::load(&settings, Catalog::builtin());
     let errors = library
         .findings

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use vivid::audio::decode::decode_file;
-use vivid::background::soundscape::profile::Profile;
+use vivid::background::soundscape::profile::{Profile, distance};
 
 use crate::common::{read_wav, run, test_models_dir, text, vivid, write_config};
 
@@ -69,14 +69,6 @@ fn soundscape_classes_lie_nearest_real_recordings_of_their_sound() {
 /// Band shares of a mono sound's profile (the spectral envelope).
 fn bands(x: &[f32], rate: u32) -> Vec<f64> {
     Profile::of(x, rate).expect("a sound").values[..7].to_vec()
-}
-
-fn distance(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt()
 }
 
 fn library_config(dir: &Path, library: &Path) -> PathBuf {

@@ -346,8 +346,9 @@ impl Library {
         if level < QUIET_DB {
             self.warn(path, format!("it is very quiet ({level:.0} dBFS while it sounds): vivid lifts it, and its noise with it; a recording at -30 to -12 dBFS is better"));
         }
-        if entry.use_as == Use::Bed && seam_step_db(&mono, rate) > 6.0 {
-            self.warn(path, format!("its start and end differ by {:.0} dB: vivid crossfades its loops, but a file cut where the sound is even loops more smoothly", seam_step_db(&mono, rate)));
+        let seam_db = seam_step_db(&mono, rate);
+        if entry.use_as == Use::Bed && seam_db > 6.0 {
+            self.warn(path, format!("its start and end differ by {seam_db:.0} dB: vivid crossfades its loops, but a file cut where the sound is even loops more smoothly"));
         }
         let clip = calibrated(path, decoded, level)?;
         if self.bytes + clip.bytes() > budget {

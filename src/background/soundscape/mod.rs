@@ -204,15 +204,6 @@ fn library_layers(
 }
 
 impl Renderer {
-    /// A renderer of the built-in catalog.
-    pub fn new(catalog: &Catalog, plan: &ScenePlan) -> Renderer {
-        let sounds = Sounds {
-            catalog: catalog.clone(),
-            library: library::Library::default(),
-        };
-        Renderer::of(&sounds, plan)
-    }
-
     /// A renderer of `sounds`: a source the library serves plays its
     /// recordings, every other its recipe.
     pub fn of(sounds: &Sounds, plan: &ScenePlan) -> Renderer {

@@ -133,6 +133,16 @@ impl Profile {
     }
 }
 
+/// Euclidean distance between two profiles' values (or any two parts of
+/// them, scaled or not).
+pub fn distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
 /// The frames' spectra, Hann-windowed.
 fn frames(x: &[f32], rate: u32) -> Vec<Frame> {
     let mut planner = RealFftPlanner::<f32>::new();
