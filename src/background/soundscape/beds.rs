@@ -333,10 +333,18 @@ struct Insect {
     position: usize,
     cycle: usize,
     pulses: u32,
+    /// Samples left of the current bout of song, or of the pause after it.
+    bout_left: usize,
+    singing: bool,
     noise: Noise,
     band: Filter,
     rng: Rng,
 }
+
+/// A bout of song: crickets sing for seconds, fall silent, and start again
+/// (each on its own), so a chorus swells and thins slowly.
+const BOUT_S: [f32; 2] = [3.0, 10.0];
+const PAUSE_S: [f32; 2] = [0.5, 3.0];
 
 /// Crickets (tonal pulses in chirps) or cicadas (a pulsed noise band in
 /// long swells), several individuals at their own pitch, rhythm and place.
@@ -364,6 +372,8 @@ impl InsectLayer {
                     position: (own.unit() * cycle as f32) as usize,
                     cycle: cycle.max(1),
                     pulses: own.count(recipe.pulses),
+                    bout_left: (own.between(BOUT_S) * RATE) as usize,
+                    singing: recipe.bouts,
                     noise: Noise::new(Colour::White, own.next_u64()),
                     band: Filter::new(FilterKind::Bandpass, hz, 6.0),
                     rng: own,
@@ -386,6 +396,17 @@ impl Layer for InsectLayer {
         for insect in &mut self.insects {
             let step = insect.hz / RATE;
             for i in 0..left.len() {
+                if self.recipe.bouts {
+                    insect.bout_left = insect.bout_left.saturating_sub(1);
+                    if insect.bout_left == 0 {
+                        insect.singing = !insect.singing;
+                        let span = if insect.singing { BOUT_S } else { PAUSE_S };
+                        insect.bout_left = ((insect.rng.between(span) * RATE) as usize).max(1);
+                    }
+                    if !insect.singing {
+                        continue;
+                    }
+                }
                 insect.position += 1;
                 if insect.position >= insect.cycle {
                     insect.position = 0;
@@ -411,8 +432,10 @@ impl Layer for InsectLayer {
                 } else {
                     insect.phase = (insect.phase + step).fract();
                     let angle = std::f32::consts::TAU * insect.phase;
-                    // A weaker second harmonic, as in a cricket's song.
-                    angle.sin() + 0.18 * (2.0 * angle).sin()
+                    // The second and third harmonics about 9 dB down, as
+                    // in the chirps of the field recordings (the wing's
+                    // file-and-scraper strikes are not sinusoidal).
+                    angle.sin() + 0.38 * (2.0 * angle).sin() + 0.35 * (3.0 * angle).sin()
                 };
                 let v = self.gain * insect.level * envelope * v;
                 left[i] += insect.pan.0 * v;

@@ -412,6 +412,10 @@ pub struct Insects {
     /// A noise carrier (cicadas) instead of a tone (crickets).
     #[serde(default)]
     pub noisy: bool,
+    /// Each individual sings in bouts of seconds with pauses between
+    /// (crickets), instead of without end.
+    #[serde(default)]
+    pub bouts: bool,
     #[serde(default)]
     pub gain_db: f32,
 }

@@ -379,9 +379,10 @@ fn add_at(out: &mut Vec<f32>, part: &[f32], at: usize, level: f32) {
 /// parametric synthesis of walking sounds", AES 22nd Conference, 2002;
 /// Farnell, "Designing Sound", ch. 32 "Footsteps").
 fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
-    let heel = decaying_noise(rng, hz * 0.55, q, 0.05, 0.004, 2.0);
+    // Soft attacks (8 and 5 ms): a shoe's heel and sole are not a click.
+    let heel = decaying_noise(rng, hz * 0.55, q, 0.08, 0.008, 2.0);
     let toe_hz = hz * (1.0 + 0.3 * rng.unit());
-    let toe = decaying_noise(rng, toe_hz, q, 0.025, 0.0015, 2.0);
+    let toe = decaying_noise(rng, toe_hz, q, 0.03, 0.005, 2.0);
     let mut out = heel;
     let length = samples_for(seconds).max(8);
     let mut scuff = decaying_noise(rng, hz * 0.8, 0.7, seconds, 0.0, 1.0);
@@ -394,7 +395,7 @@ fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
         *v *= (std::f32::consts::PI * t).sin() / decay.max(0.05);
     }
     fade_end(&mut scuff);
-    add_at(&mut out, &scuff, 0, 0.45);
+    add_at(&mut out, &scuff, 0, 0.7);
     let toe_at = (seconds * (0.35 + 0.25 * rng.unit()) * RATE) as usize;
     add_at(
         &mut out,
@@ -421,6 +422,10 @@ fn hoof(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
         gap,
         dsp::db_to_gain(-3.0 - 4.0 * rng.unit()),
     );
+    // Horn on stone has little above a few kHz: white noise's skirts
+    // above the band would hiss like a click.
+    let mut dark = Filter::new(FilterKind::Lowpass, hz * 2.5, 0.7);
+    out.iter_mut().for_each(|v| *v = dark.next(*v));
     fade_end(&mut out);
     out
 }
@@ -678,18 +683,27 @@ impl EventSynth for ThunderSynth {
         let seconds = rng.between(self.recipe.seconds);
         let n = samples_for(seconds).max(64);
         let mut noise = Noise::new(Colour::Brown, rng.next_u64());
-        let mut low = Filter::new(FilterKind::Lowpass, 90.0 + 60.0 * rng.unit(), 0.8);
+        let mut low = Filter::new(FilterKind::Lowpass, 120.0 + 80.0 * rng.unit(), 0.8);
         let mut crack_noise = Noise::new(Colour::Pink, rng.next_u64());
         let mut crack_band = Filter::new(FilterKind::Bandpass, 900.0, 0.6);
-        // Rolls: onset, strength, decay.
-        let rolls: Vec<(f32, f32, f32)> = (0..3 + rng.count([0, 4]))
+        // Rolls: onset, strength, rise, decay. Many short rolls spread over
+        // the peal, each rising fast and dying slowly, give thunder's
+        // rolling (its level swings a few times a second to once in a few
+        // seconds), not one long swell.
+        let rolls: Vec<(f32, f32, f32, f32)> = (0..3 + rng.count([0, 3]))
             .map(|k| {
                 let onset = if k == 0 {
                     0.0
                 } else {
-                    rng.unit() * 0.6 * seconds
+                    rng.unit() * 0.75 * seconds
                 };
-                (onset, 0.4 + 0.6 * rng.unit(), 0.8 + 2.0 * rng.unit())
+                let strength = 0.15 + 0.85 * rng.unit().powi(2);
+                (
+                    onset,
+                    strength,
+                    0.02 + 0.08 * rng.unit(),
+                    0.7 + 1.8 * rng.unit(),
+                )
             })
             .collect();
         let crack = rng.unit() < 0.4;
@@ -698,7 +712,9 @@ impl EventSynth for ThunderSynth {
         // segments at different delays (Few, "Acoustic radiations from
         // lightning", 1982; Farnell, "Designing Sound", ch. 42 "Thunder").
         let mut body_noise = Noise::new(Colour::Pink, rng.next_u64());
-        let mut body_band = Filter::new(FilterKind::Bandpass, 300.0 + 150.0 * rng.unit(), 0.7);
+        let mut body_band = Filter::new(FilterKind::Bandpass, 160.0 + 120.0 * rng.unit(), 0.7);
+        // Air absorbs a distant peal's highs: little is left above 600 Hz.
+        let mut body_air = Filter::new(FilterKind::Lowpass, 520.0, 0.7);
         let mut flutter = dsp::Wander::new(rng.fork(), 5.0);
         let mut flutter_now = 0.0f32;
         let mut out = Vec::with_capacity(n);
@@ -709,15 +725,15 @@ impl EventSynth for ThunderSynth {
             let t = i as f32 / RATE;
             let envelope: f32 = rolls
                 .iter()
-                .filter(|(onset, _, _)| t >= *onset)
-                .map(|(onset, strength, decay)| {
+                .filter(|(onset, ..)| t >= *onset)
+                .map(|(onset, strength, rise, decay)| {
                     let u = t - onset;
-                    strength * (1.0 - (-u / 0.15).exp()) * (-u / decay).exp()
+                    strength * (1.0 - (-u / rise).exp()) * (-u / decay).exp()
                 })
                 .sum();
-            let mut v = 2.5 * envelope * low.next(noise.sample());
+            let mut v = 1.4 * envelope * low.next(noise.sample());
             let rumble = flutter_now * flutter_now;
-            v += 1.6 * envelope * rumble * body_band.next(body_noise.sample());
+            v += 4.0 * envelope * rumble * body_air.next(body_band.next(body_noise.sample()));
             if crack && t < 0.4 {
                 v += 0.6 * (-t / 0.08).exp() * crack_band.next(crack_noise.sample());
             }
