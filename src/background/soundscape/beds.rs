@@ -15,6 +15,8 @@ pub struct NoiseBed {
     recipe: Bed,
     level: Smooth,
     gain: f32,
+    /// The block's noise, left and right, filtered in place.
+    scratch: [Vec<f32>; 2],
 }
 
 impl NoiseBed {
@@ -33,6 +35,7 @@ impl NoiseBed {
             level: Smooth::new(1.0, 0.05),
             gain: dsp::db_to_gain(recipe.gain_db) * colour_gain(recipe.noise, recipe.filter),
             recipe: recipe.clone(),
+            scratch: [Vec::new(), Vec::new()],
         }
     }
 }
@@ -57,16 +60,32 @@ impl Layer for NoiseBed {
             self.filters.iter_mut().for_each(|f| f.retune(hz));
         }
         let target = self.gain * (1.0 - r.swell_depth + r.swell_depth * swell);
-        for i in 0..left.len() {
-            let level = self.level.next(target);
-            let mut l = self.filters[0].next(self.noise[0].sample());
-            let mut rr = self.filters[1].next(self.noise[1].sample());
-            if let Some(darken) = &mut self.darken {
-                l = darken[0].next(l);
-                rr = darken[1].next(rr);
+        // Whole blocks through each stage (the same samples as one at a
+        // time): the busy scene's beds are a third of its time.
+        let n = left.len();
+        let [l, rr] = &mut self.scratch;
+        l.resize(n, 0.0);
+        rr.resize(n, 0.0);
+        self.noise[0].fill(l);
+        self.noise[1].fill(rr);
+        // Both channels' filters in one pass: their recursions overlap in
+        // the CPU (a pass per filter would wait on each in turn).
+        let [fl, fr] = &mut self.filters;
+        match &mut self.darken {
+            Some([dl, dr]) => {
+                for i in 0..n {
+                    let level = self.level.next(target);
+                    left[i] += level * dl.next(fl.next(l[i]));
+                    right[i] += level * dr.next(fr.next(rr[i]));
+                }
             }
-            left[i] += level * l;
-            right[i] += level * rr;
+            None => {
+                for i in 0..n {
+                    let level = self.level.next(target);
+                    left[i] += level * fl.next(l[i]);
+                    right[i] += level * fr.next(rr[i]);
+                }
+            }
         }
     }
 }
@@ -189,6 +208,9 @@ pub struct WindLayer {
     whistle_level: Smooth,
     recipe: Wind,
     gain: f32,
+    /// The block's noise (left, right), the whistles' excitation and their
+    /// sum.
+    scratch: [Vec<f32>; 4],
 }
 
 impl WindLayer {
@@ -212,6 +234,7 @@ impl WindLayer {
             drift: Wander::new(rng.fork(), recipe.gust_hz / 5.0),
             level: Smooth::new(0.0, 0.1),
             whistle_level: Smooth::new(0.0, 0.1),
+            scratch: Default::default(),
             recipe: recipe.clone(),
             gain: dsp::db_to_gain(recipe.gain_db),
         }
@@ -230,20 +253,30 @@ impl Layer for WindLayer {
         let target = self.gain * 1.8 * (0.15 + 0.85 * speed * speed);
         let whistle_target =
             self.gain * 0.8 * self.recipe.howl * ((speed - 0.35).max(0.0) / 0.65).powf(1.5);
-        for i in 0..left.len() {
-            let level = self.level.next(target);
-            let whistle_level = self.whistle_level.next(whistle_target);
-            let mut whistle = 0.0;
-            if self.recipe.howl > 0.0 {
-                let excitation = self.whistle_noise.sample();
-                for (filter, _) in &mut self.whistles {
-                    whistle += filter.next(excitation);
+        // Whole blocks through each stage (the same samples as one at a
+        // time, in a fraction of the time).
+        let n = left.len();
+        let [l, r, excitation, whistle] = &mut self.scratch;
+        for buffer in [&mut *l, &mut *r, &mut *excitation, &mut *whistle] {
+            buffer.resize(n, 0.0);
+        }
+        self.noise[0].fill(l);
+        self.noise[1].fill(r);
+        dsp::filter_stereo(&mut self.filters, l, r);
+        whistle.fill(0.0);
+        if self.recipe.howl > 0.0 {
+            self.whistle_noise.fill(excitation);
+            for (filter, _) in &mut self.whistles {
+                for (w, x) in whistle.iter_mut().zip(excitation.iter()) {
+                    *w += filter.next(*x);
                 }
             }
-            left[i] +=
-                level * self.filters[0].next(self.noise[0].sample()) + whistle_level * whistle;
-            right[i] += level * self.filters[1].next(self.noise[1].sample())
-                + 0.8 * whistle_level * whistle;
+        }
+        for i in 0..n {
+            let level = self.level.next(target);
+            let whistle_level = self.whistle_level.next(whistle_target);
+            left[i] += level * l[i] + whistle_level * whistle[i];
+            right[i] += level * r[i] + 0.8 * whistle_level * whistle[i];
         }
     }
 }
@@ -294,13 +327,25 @@ impl Layer for HumLayer {
         let hz = self.hz * (1.0 + 0.006 * (2.0 * self.wobble.advance(left.len()) - 1.0));
         let step = f64::from(hz / RATE);
         let highest = (0.45 * RATE / hz) as usize;
-        for i in 0..left.len() {
-            self.phase = (self.phase + step).fract();
-            let base = (std::f64::consts::TAU * self.phase) as f32;
+        // The carrier and the throb as rotating phasors, set from the
+        // exact (f64) phase at each block: no libm call a sample.
+        let phasor = |phase: f64| {
+            let (sine, cosine) = (std::f64::consts::TAU * phase).sin_cos();
+            (sine as f32, cosine as f32)
+        };
+        let (mut sine, mut cosine) = phasor(self.phase);
+        let (sin_w, cos_w) = phasor(step);
+        let throb_step = f64::from(self.throb_hz / RATE);
+        let (mut throb_sine, mut throb_cosine) = phasor(f64::from(self.throb_phase));
+        let (throb_sin_w, throb_cos_w) = phasor(throb_step);
+        let n = left.len();
+        self.phase = (self.phase + step * n as f64).fract();
+        self.throb_phase = (f64::from(self.throb_phase) + throb_step * n as f64).fract() as f32;
+        for i in 0..n {
+            (sine, cosine) = (sine * cos_w + cosine * sin_w, cosine * cos_w - sine * sin_w);
             // The harmonics by the Chebyshev recurrence
             // sin((k+1)x) = 2 cos(x) sin(kx) - sin((k-1)x): one sine and
             // one cosine a sample, however many harmonics.
-            let (sine, cosine) = base.sin_cos();
             let (mut previous, mut current) = (0.0f32, sine);
             let mut tone = 0.0f32;
             for a in self.amplitudes.iter().take(highest) {
@@ -309,8 +354,11 @@ impl Layer for HumLayer {
                 (previous, current) = (current, next);
             }
             let throb = if self.throb_hz > 0.0 {
-                self.throb_phase = (self.throb_phase + self.throb_hz / RATE).fract();
-                0.6 + 0.4 * (std::f32::consts::TAU * self.throb_phase).sin()
+                (throb_sine, throb_cosine) = (
+                    throb_sine * throb_cos_w + throb_cosine * throb_sin_w,
+                    throb_cosine * throb_cos_w - throb_sine * throb_sin_w,
+                );
+                0.6 + 0.4 * throb_sine
             } else {
                 1.0
             };

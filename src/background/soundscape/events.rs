@@ -281,10 +281,20 @@ impl EventSynth for ImpactSynth {
             let body_gain = dsp::db_to_gain(r.body_db) * 0.8;
             let length = samples_for(0.06).max(out.len());
             out.resize(length, 0.0);
-            for (i, v) in out.iter_mut().enumerate() {
-                let t = i as f32 / RATE;
-                let envelope = (1.0 - (-t / 0.0015).exp()) * (-t / 0.018).exp();
-                *v += body_gain * envelope * (std::f32::consts::TAU * body_hz * t).sin();
+            // The attack's and decay's exponentials and the sine as
+            // recursions: a multiplication a sample each, not a libm call.
+            let (attack_step, decay_step) = (
+                (-1.0 / (0.0015 * RATE)).exp(),
+                (-1.0 / (0.018 * RATE)).exp(),
+            );
+            let (mut attack, mut decay) = (1.0f32, 1.0f32);
+            let (sin_w, cos_w) = (std::f32::consts::TAU * body_hz / RATE).sin_cos();
+            let (mut sine, mut cosine) = (0.0f32, 1.0f32);
+            for v in out.iter_mut() {
+                *v += body_gain * (1.0 - attack) * decay * sine;
+                attack *= attack_step;
+                decay *= decay_step;
+                (sine, cosine) = (sine * cos_w + cosine * sin_w, cosine * cos_w - sine * sin_w);
             }
         }
         out.iter_mut().for_each(|v| *v *= level);
@@ -308,12 +318,16 @@ fn decaying_noise(
     let tau = seconds.max(1e-4) / 4.6;
     let attack_n = samples_for(attack_s).max(24);
     let gain = boost * q.max(0.5).sqrt();
-    let mut out: Vec<f32> = (0..n)
-        .map(|i| {
-            let t = i as f32 / RATE;
-            gain * (-t / tau).exp() * band.next(noise.sample())
-        })
-        .collect();
+    // exp(-t / tau) as a running product: one multiplication a sample.
+    let step = (-1.0 / (tau * RATE)).exp();
+    let mut decay = gain;
+    let mut out = vec![0f32; n];
+    noise.fill(&mut out);
+    band.process(&mut out);
+    for v in &mut out {
+        *v *= decay;
+        decay *= step;
+    }
     attack(&mut out, attack_n as f32 / RATE);
     fade_end(&mut out);
     out
@@ -326,15 +340,25 @@ fn bubble(hz: f32, seconds: f32, rng: &mut Rng) -> Vec<f32> {
     let n = samples_for(seconds * 1.5).max(8);
     let rise = 0.5 + rng.unit();
     let tau = seconds.max(1e-3) / 4.0;
-    let mut phase = 0.0f32;
-    let mut out: Vec<f32> = (0..n)
-        .map(|i| {
-            let t = i as f32 / RATE;
-            let f = hz * (1.0 + rise * t / seconds.max(1e-3));
-            phase = (phase + f / RATE).fract();
-            0.5 * (-t / tau).exp() * (std::f32::consts::TAU * phase).sin()
-        })
-        .collect();
+    // The sine as a rotating phasor, its step retuned every 16 samples
+    // (the pitch moves slowly), and the decay as a running product: no
+    // libm call a sample.
+    let decay_step = (-1.0 / (tau * RATE)).exp();
+    let (mut sine, mut cosine, mut decay) = (0.0f32, 1.0f32, 0.5f32);
+    let mut out = Vec::with_capacity(n);
+    for block in (0..n).step_by(16) {
+        let t = block as f32 / RATE;
+        let f = hz * (1.0 + rise * t / seconds.max(1e-3));
+        let (sin_w, cos_w) = (std::f32::consts::TAU * f / RATE).sin_cos();
+        // Rounding would slowly change the phasor's length: reset it.
+        let length = (sine * sine + cosine * cosine).sqrt();
+        (sine, cosine) = (sine / length, cosine / length);
+        for _ in block..(block + 16).min(n) {
+            (sine, cosine) = (sine * cos_w + cosine * sin_w, cosine * cos_w - sine * sin_w);
+            out.push(decay * sine);
+            decay *= decay_step;
+        }
+    }
     attack(&mut out, 0.001);
     fade_end(&mut out);
     out
@@ -474,26 +498,66 @@ impl EventSynth for ModalSynth {
         let mut out = vec![0f32; n.max(8)];
         let norm = 0.5 / (r.partials.len() as f32).sqrt();
         let strength = dsp::db_to_gain(-2.0 * rng.unit());
+        // Each partial a decaying sinusoid (to -60 dB over its decay) as
+        // the two-pole recursion y[n] = 2 r cos(w) y[n-1] - r^2 y[n-2]:
+        // exact, and two multiplications a sample instead of a sine. The
+        // partials are kept side by side (longest first) and stepped
+        // together, so the CPU runs their recursions in parallel.
+        let mut partials: Vec<(usize, [f32; 4])> = Vec::with_capacity(r.partials.len());
         for ((ratio, decay), level) in r.partials.iter().zip(&r.decays_s).zip(&r.levels_db) {
             let f = hz * ratio * (1.0 + 0.002 * rng.signed());
             if f >= 0.45 * RATE {
                 continue;
             }
-            // A decaying sinusoid (to -60 dB over `decay`) as the two-pole
-            // recursion y[n] = 2 r cos(w) y[n-1] - r^2 y[n-2]: exact, and
-            // two multiplications a sample instead of a sine.
             let r = (-6.9078 / (decay.max(0.01) * RATE)).exp();
             let amplitude = norm * dsp::db_to_gain(*level);
             let w = std::f32::consts::TAU * f / RATE;
             let phase = rng.unit() * 0.3;
-            let (a1, a2) = (2.0 * r * w.cos(), r * r);
-            let (mut y2, mut y1) = (amplitude * (phase - w).sin() / r, amplitude * phase.sin());
             let length = samples_for(*decay).min(out.len());
-            for o in &mut out[..length] {
-                *o += y1;
-                let y = a1 * y1 - a2 * y2;
-                (y2, y1) = (y1, y);
+            partials.push((
+                length,
+                [
+                    2.0 * r * w.cos(),
+                    r * r,
+                    amplitude * (phase - w).sin() / r,
+                    amplitude * phase.sin(),
+                ],
+            ));
+        }
+        partials.sort_by_key(|(length, _)| std::cmp::Reverse(*length));
+        // Four lanes of partials (padded with silent ones): four sums run
+        // side by side, so no single chain of additions holds up a sample.
+        while partials.len() % 4 != 0 {
+            partials.push((0, [0.0; 4]));
+        }
+        let lengths: Vec<usize> = partials.iter().map(|(length, _)| *length).collect();
+        let lanes = |k: usize| -> Vec<[f32; 4]> {
+            partials
+                .chunks_exact(4)
+                .map(|c| [c[0].1[k], c[1].1[k], c[2].1[k], c[3].1[k]])
+                .collect()
+        };
+        let (a1, a2, mut y2, mut y1) = (lanes(0), lanes(1), lanes(2), lanes(3));
+        let mut ringing = lengths.len();
+        for (i, o) in out.iter_mut().enumerate() {
+            while ringing > 0 && lengths[ringing - 1] <= i {
+                ringing -= 1;
             }
+            if ringing == 0 {
+                break;
+            }
+            // Whole lanes while any partial in them rings (one a little
+            // past its length is 60 dB down already).
+            let quads = ringing.div_ceil(4);
+            let mut sum = [0f32; 4];
+            for q in 0..quads {
+                for j in 0..4 {
+                    sum[j] += y1[q][j];
+                    let y = a1[q][j] * y1[q][j] - a2[q][j] * y2[q][j];
+                    (y2[q][j], y1[q][j]) = (y1[q][j], y);
+                }
+            }
+            *o += (sum[0] + sum[1]) + (sum[2] + sum[3]);
         }
         // The strike: a short noise burst through a high band.
         let strike = decaying_noise(rng, (hz * 4.0).min(9000.0), 0.8, 0.004, 0.0005, 0.6);
@@ -537,9 +601,12 @@ impl CallSynth {
         let norm = 0.4 / amplitudes.iter().sum::<f32>();
         let mut noise = Noise::new(Colour::White, rng.next_u64());
         let mut breath = Filter::new(FilterKind::Bandpass, (start + end) / 2.0, 2.0);
-        let mut phase = 0.0f32;
         let vibrato_phase = rng.unit();
-        for i in 0..n {
+        // The glide, hump, vibrato and envelope move slowly: they are
+        // worked out every CONTROL samples (0.3 ms), the envelope
+        // interpolated between, so only the carrier costs a sine a sample.
+        const CONTROL: usize = 16;
+        let control = |i: usize| {
             let x = i as f32 / n as f32;
             let t = i as f32 / RATE;
             let glide = start * (end / start).powf(x);
@@ -547,30 +614,47 @@ impl CallSynth {
             let vibrato = 1.0
                 + r.vibrato_depth
                     * (std::f32::consts::TAU * (r.vibrato_hz * t + vibrato_phase)).sin();
-            let f = glide * hump * vibrato;
-            phase = (phase + f / RATE).fract();
-            // Harmonics by the Chebyshev recurrence (one sine a sample).
-            let (sine, cosine) = (std::f32::consts::TAU * phase).sin_cos();
-            let (mut previous, mut current) = (0.0f32, sine);
-            let mut v = 0.0;
-            for (k, a) in amplitudes.iter().enumerate() {
-                if f * (k + 1) as f32 >= 0.45 * RATE {
-                    break;
-                }
-                v += a * current;
-                (previous, current) = (current, 2.0 * cosine * current - previous);
-            }
-            v *= norm;
-            if r.noise > 0.0 {
-                v = (1.0 - r.noise) * v + r.noise * 1.2 * breath.next(noise.sample());
-            }
-            if r.pulse_hz > 0.0 {
-                v *= 0.5 - 0.5 * (std::f32::consts::TAU * r.pulse_hz * t).cos();
-            }
             // Rise over the first 15%, fall over the last 30%.
             let envelope = (x / 0.15).min(1.0).min((1.0 - x) / 0.3).max(0.0);
-            let envelope = (std::f32::consts::FRAC_PI_2 * envelope).sin();
-            out.push(envelope * v);
+            (
+                glide * hump * vibrato,
+                (std::f32::consts::FRAC_PI_2 * envelope).sin(),
+            )
+        };
+        let (mut f, mut envelope) = control(0);
+        // The carrier as a rotating phasor (its sine and cosine), the step
+        // retuned each control block: no libm call a sample.
+        let (mut sine, mut cosine) = (0.0f32, 1.0f32);
+        for block in (0..n).step_by(CONTROL) {
+            let (next_f, next_envelope) = control((block + CONTROL).min(n));
+            let slope = (next_envelope - envelope) / CONTROL as f32;
+            let (sin_w, cos_w) = (std::f32::consts::TAU * f / RATE).sin_cos();
+            // Rounding would slowly change the phasor's length: reset it.
+            let length = (sine * sine + cosine * cosine).sqrt();
+            (sine, cosine) = (sine / length, cosine / length);
+            for i in block..(block + CONTROL).min(n) {
+                (sine, cosine) = (sine * cos_w + cosine * sin_w, cosine * cos_w - sine * sin_w);
+                // Harmonics by the Chebyshev recurrence.
+                let (mut previous, mut current) = (0.0f32, sine);
+                let mut v = 0.0;
+                for (k, a) in amplitudes.iter().enumerate() {
+                    if f * (k + 1) as f32 >= 0.45 * RATE {
+                        break;
+                    }
+                    v += a * current;
+                    (previous, current) = (current, 2.0 * cosine * current - previous);
+                }
+                v *= norm;
+                if r.noise > 0.0 {
+                    v = (1.0 - r.noise) * v + r.noise * 1.2 * breath.next(noise.sample());
+                }
+                if r.pulse_hz > 0.0 {
+                    let t = i as f32 / RATE;
+                    v *= 0.5 - 0.5 * (std::f32::consts::TAU * r.pulse_hz * t).cos();
+                }
+                out.push((envelope + slope * (i - block) as f32) * v);
+            }
+            (f, envelope) = (next_f, next_envelope);
         }
     }
 }
@@ -636,18 +720,19 @@ impl EventSynth for CreakSynth {
         let mut until_slip = 0.0f32;
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let x = i as f32 / n as f32;
-            // Force rises then falls: slips come faster, then slower.
-            let force = (std::f32::consts::PI * x).sin();
-            let rate = low + (high - low) * force;
             until_slip -= 1.0;
             let impulse = if until_slip <= 0.0 {
+                // Force rises then falls: slips come faster, then slower.
+                let force = (std::f32::consts::PI * i as f32 / n as f32).sin();
+                let rate = low + (high - low) * force;
                 // Each slip releases a slightly different amount.
                 until_slip = RATE / rate.max(1.0) * (0.85 + 0.3 * rng.unit());
                 force * (0.5 + 0.5 * rng.unit())
             } else {
                 0.0
             };
+            // The modes side by side each sample: their recursions
+            // overlap in the CPU.
             let v: f32 = modes.iter_mut().map(|m| m.next(impulse)).sum();
             out.push(v);
         }

@@ -28,7 +28,7 @@ pub mod recorded;
 mod tests;
 
 use catalog::{Catalog, Recipe};
-use dsp::{Filter, FilterKind, RATE, Reverb, Rng};
+use dsp::{AirLoss, RATE, Reverb, Rng};
 pub use plan::{Level, PlannedLayer, Role, SceneInput, ScenePlan};
 
 use super::{
@@ -96,7 +96,7 @@ fn layer(recipe: &Recipe, density: f32, mut rng: Rng) -> Box<dyn Layer> {
 struct Voice {
     layers: Vec<Box<dyn Layer>>,
     gains: (f32, f32),
-    distance: Option<[Filter; 2]>,
+    distance: Option<AirLoss>,
     send: f32,
 }
 
@@ -250,8 +250,7 @@ impl Renderer {
                     level * r * std::f32::consts::SQRT_2,
                 ),
                 // Near sources keep their whole band: no filter to run.
-                distance: (cutoff < 15_000.0)
-                    .then(|| [0, 1].map(|_| Filter::new(FilterKind::Lowpass, cutoff, 0.6))),
+                distance: (cutoff < 15_000.0).then(|| AirLoss::new(cutoff)),
                 send: 0.5 + d,
             });
         }
@@ -292,19 +291,22 @@ impl Renderer {
                 layer.render(&mut voice_l[..frames], &mut voice_r[..frames]);
             }
             let (l, r) = (&mut voice_l[..frames], &mut voice_r[..frames]);
-            if let Some([dl, dr]) = &mut voice.distance {
-                l.iter_mut().for_each(|v| *v = dl.next(*v));
-                r.iter_mut().for_each(|v| *v = dr.next(*v));
+            if let Some(distance) = &mut voice.distance {
+                distance.process(l, r);
             }
             // Plain multiply-adds over whole slices: the compiler
             // vectorizes them.
             let (gl, gr) = voice.gains;
             let (sl, sr) = (voice.send * self.wet * gl, voice.send * self.wet * gr);
-            for i in 0..frames {
-                dry_l[i] += gl * l[i];
-                dry_r[i] += gr * r[i];
-                send_l[i] += sl * l[i];
-                send_r[i] += sr * r[i];
+            // Over slices (not indices into the Vecs), so the compiler
+            // sees four separate arrays and vectorizes.
+            let dry = dry_l[..frames].iter_mut().zip(&mut dry_r[..frames]);
+            let send = send_l[..frames].iter_mut().zip(&mut send_r[..frames]);
+            for (((dl, dr), (el, er)), (x, y)) in dry.zip(send).zip(l.iter().zip(r.iter())) {
+                *dl += gl * x;
+                *dr += gr * y;
+                *el += sl * x;
+                *er += sr * y;
             }
             if let Some(trace) = self.traces.as_mut().and_then(|t| t.get_mut(index)) {
                 trace.add(l, r, (gl * MASTER_GAIN, gr * MASTER_GAIN), hop);
@@ -314,10 +316,8 @@ impl Renderer {
             (&send_l[..frames], &send_r[..frames]),
             (&mut dry_l[..frames], &mut dry_r[..frames]),
         );
-        for i in 0..frames {
-            self.limiter
-                .push(MASTER_GAIN * dry_l[i], MASTER_GAIN * dry_r[i], out);
-        }
+        self.limiter
+            .push_block(&dry_l[..frames], &dry_r[..frames], MASTER_GAIN, out);
     }
 
     /// The frames the limiter still holds back.
@@ -331,6 +331,8 @@ impl Renderer {
 /// clicks. Output lags input by one step.
 struct Limiter {
     held: Vec<(f32, f32)>,
+    /// The gain the held step needs (worked out when it came in).
+    held_needs: f32,
     incoming: Vec<(f32, f32)>,
     gain: f32,
 }
@@ -343,6 +345,7 @@ impl Limiter {
     fn new() -> Limiter {
         Limiter {
             held: Vec::with_capacity(LIMITER_STEP),
+            held_needs: 1.0,
             incoming: Vec::with_capacity(LIMITER_STEP),
             gain: 1.0,
         }
@@ -355,13 +358,17 @@ impl Limiter {
         if peak > CEILING { CEILING / peak } else { 1.0 }
     }
 
-    fn push(&mut self, left: f32, right: f32, out: &mut Vec<f32>) {
-        self.incoming.push((left, right));
-        if self.incoming.len() == LIMITER_STEP {
-            let next = Self::needed(&self.incoming);
-            self.release(next, out);
-            std::mem::swap(&mut self.held, &mut self.incoming);
-            self.incoming.clear();
+    /// Takes a block of frames (`left` and `right` scaled by `gain`).
+    fn push_block(&mut self, left: &[f32], right: &[f32], gain: f32, out: &mut Vec<f32>) {
+        for (l, r) in left.iter().zip(right) {
+            self.incoming.push((gain * l, gain * r));
+            if self.incoming.len() == LIMITER_STEP {
+                let next = Self::needed(&self.incoming);
+                self.release(next, out);
+                std::mem::swap(&mut self.held, &mut self.incoming);
+                self.held_needs = next;
+                self.incoming.clear();
+            }
         }
     }
 
@@ -373,17 +380,17 @@ impl Limiter {
             self.gain = next_needed.min(1.0);
             return;
         }
-        let end = Self::needed(&self.held)
+        let end = self
+            .held_needs
             .min(next_needed)
             .min(self.gain * LIMITER_RELEASE)
             .min(1.0);
-        let start = self.gain.min(Self::needed(&self.held));
+        let start = self.gain.min(self.held_needs);
         let n = self.held.len() as f32;
-        for (i, (l, r)) in self.held.iter().enumerate() {
+        out.extend(self.held.iter().enumerate().flat_map(|(i, (l, r))| {
             let g = start + (end - start) * (i as f32 + 1.0) / n;
-            out.push(l * g);
-            out.push(r * g);
-        }
+            [l * g, r * g]
+        }));
         self.gain = end;
     }
 
@@ -391,6 +398,7 @@ impl Limiter {
         let next = Self::needed(&self.incoming);
         self.release(next, out);
         std::mem::swap(&mut self.held, &mut self.incoming);
+        self.held_needs = next;
         self.incoming.clear();
         self.release(1.0, out);
         self.held.clear();
@@ -450,6 +458,11 @@ const END_FADE_FRAMES: usize = 960;
 /// first and out over the last [`END_FADE_FRAMES`].
 fn fade_ends(block: &mut [f32], first: usize, total: usize) {
     let fade = END_FADE_FRAMES.min(total / 2).max(1);
+    // Most blocks lie between the fades: nothing to do.
+    let frames = block.len() / 2;
+    if first >= fade && first + frames + fade <= total {
+        return;
+    }
     for (k, frame) in block.chunks_exact_mut(2).enumerate() {
         let index = first + k;
         let from_end = total - 1 - index.min(total - 1);
