@@ -5,14 +5,28 @@
 //! The library is laid out by pipeline stage, and data flows one way:
 //!
 //! ```text
-//! text ─┬─> describe (LLM caption of the sound scene) ──> background (AudioLDM2)
-//!       └─> speech (Piper VITS voice) ─────────────────────────────┴─> mix ─> output / play
+//! text ─┬─> describe (the scene: place, sources, level) ──> background ─┐
+//!       │        (a small LLM with the catalog's evidence)  (soundscape │
+//!       │                                                    or AudioLDM2)
+//!       └─> speech (Piper VITS voice on tract) ──────────────────────────┴─> mix ─> output / play
 //! ```
 //!
-//! Each stage lives in its own module and is added by its own piece of work;
-//! the modules here are the ground they share: configuration, the model
-//! manifest and fetching, installation checks, logging and durable file
-//! writing.
+//! - [`describe`]: a text's scenes, each with a caption and the catalog
+//!   sources, place and level a listener should hear.
+//! - [`speech`]: the Piper voice, matching piper-tts.
+//! - [`background`]: two engines behind one seam: the procedural
+//!   soundscape (the default; recipes and the user's library of
+//!   recordings) and AudioLDM2 from an exported bundle.
+//! - [`mix`], [`output`]: ducking, loudness, the WAV and its report, ALSA.
+//! - [`render`]: the whole job, one text to one narration.
+//! - [`serve`]: the service: the watched inbox, triggers, the control
+//!   socket, metrics.
+//!
+//! Shared ground, used by the stages and never using them: [`audio`]
+//! (decoding, resampling, channel mapping), [`config`], [`models`] (the
+//! manifest and fetching), [`compute`], [`text`], [`fsutil`] (durable
+//! writes), [`logging`]; and [`doctor`] and [`bench`], which check and
+//! measure the installation.
 
 pub mod audio;
 pub mod background;

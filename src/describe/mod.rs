@@ -1,5 +1,6 @@
-//! Describe: a caption of the background sound scene for a narration, the
-//! prompt AudioLDM2 generates the background from.
+//! Describe: the background sound scene for a narration: a caption, and
+//! the catalog's sources, place and level, which the soundscape plays (and
+//! the caption, which AudioLDM2 generates from).
 //!
 //! Three methods, as in the paper and for the operator:
 //! - `llm` (method 1, the default): a small local language model names the

@@ -527,7 +527,7 @@ impl EventSynth for ModalSynth {
         partials.sort_by_key(|(length, _)| std::cmp::Reverse(*length));
         // Four lanes of partials (padded with silent ones): four sums run
         // side by side, so no single chain of additions holds up a sample.
-        while partials.len() % 4 != 0 {
+        while !partials.len().is_multiple_of(4) {
             partials.push((0, [0.0; 4]));
         }
         let lengths: Vec<usize> = partials.iter().map(|(length, _)| *length).collect();
