@@ -58,18 +58,55 @@ impl Decoded {
 /// Reads `path` whole; refuses files longer than `limit_s` seconds before
 /// decoding them (their header's length), so memory stays bounded.
 pub fn decode_file(path: &Path, limit_s: f64) -> Result<Decoded, AudioError> {
+    let mut track = open_track(path)?;
+    if let Some(frames) = track.expected_frames {
+        let seconds = frames as f64 / f64::from(track.rate);
+        if seconds > limit_s {
+            return Err(AudioError::TooLong {
+                path: path.to_path_buf(),
+                seconds,
+                limit_s,
+            });
+        }
+    }
+    let channels = decode_track(path, &mut track, limit_s)?;
+    check_decoded(path, &track, &channels)?;
+    Ok(Decoded {
+        rate: track.rate,
+        channels,
+    })
+}
+
+/// An opened file's audio track, ready to decode.
+struct Track {
+    format: Box<dyn symphonia::core::formats::FormatReader>,
+    decoder: Box<dyn symphonia::core::codecs::Decoder>,
+    id: u32,
+    rate: u32,
+    /// The length its header gives, when it gives one.
+    expected_frames: Option<u64>,
+}
+
+fn format_error(path: &Path, reason: String) -> AudioError {
+    AudioError::Format {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn damaged(path: &Path, reason: String) -> AudioError {
+    AudioError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Opens `path` and finds its first audio track and a decoder for it.
+fn open_track(path: &Path) -> Result<Track, AudioError> {
     let file = File::open(path).map_err(|source| AudioError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    let format_error = |reason: String| AudioError::Format {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let damaged = |reason: String| AudioError::Damaged {
-        path: path.to_path_buf(),
-        reason,
-    };
     if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(AudioError::Empty {
             path: path.to_path_buf(),
@@ -87,51 +124,51 @@ pub fn decode_file(path: &Path, limit_s: f64) -> Result<Decoded, AudioError> {
             &FormatOptions::default(),
             &MetadataOptions::default(),
         )
-        .map_err(|e| format_error(e.to_string()))?;
-    let mut format = probed.format;
+        .map_err(|e| format_error(path, e.to_string()))?;
+    let format = probed.format;
     let track = format
         .tracks()
         .iter()
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-        .ok_or_else(|| format_error("no audio track".into()))?;
-    let track_id = track.id;
-    let params = track.codec_params.clone();
+        .ok_or_else(|| format_error(path, "no audio track".into()))?;
+    let (id, params) = (track.id, track.codec_params.clone());
     let rate = params
         .sample_rate
-        .ok_or_else(|| format_error("no sample rate".into()))?;
-    let expected = params.n_frames;
-    if let Some(frames) = expected {
-        let seconds = frames as f64 / f64::from(rate);
-        if seconds > limit_s {
-            return Err(AudioError::TooLong {
-                path: path.to_path_buf(),
-                seconds,
-                limit_s,
-            });
-        }
-    }
-    let mut decoder = symphonia::default::get_codecs()
+        .ok_or_else(|| format_error(path, "no sample rate".into()))?;
+    let decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
-        .map_err(|e| format_error(e.to_string()))?;
-    let limit_frames = (limit_s * f64::from(rate)) as usize;
+        .map_err(|e| format_error(path, e.to_string()))?;
+    Ok(Track {
+        format,
+        decoder,
+        id,
+        rate,
+        expected_frames: params.n_frames,
+    })
+}
+
+/// Decodes the track to planar samples, stopping past `limit_s` seconds.
+fn decode_track(path: &Path, track: &mut Track, limit_s: f64) -> Result<Vec<Vec<f32>>, AudioError> {
+    let limit_frames = (limit_s * f64::from(track.rate)) as usize;
     let mut channels: Vec<Vec<f32>> = Vec::new();
     let mut buffer: Option<SampleBuffer<f32>> = None;
     loop {
-        let packet = match format.next_packet() {
+        let packet = match track.format.next_packet() {
             Ok(packet) => packet,
             // The normal end of a stream.
             Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 break;
             }
             Err(SymphoniaError::ResetRequired) => break,
-            Err(e) => return Err(damaged(e.to_string())),
+            Err(e) => return Err(damaged(path, e.to_string())),
         };
-        if packet.track_id() != track_id {
+        if packet.track_id() != track.id {
             continue;
         }
-        let decoded = decoder
+        let decoded = track
+            .decoder
             .decode(&packet)
-            .map_err(|e| damaged(e.to_string()))?;
+            .map_err(|e| damaged(path, e.to_string()))?;
         let spec = *decoded.spec();
         let count = spec.channels.count().max(1);
         let buffer =
@@ -151,34 +188,45 @@ pub fn decode_file(path: &Path, limit_s: f64) -> Result<Decoded, AudioError> {
         if channels[0].len() > limit_frames {
             return Err(AudioError::TooLong {
                 path: path.to_path_buf(),
-                seconds: channels[0].len() as f64 / f64::from(rate),
+                seconds: channels[0].len() as f64 / f64::from(track.rate),
                 limit_s,
             });
         }
     }
+    Ok(channels)
+}
+
+/// Refuses what decoded to nothing, ends before its header's length, or
+/// holds samples that are not numbers.
+fn check_decoded(path: &Path, track: &Track, channels: &[Vec<f32>]) -> Result<(), AudioError> {
     let frames = channels.first().map_or(0, Vec::len);
     if frames == 0 {
         return Err(AudioError::Empty {
             path: path.to_path_buf(),
         });
     }
+    let rate = track.rate;
     // A file cut short: fewer frames than its header promised (a few
     // frames of codec delay aside).
-    if let Some(expected) = expected
+    if let Some(expected) = track.expected_frames
         && (frames as u64) + u64::from(rate / 10) < expected
     {
-        return Err(damaged(format!(
-            "it ends after {:.2} s of the {:.2} s its header gives (truncated?)",
-            frames as f64 / f64::from(rate),
-            expected as f64 / f64::from(rate)
-        )));
+        return Err(damaged(
+            path,
+            format!(
+                "it ends after {:.2} s of the {:.2} s its header gives (truncated?)",
+                frames as f64 / f64::from(rate),
+                expected as f64 / f64::from(rate)
+            ),
+        ));
     }
-    for channel in &channels {
-        if channel.iter().any(|v| !v.is_finite()) {
-            return Err(damaged("it holds samples that are not numbers".into()));
-        }
+    if channels.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(damaged(
+            path,
+            "it holds samples that are not numbers".into(),
+        ));
     }
-    Ok(Decoded { rate, channels })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -413,10 +413,12 @@ fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
     scuff.truncate(length);
     let n = scuff.len().max(1) as f32;
     for (i, v) in scuff.iter_mut().enumerate() {
-        // A half-sine over the step in place of the burst's decay.
+        // In place of the burst's decay: the sole presses in as it rolls
+        // and lifts off quickly (a half-sine over the step's squared time,
+        // peaking at 71 %).
         let t = i as f32 / n;
         let decay = (-(i as f32) / RATE / (seconds.max(1e-3) / 4.6)).exp();
-        *v *= (std::f32::consts::PI * t).sin() / decay.max(0.05);
+        *v *= (std::f32::consts::PI * t * t).sin() / decay.max(0.05);
     }
     fade_end(&mut scuff);
     add_at(&mut out, &scuff, 0, 0.7);
