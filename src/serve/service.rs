@@ -943,11 +943,6 @@ fn reload_config(source: &ConfigSource) -> Result<Config> {
     Ok(Config::load(source.clone())?)
 }
 
-/// Pings systemd's watchdog (when the unit sets WatchdogSec) while the
-/// service shows signs of life: the status heartbeat, which every stage,
-/// background step and idle second refreshes. A job stuck longer than the
-/// watchdog interval stops the pings; systemd restarts vivid and the job
-/// is recovered.
 /// Opens the control socket and starts the triggers' threads. Neither
 /// stops the service when it cannot start: narration goes on, and the
 /// journal and the status say what is wrong.
@@ -991,6 +986,11 @@ fn models_problem_line(error: &anyhow::Error) -> String {
     )
 }
 
+/// Pings systemd's watchdog (when the unit sets WatchdogSec) while the
+/// service shows signs of life: the status heartbeat, which every stage,
+/// background step and idle second refreshes. A job stuck longer than the
+/// watchdog interval stops the pings; systemd restarts vivid and the job
+/// is recovered.
 fn start_watchdog(heartbeat: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
