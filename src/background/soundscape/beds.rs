@@ -329,20 +329,16 @@ impl Layer for HumLayer {
         let highest = (0.45 * RATE / hz) as usize;
         // The carrier and the throb as rotating phasors, set from the
         // exact (f64) phase at each block: no libm call a sample.
-        let phasor = |phase: f64| {
-            let (sine, cosine) = (std::f64::consts::TAU * phase).sin_cos();
-            (sine as f32, cosine as f32)
-        };
-        let (mut sine, mut cosine) = phasor(self.phase);
-        let (sin_w, cos_w) = phasor(step);
+        let tau = std::f64::consts::TAU;
+        let mut carrier = dsp::Phasor::new(tau * self.phase, tau * step);
         let throb_step = f64::from(self.throb_hz / RATE);
-        let (mut throb_sine, mut throb_cosine) = phasor(f64::from(self.throb_phase));
-        let (throb_sin_w, throb_cos_w) = phasor(throb_step);
+        let mut throb_phasor =
+            dsp::Phasor::new(tau * f64::from(self.throb_phase), tau * throb_step);
         let n = left.len();
         self.phase = (self.phase + step * n as f64).fract();
         self.throb_phase = (f64::from(self.throb_phase) + throb_step * n as f64).fract() as f32;
         for i in 0..n {
-            (sine, cosine) = (sine * cos_w + cosine * sin_w, cosine * cos_w - sine * sin_w);
+            let (sine, cosine) = carrier.advance();
             // The harmonics by the Chebyshev recurrence
             // sin((k+1)x) = 2 cos(x) sin(kx) - sin((k-1)x): one sine and
             // one cosine a sample, however many harmonics.
@@ -354,11 +350,7 @@ impl Layer for HumLayer {
                 (previous, current) = (current, next);
             }
             let throb = if self.throb_hz > 0.0 {
-                (throb_sine, throb_cosine) = (
-                    throb_sine * throb_cos_w + throb_cosine * throb_sin_w,
-                    throb_cosine * throb_cos_w - throb_sine * throb_sin_w,
-                );
-                0.6 + 0.4 * throb_sine
+                0.6 + 0.4 * throb_phasor.advance().0
             } else {
                 1.0
             };

@@ -225,25 +225,28 @@ impl Filter {
 /// the filters' kind matched once a block and the two channels' recursions
 /// interleaved, so the CPU runs them side by side.
 pub fn filter_stereo(pair: &mut [Filter; 2], left: &mut [f32], right: &mut [f32]) {
-    fn both<X, Y>(a: &mut An<X>, b: &mut An<Y>, left: &mut [f32], right: &mut [f32])
-    where
-        X: fundsp::audionode::AudioNode<Inputs = U1, Outputs = U1>,
-        Y: fundsp::audionode::AudioNode<Inputs = U1, Outputs = U1>,
-    {
-        for (l, r) in left.iter_mut().zip(right.iter_mut()) {
-            *l = a.filter_mono(*l);
-            *r = b.filter_mono(*r);
-        }
-    }
     let [a, b] = pair;
     match (a, b) {
-        (Filter::Low(a), Filter::Low(b)) => both(a, b, left, right),
-        (Filter::Band(a), Filter::Band(b)) => both(a, b, left, right),
-        (Filter::High(a), Filter::High(b)) => both(a, b, left, right),
+        (Filter::Low(a), Filter::Low(b)) => filter_pair(a, b, left, right),
+        (Filter::Band(a), Filter::Band(b)) => filter_pair(a, b, left, right),
+        (Filter::High(a), Filter::High(b)) => filter_pair(a, b, left, right),
         (a, b) => {
-            left.iter_mut().for_each(|v| *v = a.next(*v));
-            right.iter_mut().for_each(|v| *v = b.next(*v));
+            a.process(left);
+            b.process(right);
         }
+    }
+}
+
+/// Runs `a` over `left` and `b` over `right` in one loop, so the two
+/// recursions overlap in the CPU.
+fn filter_pair<X, Y>(a: &mut An<X>, b: &mut An<Y>, left: &mut [f32], right: &mut [f32])
+where
+    X: fundsp::audionode::AudioNode<Inputs = U1, Outputs = U1>,
+    Y: fundsp::audionode::AudioNode<Inputs = U1, Outputs = U1>,
+{
+    for (l, r) in left.iter_mut().zip(right.iter_mut()) {
+        *l = a.filter_mono(*l);
+        *r = b.filter_mono(*r);
     }
 }
 
@@ -266,10 +269,58 @@ impl AirLoss {
     /// Filters a stereo block in place (the two recursions interleaved).
     pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) {
         let [a, b] = &mut self.0;
-        for (l, r) in left.iter_mut().zip(right.iter_mut()) {
-            *l = a.filter_mono(*l);
-            *r = b.filter_mono(*r);
+        filter_pair(a, b, left, right);
+    }
+}
+
+/// A sine and its cosine advanced a sample at a time by rotation (two
+/// multiply-adds, no libm call): the oscillators whose pitch moves slowly
+/// (calls, bubbles, a body's thud, a hum) retune it once a control block.
+#[derive(Debug, Clone, Copy)]
+pub struct Phasor {
+    sine: f32,
+    cosine: f32,
+    step_sine: f32,
+    step_cosine: f32,
+}
+
+impl Phasor {
+    /// At `angle` radians, turning `step` radians a sample (worked out in
+    /// f64: a hum re-anchors from its exact phase every block).
+    pub fn new(angle: f64, step: f64) -> Phasor {
+        let (sine, cosine) = angle.sin_cos();
+        let (step_sine, step_cosine) = step.sin_cos();
+        Phasor {
+            sine: sine as f32,
+            cosine: cosine as f32,
+            step_sine: step_sine as f32,
+            step_cosine: step_cosine as f32,
         }
+    }
+
+    /// A new step, `step` radians a sample; the length goes back to 1
+    /// (rounding slowly changes it).
+    pub fn retune(&mut self, step: f32) {
+        (self.step_sine, self.step_cosine) = step.sin_cos();
+        let length = (self.sine * self.sine + self.cosine * self.cosine).sqrt();
+        (self.sine, self.cosine) = (self.sine / length, self.cosine / length);
+    }
+
+    /// The sine now.
+    #[inline]
+    pub fn sine(&self) -> f32 {
+        self.sine
+    }
+
+    /// Turns one step; the new sine and cosine.
+    #[inline]
+    pub fn advance(&mut self) -> (f32, f32) {
+        let (s, c) = (self.sine, self.cosine);
+        (self.sine, self.cosine) = (
+            s * self.step_cosine + c * self.step_sine,
+            c * self.step_cosine - s * self.step_sine,
+        );
+        (self.sine, self.cosine)
     }
 }
 

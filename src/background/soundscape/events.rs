@@ -288,13 +288,13 @@ impl EventSynth for ImpactSynth {
                 (-1.0 / (0.018 * RATE)).exp(),
             );
             let (mut attack, mut decay) = (1.0f32, 1.0f32);
-            let (sin_w, cos_w) = (std::f32::consts::TAU * body_hz / RATE).sin_cos();
-            let (mut sine, mut cosine) = (0.0f32, 1.0f32);
+            let mut sine = dsp::Phasor::new(0.0, 0.0);
+            sine.retune(std::f32::consts::TAU * body_hz / RATE);
             for v in out.iter_mut() {
-                *v += body_gain * (1.0 - attack) * decay * sine;
+                *v += body_gain * (1.0 - attack) * decay * sine.sine();
                 attack *= attack_step;
                 decay *= decay_step;
-                (sine, cosine) = (sine * cos_w + cosine * sin_w, cosine * cos_w - sine * sin_w);
+                sine.advance();
             }
         }
         out.iter_mut().for_each(|v| *v *= level);
@@ -344,17 +344,14 @@ fn bubble(hz: f32, seconds: f32, rng: &mut Rng) -> Vec<f32> {
     // (the pitch moves slowly), and the decay as a running product: no
     // libm call a sample.
     let decay_step = (-1.0 / (tau * RATE)).exp();
-    let (mut sine, mut cosine, mut decay) = (0.0f32, 1.0f32, 0.5f32);
+    let (mut phasor, mut decay) = (dsp::Phasor::new(0.0, 0.0), 0.5f32);
     let mut out = Vec::with_capacity(n);
     for block in (0..n).step_by(16) {
         let t = block as f32 / RATE;
         let f = hz * (1.0 + rise * t / seconds.max(1e-3));
-        let (sin_w, cos_w) = (std::f32::consts::TAU * f / RATE).sin_cos();
-        // Rounding would slowly change the phasor's length: reset it.
-        let length = (sine * sine + cosine * cosine).sqrt();
-        (sine, cosine) = (sine / length, cosine / length);
+        phasor.retune(std::f32::consts::TAU * f / RATE);
         for _ in block..(block + 16).min(n) {
-            (sine, cosine) = (sine * cos_w + cosine * sin_w, cosine * cos_w - sine * sin_w);
+            let (sine, _) = phasor.advance();
             out.push(decay * sine);
             decay *= decay_step;
         }
@@ -626,16 +623,13 @@ impl CallSynth {
         let (mut f, mut envelope) = control(0);
         // The carrier as a rotating phasor (its sine and cosine), the step
         // retuned each control block: no libm call a sample.
-        let (mut sine, mut cosine) = (0.0f32, 1.0f32);
+        let mut phasor = dsp::Phasor::new(0.0, 0.0);
         for block in (0..n).step_by(CONTROL) {
             let (next_f, next_envelope) = control((block + CONTROL).min(n));
             let slope = (next_envelope - envelope) / CONTROL as f32;
-            let (sin_w, cos_w) = (std::f32::consts::TAU * f / RATE).sin_cos();
-            // Rounding would slowly change the phasor's length: reset it.
-            let length = (sine * sine + cosine * cosine).sqrt();
-            (sine, cosine) = (sine / length, cosine / length);
+            phasor.retune(std::f32::consts::TAU * f / RATE);
             for i in block..(block + CONTROL).min(n) {
-                (sine, cosine) = (sine * cos_w + cosine * sin_w, cosine * cos_w - sine * sin_w);
+                let (sine, cosine) = phasor.advance();
                 // Harmonics by the Chebyshev recurrence.
                 let (mut previous, mut current) = (0.0f32, sine);
                 let mut v = 0.0;

@@ -363,13 +363,18 @@ impl Limiter {
         for (l, r) in left.iter().zip(right) {
             self.incoming.push((gain * l, gain * r));
             if self.incoming.len() == LIMITER_STEP {
-                let next = Self::needed(&self.incoming);
-                self.release(next, out);
-                std::mem::swap(&mut self.held, &mut self.incoming);
-                self.held_needs = next;
-                self.incoming.clear();
+                self.step(out);
             }
         }
+    }
+
+    /// Releases the held step and holds the incoming one in its place.
+    fn step(&mut self, out: &mut Vec<f32>) {
+        let next = Self::needed(&self.incoming);
+        self.release(next, out);
+        std::mem::swap(&mut self.held, &mut self.incoming);
+        self.held_needs = next;
+        self.incoming.clear();
     }
 
     /// Writes the held step with the gain moving to what both it and the
@@ -395,11 +400,7 @@ impl Limiter {
     }
 
     fn flush(&mut self, out: &mut Vec<f32>) {
-        let next = Self::needed(&self.incoming);
-        self.release(next, out);
-        std::mem::swap(&mut self.held, &mut self.incoming);
-        self.held_needs = next;
-        self.incoming.clear();
+        self.step(out);
         self.release(1.0, out);
         self.held.clear();
     }
