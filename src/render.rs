@@ -275,7 +275,7 @@ impl Renderer {
             .overrides
             .seed
             .map_or(self.background_settings.seed, u64::from);
-        let backgrounds = self.backgrounds(&description, &speech, seed, observer)?;
+        let backgrounds = self.backgrounds(job.text, &description, &speech, seed, observer)?;
         let background_s = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
@@ -425,6 +425,7 @@ impl Renderer {
     /// One background per scene, as long as the scene lasts in the mix.
     fn backgrounds(
         &mut self,
+        text: &str,
         description: &Description,
         speech: &Speech,
         seed: u64,
@@ -437,7 +438,7 @@ impl Renderer {
         for (index, scene) in description.scenes.iter().enumerate() {
             let (from, to) =
                 mix::scene_span(&self.mix, &speech.scene_starts_s, speech.seconds(), index);
-            let request = scene_request(scene, seed);
+            let request = scene_request(scene, text, seed);
             let background = background::make_background(
                 self.background.as_mut(),
                 &request,
@@ -485,8 +486,10 @@ impl Renderer {
 
 /// What the background engine is asked for a described scene: in
 /// catalog mode the chosen place and source ids (or the place's bed
-/// alone), else the model's place and sound phrases, or the caption.
-pub fn scene_request(scene: &crate::describe::SceneCaption, seed: u64) -> SceneRequest {
+/// alone), else the model's place and sound phrases, or the caption;
+/// with the scene's part of the narration `text`.
+pub fn scene_request(scene: &crate::describe::SceneCaption, text: &str, seed: u64) -> SceneRequest {
+    let scene_text = text.get(scene.span.clone()).unwrap_or_default().to_owned();
     let answer = scene.answer.as_ref();
     let level = scene
         .choice
@@ -501,6 +504,7 @@ pub fn scene_request(scene: &crate::describe::SceneCaption, seed: u64) -> SceneR
             sounds: scene.sounds.clone(),
             level,
             bed_only: choice.bed_only,
+            text: scene_text,
             seed,
         },
         None => SceneRequest {
@@ -513,6 +517,7 @@ pub fn scene_request(scene: &crate::describe::SceneCaption, seed: u64) -> SceneR
             },
             level,
             bed_only: false,
+            text: scene_text,
             seed,
         },
     }

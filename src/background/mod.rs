@@ -112,6 +112,10 @@ pub struct SceneRequest {
     /// The describer chose no source (catalog mode): the soundscape plays
     /// the place's bed alone instead of reading the caption for sources.
     pub bed_only: bool,
+    /// The narration the scene accompanies: the soundscape reads its
+    /// words for the chosen sources' variants (a horse's gait, the
+    /// ground); AudioLDM2 takes only the caption.
+    pub text: String,
     pub seed: u64,
 }
 

@@ -528,14 +528,8 @@ fn played_sources(
     item: &DevText,
 ) -> (Vec<PlayedSource>, bool, String) {
     use crate::background::soundscape::{catalog::Catalog, plan};
-    let request = crate::render::scene_request(scene, 1);
-    let input = plan::SceneInput {
-        caption: request.caption,
-        place: request.place,
-        sounds: request.sounds,
-        level: request.level,
-        bed_only: request.bed_only,
-    };
+    let request = crate::render::scene_request(scene, &item.text, 1);
+    let input = crate::background::soundscape::input_of(&request);
     let planned = plan::plan(Catalog::builtin(), &input, 1);
     let bed_fits = planned
         .layers
@@ -796,6 +790,7 @@ pub fn soundscape_scenes() -> Vec<(&'static str, crate::background::soundscape::
                 sounds: sounds.iter().map(|s| s.to_string()).collect(),
                 level: Some(level),
                 bed_only: false,
+                text: String::new(),
             },
             1,
         )
@@ -833,11 +828,25 @@ pub fn soundscape_scenes() -> Vec<(&'static str, crate::background::soundscape::
 /// Renders `seconds` of a plan into a sink that keeps nothing (as a
 /// stream to a file or a device would), returning the seconds it took.
 pub fn time_soundscape(plan: &crate::background::soundscape::ScenePlan, seconds: f64) -> f64 {
+    time_sounds(
+        crate::background::soundscape::Sounds::builtin(),
+        plan,
+        seconds,
+    )
+}
+
+/// [`time_soundscape`] with `sounds` (a library's recordings among them).
+pub fn time_sounds(
+    sounds: &crate::background::soundscape::Sounds,
+    plan: &crate::background::soundscape::ScenePlan,
+    seconds: f64,
+) -> f64 {
     let frames = (seconds * 48_000.0) as usize;
     let mut checksum = 0f64;
     let started = Instant::now();
     // Nothing stops the render: `keep_going` always says yes.
-    let _ = crate::background::soundscape::render_into(
+    let _ = crate::background::soundscape::render_sounds_into(
+        sounds,
         plan,
         frames,
         &mut |block| checksum += f64::from(block[0]),
@@ -846,6 +855,42 @@ pub fn time_soundscape(plan: &crate::background::soundscape::ScenePlan, seconds:
     let spent = started.elapsed().as_secs_f64();
     std::hint::black_box(checksum);
     spent
+}
+
+/// A sound library in `dir` for the busy scene: the gulls as three
+/// recorded calls (events) and the lapping water as a 60 s recording
+/// (a bed), both made from vivid's own recipes so they pass the
+/// library's checks; as a museum's recordings would serve them.
+pub fn write_bench_library(dir: &Path) -> Result<()> {
+    use crate::background::soundscape::{alone, render};
+    let write = |name: &str, id: &str, seconds: f64| -> Result<()> {
+        let x = render(&alone(id), seconds);
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let path = dir.join(name);
+        let mut wav = hound::WavWriter::create(&path, spec)
+            .with_context(|| format!("writing {}", path.display()))?;
+        // The render is interleaved stereo already.
+        for v in x {
+            wav.write_sample((v.clamp(-1.0, 1.0) * 32_767.0) as i16)?;
+        }
+        wav.finalize()?;
+        Ok(())
+    };
+    for k in 1..=3 {
+        write(&format!("gull-{k}.wav"), "seagulls", 3.0)?;
+    }
+    write("lapping.wav", "water-lapping", 60.0)?;
+    std::fs::write(
+        dir.join("library.toml"),
+        "[[sound]]\nid = \"seagulls\"\nfiles = [\"gull-1.wav\", \"gull-2.wav\", \"gull-3.wav\"]\nas = \"events\"\n\n\
+         [[sound]]\nid = \"water-lapping\"\nfiles = [\"lapping.wav\"]\nas = \"bed\"\n",
+    )?;
+    Ok(())
 }
 
 /// fundsp's own 32-line stereo reverb over `seconds` of noise, the

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
 use crate::describe::Method;
@@ -199,12 +199,39 @@ pub fn soundscape() -> Result<ExitCode> {
             layers.join(", ")
         );
     }
+    time_library_scene(busy, seconds, reference)?;
     println!(
         "peak RSS {:.0} MiB",
         crate::compute::peak_rss_kb() as f64 / 1024.0
     );
     print_source_descriptors();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The busy scene with two of its sources served by a sound library (the
+/// gulls as recorded calls, the lapping water as a looped recording).
+fn time_library_scene(
+    busy: &crate::background::soundscape::ScenePlan,
+    seconds: f64,
+    reference: f64,
+) -> Result<()> {
+    use crate::background::soundscape::{Sounds, library::LibrarySettings};
+    let dir = tempfile::tempdir().context("making a folder for the benchmark's library")?;
+    crate::bench::write_bench_library(dir.path())?;
+    let sounds = Sounds::load(&LibrarySettings {
+        dirs: vec![dir.path().to_path_buf()],
+        max_mb: 256,
+    });
+    if let Some(finding) = sounds.library.findings.first() {
+        bail!("the benchmark's library: {finding}");
+    }
+    let spent = crate::bench::time_sounds(&sounds, busy, seconds);
+    println!(
+        "busy harbour, gulls and water from a sound library: {seconds:.0} s in {spent:.2} s on one core = {:.0}x real time ({:.2}x the fundsp reverb's time)",
+        seconds / spent,
+        spent / reference,
+    );
+    Ok(())
 }
 
 /// Every catalog source alone for 20 s, measured as its tests measure it:

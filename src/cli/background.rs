@@ -172,6 +172,7 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         sounds: Vec::new(),
         level: args.level,
         bed_only: false,
+        text: String::new(),
         seed: args.seed.unwrap_or(settings.seed),
     };
     let recipe = generator.prepare(&request)?;
@@ -248,8 +249,13 @@ pub(crate) fn draw_background_plot(
                 .zip(traces)
                 .map(|(layer, trace)| LayerTrace {
                     name: format!(
-                        "{} ({}, {:.0} dB, pan {:+.1}, distance {:.1})",
+                        "{}{} ({}, {:.0} dB, pan {:+.1}, distance {:.1})",
                         layer.source,
+                        if layer.variants.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" as {}", layer.variants.join(", "))
+                        },
                         if layer.role == soundscape::Role::Bed {
                             "bed"
                         } else {
@@ -332,6 +338,9 @@ pub(crate) fn print_plan(plan: &vivid::background::soundscape::ScenePlan) {
             layer.pan,
             layer.distance
         );
+        if !layer.variants.is_empty() {
+            eprintln!("  {:<18} as {}", "", layer.variants.join(", "));
+        }
         for recording in &layer.recordings {
             eprintln!("  {:<18} plays {}", "", recording.display());
         }

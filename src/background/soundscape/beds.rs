@@ -66,8 +66,7 @@ impl Layer for NoiseBed {
         let [l, rr] = &mut self.scratch;
         l.resize(n, 0.0);
         rr.resize(n, 0.0);
-        self.noise[0].fill(l);
-        self.noise[1].fill(rr);
+        Noise::fill_pair(&mut self.noise, l, rr);
         // Both channels' filters in one pass: their recursions overlap in
         // the CPU (a pass per filter would wait on each in turn).
         let [fl, fr] = &mut self.filters;
@@ -260,8 +259,7 @@ impl Layer for WindLayer {
         for buffer in [&mut *l, &mut *r, &mut *excitation, &mut *whistle] {
             buffer.resize(n, 0.0);
         }
-        self.noise[0].fill(l);
-        self.noise[1].fill(r);
+        Noise::fill_pair(&mut self.noise, l, r);
         dsp::filter_stereo(&mut self.filters, l, r);
         whistle.fill(0.0);
         if self.recipe.howl > 0.0 {

@@ -60,6 +60,59 @@ pub struct Source {
     /// The synthesis recipe: layers played together.
     #[serde(rename = "layer")]
     pub layers: Vec<Recipe>,
+    /// Ways the same source sounds that the scene's words decide (a
+    /// horse's gait, the ground under it).
+    #[serde(default, rename = "variant", skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+}
+
+/// A way a source of struck events sounds that the words of a scene
+/// decide: a trot instead of a walk, hooves on soft ground instead of
+/// cobbles. A variant plays when one of its words is in the scene's
+/// caption, its sound phrase or its narration; what it sets replaces the
+/// same setting of every impacts layer of the source. Several variants
+/// can play together (a trot on soft ground): each sets its own.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Words that choose it (matched by stem, as a source's keywords).
+    pub words: Vec<String>,
+    pub timing: Option<Timing>,
+    pub hz: Option<[f32; 2]>,
+    pub q: Option<f32>,
+    pub ms: Option<[f32; 2]>,
+    pub body_hz: Option<f32>,
+    pub body_db: Option<f32>,
+}
+
+impl Variant {
+    fn apply(&self, impacts: &mut Impacts) {
+        if let Some(timing) = &self.timing {
+            impacts.timing = timing.clone();
+        }
+        impacts.hz = self.hz.unwrap_or(impacts.hz);
+        impacts.q = self.q.unwrap_or(impacts.q);
+        impacts.ms = self.ms.unwrap_or(impacts.ms);
+        impacts.body_hz = self.body_hz.or(impacts.body_hz);
+        impacts.body_db = self.body_db.unwrap_or(impacts.body_db);
+    }
+}
+
+impl Source {
+    /// The source's layers as the named variants make them (unknown names
+    /// are ignored: a plan names only the source's own).
+    pub fn layers_with(&self, variants: &[String]) -> Vec<Recipe> {
+        let mut layers = self.layers.clone();
+        for variant in self.variants.iter().filter(|v| variants.contains(&v.name)) {
+            for layer in &mut layers {
+                if let Recipe::Impacts(impacts) = layer {
+                    variant.apply(impacts);
+                }
+            }
+        }
+        layers
+    }
 }
 
 /// A place preset: its room and the beds that play there.
@@ -503,6 +556,14 @@ mod tests {
         for source in &catalog.sources {
             assert!(!source.layers.is_empty(), "{}", source.id);
             assert!(!source.keywords.is_empty(), "{}", source.id);
+            let has_impacts = source
+                .layers
+                .iter()
+                .any(|l| matches!(l, Recipe::Impacts(_)));
+            for variant in &source.variants {
+                assert!(has_impacts, "{}: variant {}", source.id, variant.name);
+                assert!(!variant.words.is_empty(), "{}", variant.name);
+            }
             for layer in &source.layers {
                 if let Recipe::Modal(m) = layer {
                     assert_eq!(m.partials.len(), m.decays_s.len(), "{}", source.id);

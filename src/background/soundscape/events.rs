@@ -272,10 +272,12 @@ impl EventSynth for ImpactSynth {
             Excite::Noise => decaying_noise(rng, hz, r.q, seconds, 0.2 * seconds, 0.9),
             Excite::Bubble => bubble(hz, seconds, rng),
             Excite::Grains => grains(rng, r.hz, r.q, seconds),
-            Excite::Step => step(rng, hz, r.q, seconds),
+            Excite::Step => step(rng, hz, r.q, seconds, r.body_hz.map(|b| (b, r.body_db))),
             Excite::Hoof => hoof(rng, hz, r.q, seconds),
         };
-        if let Some(body_hz) = r.body_hz {
+        // A step carries its own body, under its swell.
+        let body = r.body_hz.filter(|_| r.excite != Excite::Step);
+        if let Some(body_hz) = body {
             // A low thud: a decaying sine with a soft attack.
             let body_hz = body_hz * (0.9 + 0.2 * rng.unit());
             let body_gain = dsp::db_to_gain(r.body_db) * 0.8;
@@ -313,23 +315,48 @@ fn decaying_noise(
     boost: f32,
 ) -> Vec<f32> {
     let n = samples_for(seconds * 1.6).max(8);
-    let mut noise = Noise::new(Colour::White, rng.next_u64());
-    let mut band = Filter::new(FilterKind::Bandpass, hz, q);
+    let mut out = band_noise(rng, hz, q, n);
     let tau = seconds.max(1e-4) / 4.6;
     let attack_n = samples_for(attack_s).max(24);
     let gain = boost * q.max(0.5).sqrt();
     // exp(-t / tau) as a running product: one multiplication a sample.
     let step = (-1.0 / (tau * RATE)).exp();
     let mut decay = gain;
-    let mut out = vec![0f32; n];
-    noise.fill(&mut out);
-    band.process(&mut out);
     for v in &mut out {
         *v *= decay;
         decay *= step;
     }
     attack(&mut out, attack_n as f32 / RATE);
     fade_end(&mut out);
+    out
+}
+
+/// A sine at `hz` dying over `seconds` (to about -40 dB).
+fn decaying_sine(hz: f32, seconds: f32) -> Vec<f32> {
+    let n = samples_for(seconds).max(8);
+    let step = (-4.6 / n as f32).exp();
+    let (mut sine, mut decay) = (dsp::Phasor::new(0.0, 0.0), 1.0f32);
+    sine.retune(std::f32::consts::TAU * hz / RATE);
+    let mut out: Vec<f32> = (0..n)
+        .map(|_| {
+            let v = decay * sine.sine();
+            sine.advance();
+            decay *= step;
+            v
+        })
+        .collect();
+    // A 10 ms attack: a thud, not a click.
+    attack(&mut out, 0.01);
+    out
+}
+
+/// `n` samples of white noise through a band-pass at `hz`.
+fn band_noise(rng: &mut Rng, hz: f32, q: f32, n: usize) -> Vec<f32> {
+    let mut noise = Noise::new(Colour::White, rng.next_u64());
+    let mut band = Filter::new(FilterKind::Bandpass, hz, q);
+    let mut out = vec![0f32; n];
+    noise.fill(&mut out);
+    band.process(&mut out);
     out
 }
 
@@ -392,40 +419,54 @@ fn add_at(out: &mut Vec<f32>, part: &[f32], at: usize, level: f32) {
     }
 }
 
-/// A footstep as a walking foot makes it: the heel strikes (a short, dull
-/// knock), the sole rolls over the ground (a soft scuff through the
-/// surface's band, rising and falling over the step), the toe pushes off
-/// (a lighter, brighter knock) 35-60 % into the step. Follows the ground
-/// reaction force's two peaks (Cook, "Modeling Bill's gait: analysis and
-/// parametric synthesis of walking sounds", AES 22nd Conference, 2002;
-/// Farnell, "Designing Sound", ch. 32 "Footsteps").
-fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
-    // Soft attacks (8 and 5 ms): a shoe's heel and sole are not a click.
-    let heel = decaying_noise(rng, hz * 0.55, q, 0.08, 0.008, 2.0);
-    let toe_hz = hz * (1.0 + 0.3 * rng.unit());
-    let toe = decaying_noise(rng, toe_hz, q, 0.03, 0.005, 2.0);
-    let mut out = heel;
+/// A footstep as a walking foot makes it: the heel lands (a soft, dull
+/// knock), the sole rolls over the ground (the body of the sound: the
+/// surface's band swelling as the weight comes on and dying as the foot
+/// lifts, with the grit under it crunching), the toe pushes off (a lighter
+/// knock) 50-70 % into the step. Follows the ground reaction force's two
+/// peaks (Cook, "Modeling Bill's gait: analysis and parametric synthesis
+/// of walking sounds", AES 22nd Conference, 2002; Farnell, "Designing
+/// Sound", ch. 32 "Footsteps"). Real walking (0 A.D.'s recordings on
+/// rock, gravel, wood and grass) swells for 100-150 ms and dies as
+/// fast, a step lasting 250-350 ms: not a click and a decay.
+fn step(rng: &mut Rng, hz: f32, q: f32, seconds: f32, body: Option<(f32, f32)>) -> Vec<f32> {
     let length = samples_for(seconds).max(8);
-    let mut scuff = decaying_noise(rng, hz * 0.8, 0.7, seconds, 0.0, 1.0);
-    scuff.truncate(length);
-    let n = scuff.len().max(1) as f32;
-    for (i, v) in scuff.iter_mut().enumerate() {
-        // In place of the burst's decay: the sole presses in as it rolls
-        // and lifts off quickly (a half-sine over the step's squared time,
-        // peaking at 71 %).
-        let t = i as f32 / n;
-        let decay = (-(i as f32) / RATE / (seconds.max(1e-3) / 4.6)).exp();
-        *v *= (std::f32::consts::PI * t * t).sin() / decay.max(0.05);
+    let mut out = band_noise(rng, hz * 0.8, 0.7, length);
+    if let Some((body_hz, body_db)) = body {
+        // The heel's thud: the floor's low resonance, struck as the
+        // weight comes on.
+        let thud = decaying_sine(body_hz * (0.9 + 0.2 * rng.unit()), 0.05);
+        add_at(
+            &mut out,
+            &thud,
+            samples_for(0.12 * seconds),
+            2.0 * dsp::db_to_gain(body_db),
+        );
     }
-    fade_end(&mut scuff);
-    add_at(&mut out, &scuff, 0, 0.7);
-    let toe_at = (seconds * (0.35 + 0.25 * rng.unit()) * RATE) as usize;
+    let grit = grains(rng, [hz * 0.8, hz * 3.0], q, seconds * 0.8);
+    add_at(&mut out, &grit, 0, 0.35);
+    let heel = decaying_noise(rng, hz * 0.55, q, 0.06, 0.01, 2.0);
+    add_at(&mut out, &heel, samples_for(0.12 * seconds), 0.5);
+    let toe_hz = hz * (1.0 + 0.3 * rng.unit());
+    let toe = decaying_noise(rng, toe_hz, q, 0.04, 0.01, 2.0);
+    let toe_at = samples_for(seconds * (0.5 + 0.2 * rng.unit()));
     add_at(
         &mut out,
         &toe,
         toe_at,
-        dsp::db_to_gain(-4.0 - 3.0 * rng.unit()),
+        dsp::db_to_gain(-7.0 - 3.0 * rng.unit()),
     );
+    out.truncate(length);
+    let n = length as f32;
+    for (i, v) in out.iter_mut().enumerate() {
+        // A half sine over the step, its peak a little early (the weight
+        // comes on faster than it goes), in decibels: the level climbs
+        // 40 dB and falls back evenly, a few dB every 10 ms as in the
+        // recordings, instead of leaping out of the silence.
+        let t = i as f32 / n;
+        let swell = (std::f32::consts::PI * t.powf(0.95)).sin();
+        *v *= 1.6 * dsp::db_to_gain(-40.0 * (1.0 - swell));
+    }
     fade_end(&mut out);
     out
 }
@@ -447,7 +488,7 @@ fn hoof(rng: &mut Rng, hz: f32, q: f32, seconds: f32) -> Vec<f32> {
     );
     // Horn on stone has little above a few kHz: white noise's skirts
     // above the band would hiss like a click.
-    let mut dark = Filter::new(FilterKind::Lowpass, hz * 2.5, 0.7);
+    let mut dark = Filter::new(FilterKind::Lowpass, hz * 2.0, 0.7);
     out.iter_mut().for_each(|v| *v = dark.next(*v));
     fade_end(&mut out);
     out
@@ -492,7 +533,17 @@ impl EventSynth for ModalSynth {
         } else {
             self.hz
         } * beat.pitch;
-        let longest = r.decays_s.iter().fold(0f32, |m, d| m.max(*d));
+        // Each partial rings until it is 60 dB under the loudest one's
+        // start (a quiet partial's tail would be inaudible sooner than
+        // its own decay says): the bell's cost follows what is heard.
+        let loudest = r.levels_db.iter().fold(f32::MIN, |m, l| m.max(*l));
+        let audible_s: Vec<f32> = r
+            .decays_s
+            .iter()
+            .zip(&r.levels_db)
+            .map(|(decay, level)| decay * ((60.0 + level - loudest) / 60.0).clamp(0.05, 1.0))
+            .collect();
+        let longest = audible_s.iter().fold(0f32, |m, d| m.max(*d));
         let n = samples_for(longest);
         let mut out = vec![0f32; n.max(8)];
         let norm = 0.5 / (r.partials.len() as f32).sqrt();
@@ -503,7 +554,8 @@ impl EventSynth for ModalSynth {
         // partials are kept side by side (longest first) and stepped
         // together, so the CPU runs their recursions in parallel.
         let mut partials: Vec<(usize, [f32; 4])> = Vec::with_capacity(r.partials.len());
-        for ((ratio, decay), level) in r.partials.iter().zip(&r.decays_s).zip(&r.levels_db) {
+        let partial_recipes = r.partials.iter().zip(&r.decays_s).zip(&r.levels_db);
+        for (((ratio, decay), level), audible) in partial_recipes.zip(&audible_s) {
             let f = hz * ratio * (1.0 + 0.002 * rng.signed());
             if f >= 0.45 * RATE {
                 continue;
@@ -512,7 +564,7 @@ impl EventSynth for ModalSynth {
             let amplitude = norm * dsp::db_to_gain(*level);
             let w = std::f32::consts::TAU * f / RATE;
             let phase = rng.unit() * 0.3;
-            let length = samples_for(*decay).min(out.len());
+            let length = samples_for(*audible).min(out.len());
             partials.push((
                 length,
                 [
@@ -767,56 +819,39 @@ impl EventSynth for ThunderSynth {
         let mut low = Filter::new(FilterKind::Lowpass, 120.0 + 80.0 * rng.unit(), 0.8);
         let mut crack_noise = Noise::new(Colour::Pink, rng.next_u64());
         let mut crack_band = Filter::new(FilterKind::Bandpass, 900.0, 0.6);
-        // Rolls: onset, strength, rise, decay. Many short rolls spread over
-        // the peal, each rising fast and dying slowly, give thunder's
-        // rolling (its level swings a few times a second to once in a few
-        // seconds), not one long swell.
-        let rolls: Vec<(f32, f32, f32, f32)> = (0..3 + rng.count([0, 3]))
-            .map(|k| {
-                let onset = if k == 0 {
-                    0.0
-                } else {
-                    rng.unit() * 0.75 * seconds
-                };
-                let strength = 0.15 + 0.85 * rng.unit().powi(2);
-                (
-                    onset,
-                    strength,
-                    0.02 + 0.08 * rng.unit(),
-                    0.7 + 1.8 * rng.unit(),
-                )
-            })
-            .collect();
+        let arrivals = thunder_arrivals(rng, seconds);
         let crack = rng.unit() < 0.4;
-        // The rumble's upper body (150-600 Hz), fluttering a few times a
-        // second: the sum of N-waves arriving from the channel's many
-        // segments at different delays (Few, "Acoustic radiations from
-        // lightning", 1982; Farnell, "Designing Sound", ch. 42 "Thunder").
+        // The rumble's upper body (150-600 Hz), fluttering: the sum of
+        // N-waves arriving from the channel's many segments at different
+        // delays (Few, "Acoustic radiations from lightning", 1982; Farnell,
+        // "Designing Sound", ch. 42 "Thunder").
         let mut body_noise = Noise::new(Colour::Pink, rng.next_u64());
         let mut body_band = Filter::new(FilterKind::Bandpass, 160.0 + 120.0 * rng.unit(), 0.7);
         // Air absorbs a distant peal's highs: little is left above 600 Hz.
         let mut body_air = Filter::new(FilterKind::Lowpass, 520.0, 0.7);
-        let mut flutter = dsp::Wander::new(rng.fork(), 5.0);
-        let mut flutter_now = 0.0f32;
+        let mut flutter = dsp::Wander::new(rng.fork(), 12.0);
+        let (mut flutter_now, mut envelope) = (0.0f32, 0.0f32);
+        // The whole peal grows in 50 ms and dies over its length (about
+        // 30 dB); the arrivals stand out of it.
+        let peal_tau = seconds / 2.5;
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            if i % 64 == 0 {
-                flutter_now = flutter.advance(64);
+            // The envelope moves slowly against the rate: reckoned every
+            // 32 samples (0.7 ms), not every sample.
+            if i % 32 == 0 {
+                flutter_now = flutter.advance(32);
+                let t = i as f32 / RATE;
+                let peal = (1.0 - (-t / 0.05).exp()) * (-t / peal_tau).exp();
+                envelope = peal * (0.03 + thunder_level(&arrivals, t));
             }
             let t = i as f32 / RATE;
-            let envelope: f32 = rolls
-                .iter()
-                .filter(|(onset, ..)| t >= *onset)
-                .map(|(onset, strength, rise, decay)| {
-                    let u = t - onset;
-                    strength * (1.0 - (-u / rise).exp()) * (-u / decay).exp()
-                })
-                .sum();
-            let mut v = 1.4 * envelope * low.next(noise.sample());
+            // The arrivals' flutter (8-20 Hz) shakes the whole rumble,
+            // deepest in its upper body.
             let rumble = flutter_now * flutter_now;
-            v += 4.0 * envelope * rumble * body_air.next(body_band.next(body_noise.sample()));
+            let mut v = 0.6 * envelope * low.next(noise.sample());
+            v += 5.0 * envelope * rumble * body_air.next(body_band.next(body_noise.sample()));
             if crack && t < 0.4 {
-                v += 0.6 * (-t / 0.08).exp() * crack_band.next(crack_noise.sample());
+                v += 0.2 * (-t / 0.08).exp() * crack_band.next(crack_noise.sample());
             }
             out.push(v);
         }
@@ -826,6 +861,55 @@ impl EventSynth for ThunderSynth {
         out.iter_mut().for_each(|v| *v *= level);
         (out, None)
     }
+}
+
+/// One arrival of a peal: onset and rise and decay (seconds), strength.
+struct Arrival {
+    onset: f32,
+    rise: f32,
+    decay: f32,
+    strength: f32,
+}
+
+/// A peal's arrivals: the sound of each stretch of the channel reaching
+/// the listener in turn. Real peals (0 A.D.'s and Wesnoth's recordings)
+/// swing 15-25 dB: a clap rises within a few milliseconds and dies in a
+/// few tenths of a second over the rumble, more of them early than late.
+fn thunder_arrivals(rng: &mut Rng, seconds: f32) -> Vec<Arrival> {
+    let mut arrivals: Vec<Arrival> = (0..10 + rng.count([0, 10]))
+        .map(|k| Arrival {
+            onset: if k == 0 {
+                0.0
+            } else {
+                rng.unit() * 0.9 * seconds
+            },
+            rise: 0.002 + 0.01 * rng.unit(),
+            decay: 0.08 + 0.35 * rng.unit(),
+            strength: 0.1 + 0.9 * rng.unit().powi(3),
+        })
+        .collect();
+    // And the rattle between them: many brief, weaker arrivals from the
+    // channel's small kinks, which shake the level 8-20 times a second.
+    let rattles = (seconds * (4.0 + 4.0 * rng.unit())) as usize;
+    arrivals.extend((0..rattles).map(|_| Arrival {
+        onset: rng.unit() * 0.9 * seconds,
+        rise: 0.002 + 0.004 * rng.unit(),
+        decay: 0.02 + 0.04 * rng.unit(),
+        strength: 0.05 + 0.3 * rng.unit(),
+    }));
+    arrivals
+}
+
+/// The arrivals' summed level at `t` seconds.
+fn thunder_level(arrivals: &[Arrival], t: f32) -> f32 {
+    arrivals
+        .iter()
+        .filter(|a| t >= a.onset && t < a.onset + 8.0 * a.decay)
+        .map(|a| {
+            let u = t - a.onset;
+            a.strength * (1.0 - (-u / a.rise).exp()) * (-u / a.decay).exp()
+        })
+        .sum()
 }
 
 /// Something passing: a swell of band noise moving across.

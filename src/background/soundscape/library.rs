@@ -376,6 +376,7 @@ impl Library {
                     scenes: e.scenes.clone(),
                     gain_db: 0.0,
                     layers: Vec::new(),
+                    variants: Vec::new(),
                 })
             })
             .collect()
@@ -433,6 +434,7 @@ pub fn new_sources_declared(dirs: &[PathBuf], catalog: &Catalog) -> Vec<Source> 
                 scenes: e.scenes,
                 gain_db: 0.0,
                 layers: Vec::new(),
+                variants: Vec::new(),
             })
         })
         .collect()

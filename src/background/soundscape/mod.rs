@@ -203,6 +203,18 @@ fn library_layers(
     vec![layer]
 }
 
+/// What the soundscape reads of a scene request.
+pub fn input_of(request: &SceneRequest) -> SceneInput {
+    SceneInput {
+        caption: request.caption.clone(),
+        place: request.place.clone(),
+        sounds: request.sounds.clone(),
+        level: request.level,
+        bed_only: request.bed_only,
+        text: request.text.clone(),
+    }
+}
+
 impl Renderer {
     /// A renderer of `sounds`: a source the library serves plays its
     /// recordings, every other its recipe.
@@ -224,7 +236,7 @@ impl Renderer {
                     library_layers(sounds, recorded, planned.density, Rng::new(seed))
                 }
                 None => source
-                    .layers
+                    .layers_with(&planned.variants)
                     .iter()
                     .enumerate()
                     .map(|(k, recipe)| {
@@ -510,6 +522,7 @@ pub fn alone(id: &str) -> ScenePlan {
             distance: 0.0,
             density: 1.0,
             recordings: Vec::new(),
+            variants: Vec::new(),
         }],
         unmatched: vec![],
         seed: 11,
@@ -578,14 +591,7 @@ impl Generator for Soundscape {
     }
 
     fn prepare(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError> {
-        let input = SceneInput {
-            caption: request.caption.clone(),
-            place: request.place.clone(),
-            sounds: request.sounds.clone(),
-            level: request.level,
-            bed_only: request.bed_only,
-        };
-        let mut plan = plan::plan(&self.sounds.catalog, &input, request.seed);
+        let mut plan = plan::plan(&self.sounds.catalog, &input_of(request), request.seed);
         for layer in &mut plan.layers {
             layer.recordings = self.sounds.library.files_of(&layer.source);
         }

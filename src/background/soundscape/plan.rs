@@ -71,6 +71,10 @@ pub struct SceneInput {
     /// The describer chose no source: the place's bed plays alone, and the
     /// caption is not read for sources.
     pub bed_only: bool,
+    /// The narration the scene accompanies, read only for what a
+    /// caption leaves out: the variants of the chosen sources (a horse's
+    /// gait, the ground under it).
+    pub text: String,
 }
 
 /// Why a layer plays.
@@ -103,6 +107,10 @@ pub struct PlannedLayer {
     /// it (else its recipe plays).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recordings: Vec<std::path::PathBuf>,
+    /// The source's variants the scene's words chose (its recipe's
+    /// `variant`s: "trot", "soft ground").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<String>,
 }
 
 /// Everything that decides a soundscape, besides its length.
@@ -239,7 +247,14 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
         slots.swap(i, j);
     }
     for (index, (source, phrase)) in chosen.iter().enumerate() {
+        let words = stems(&format!(
+            "{} {} {}",
+            phrase.as_deref().unwrap_or_default(),
+            input.caption,
+            input.text
+        ));
         layers.push(PlannedLayer {
+            variants: variants_named(source, &words),
             source: source.id.clone(),
             role: Role::Source,
             matched: phrase.clone(),
@@ -268,6 +283,7 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
             distance: 0.7,
             density: level.density(),
             recordings: Vec::new(),
+            variants: Vec::new(),
         });
     }
     let note = (count == 0).then(|| {
@@ -292,6 +308,16 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
         seed,
         note,
     }
+}
+
+/// The variants of `source` that `words` (stemmed) choose.
+fn variants_named(source: &Source, words: &[String]) -> Vec<String> {
+    source
+        .variants
+        .iter()
+        .filter(|v| keyword_hits(&v.words, words) > 0)
+        .map(|v| v.name.clone())
+        .collect()
 }
 
 /// The place: named by the scene, else implied by its sounds or caption,
@@ -370,6 +396,7 @@ mod tests {
             sounds: vec!["waves on the beach".into()],
             level: None,
             bed_only: false,
+            text: String::new(),
         };
         assert_eq!(plan(catalog, &input, 1).place, "coast");
     }
@@ -388,6 +415,7 @@ mod tests {
             ],
             level: Some(Level::Quiet),
             bed_only: false,
+            text: String::new(),
         };
         let a = plan(catalog, &input, 7);
         assert_eq!(a, plan(catalog, &input, 7));
@@ -448,5 +476,39 @@ mod tests {
         assert!(!p.layers.is_empty());
         assert!(p.layers.iter().all(|l| l.role == Role::Bed));
         assert!(p.note.as_deref().unwrap().contains("bed"));
+    }
+
+    #[test]
+    fn the_words_choose_a_sources_variants() {
+        let variants = |caption: &str, text: &str| {
+            let input = SceneInput {
+                caption: caption.into(),
+                text: text.into(),
+                ..SceneInput::default()
+            };
+            let p = plan(Catalog::builtin(), &input, 1);
+            let layer = p.layers.iter().find(|l| l.source.starts_with("hooves"));
+            layer.map(|l| (l.source.clone(), l.variants.clone()))
+        };
+        let walk = |v: &[&str]| {
+            Some((
+                "hooves-walk".to_owned(),
+                v.iter().map(|s| s.to_string()).collect(),
+            ))
+        };
+        assert_eq!(variants("a horse walking on cobblestones", ""), walk(&[]));
+        assert_eq!(variants("a horse trotting on cobbles", ""), walk(&["trot"]));
+        // The narration tells what the caption left out.
+        assert_eq!(
+            variants(
+                "a horse walking",
+                "The old mare trotted across the muddy field."
+            ),
+            walk(&["trot", "soft ground"])
+        );
+        assert_eq!(
+            variants("a horse galloping across the meadow", ""),
+            Some(("hooves-gallop".to_owned(), vec!["soft ground".to_owned()]))
+        );
     }
 }

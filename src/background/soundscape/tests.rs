@@ -229,6 +229,7 @@ fn busy_harbour(seed: u64) -> ScenePlan {
             .to_vec(),
             level: Some(Level::Busy),
             bed_only: false,
+            text: String::new(),
         },
         seed,
     )
@@ -387,5 +388,40 @@ fn sources_stand_above_the_place_bed_in_their_own_band() {
                 share * 100.0
             );
         }
+    }
+}
+
+/// `id` alone, as the named variants make it.
+fn mono_of_variant(id: &str, variants: &[&str], seconds: f64) -> Vec<f32> {
+    let mut plan = alone(id);
+    plan.layers[0].variants = variants.iter().map(|v| v.to_string()).collect();
+    d::mono(&render(&plan, seconds), 2)
+}
+
+#[test]
+fn a_trot_is_two_beats_and_soft_ground_is_dull() {
+    // The trot's diagonal pairs land every half stride (0.33 s); the
+    // walk's four hooves every quarter stride (0.26 s).
+    let trot = mono_of_variant("hooves-walk", &["trot"], 40.0);
+    let (period, strength) = d::onset_period(&trot, RATE, 0.2, 0.5);
+    assert!(
+        (period - 0.33).abs() <= 0.03 && strength >= 0.1,
+        "trot: onset period {period:.2} s (strength {strength:.2}), expected 0.33 s"
+    );
+    // Horn on turf or mud: the energy sits low, the hard band's ring is
+    // gone.
+    for id in ["hooves-walk", "hooves-gallop"] {
+        let hard = Spectrum::of(&mono_of(id, 20.0), RATE, 4096);
+        let soft = Spectrum::of(&mono_of_variant(id, &["soft ground"], 20.0), RATE, 4096);
+        let (soft_ring, hard_ring) = (
+            soft.band_share(600.0, 20_000.0),
+            hard.band_share(600.0, 20_000.0),
+        );
+        assert!(
+            soft.centroid() < 0.8 * hard.centroid() && soft_ring < 0.3 * hard_ring,
+            "{id}: soft ground centroid {:.0} Hz ({soft_ring:.3} above 600 Hz), cobbles {:.0} Hz ({hard_ring:.3})",
+            soft.centroid(),
+            hard.centroid(),
+        );
     }
 }
