@@ -415,13 +415,13 @@ fn print_background_table(
 
 /// `vivid bench compare`: one graph on tract's CPU runtime against another
 /// device, node by node.
-pub fn compare(options: CompareOptions) -> Result<ExitCode> {
-    use crate::background::audioldm2::graph::{
-        Graph, NodeComparison, compare_devices, sample_tensors,
-    };
-    let meta = crate::background::audioldm2::bundle::BundleMeta::load(&options.bundle)?;
-    let entry = meta.component(&options.bundle, &options.graph)?;
-    let mut inputs = sample_tensors(&entry.inputs)?;
+/// The graph's inputs for `vivid bench compare`: sample tensors of the
+/// declared shapes, with the files given in `--input` read in their place.
+fn compare_inputs(
+    options: &CompareOptions,
+    declared: &[crate::background::audioldm2::bundle::TensorMeta],
+) -> Result<Vec<tract_onnx::prelude::Tensor>> {
+    let mut inputs = crate::background::audioldm2::graph::sample_tensors(declared)?;
     if options.input.len() > inputs.len() {
         anyhow::bail!(
             "{} takes {} inputs, {} given",
@@ -430,7 +430,7 @@ pub fn compare(options: CompareOptions) -> Result<ExitCode> {
             options.input.len()
         );
     }
-    for ((path, input), declared) in options.input.iter().zip(&mut inputs).zip(&entry.inputs) {
+    for ((path, input), declared) in options.input.iter().zip(&mut inputs).zip(declared) {
         let shape = input.shape().to_vec();
         if declared.dtype != "f32" {
             anyhow::bail!(
@@ -442,25 +442,17 @@ pub fn compare(options: CompareOptions) -> Result<ExitCode> {
         let values = crate::background::audioldm2::noise::read_latents(path, &shape)?;
         *input = crate::background::audioldm2::graph::f32_tensor(&shape, &values)?;
     }
-    // The graph as vivid runs it first: whether its output is finite.
-    let plain = Graph::load(&options.bundle, &meta, &options.graph, options.device)
-        .and_then(|graph| graph.run(inputs.clone()));
-    println!(
-        "{} on {} as vivid runs it: {}",
-        options.graph,
-        options.device,
-        match &plain {
-            Ok(_) => "finite output".to_owned(),
-            Err(e) => e.to_string(),
-        }
-    );
-    let nodes = compare_devices(
-        &options.bundle,
-        &meta,
-        &options.graph,
-        options.device,
-        inputs,
-    )?;
+    Ok(inputs)
+}
+
+/// Prints the node comparison (every node with `--all`, the first that
+/// parts and the largest differences); returns the first node off by more
+/// than the tolerance.
+fn print_node_comparisons(
+    nodes: &[crate::background::audioldm2::graph::NodeComparison],
+    options: &CompareOptions,
+) -> Option<usize> {
+    use crate::background::audioldm2::graph::NodeComparison;
     let row = |n: &NodeComparison| {
         format!(
             "  {:<48} {:<22} {:<18} peak {:>10.3e} / {:>10.3e}  not finite {:>7} / {:>7}  diff {:>9.2e}",
@@ -518,6 +510,34 @@ pub fn compare(options: CompareOptions) -> Result<ExitCode> {
     worst.sort_by(|a, b| b.relative_diff.total_cmp(&a.relative_diff));
     println!("largest differences:");
     worst.iter().take(8).for_each(|n| println!("{}", row(n)));
+    first_off
+}
+
+pub fn compare(options: CompareOptions) -> Result<ExitCode> {
+    use crate::background::audioldm2::graph::{Graph, compare_devices};
+    let meta = crate::background::audioldm2::bundle::BundleMeta::load(&options.bundle)?;
+    let entry = meta.component(&options.bundle, &options.graph)?;
+    let inputs = compare_inputs(&options, &entry.inputs)?;
+    // The graph as vivid runs it first: whether its output is finite.
+    let plain = Graph::load(&options.bundle, &meta, &options.graph, options.device)
+        .and_then(|graph| graph.run(inputs.clone()));
+    println!(
+        "{} on {} as vivid runs it: {}",
+        options.graph,
+        options.device,
+        match &plain {
+            Ok(_) => "finite output".to_owned(),
+            Err(e) => e.to_string(),
+        }
+    );
+    let nodes = compare_devices(
+        &options.bundle,
+        &meta,
+        &options.graph,
+        options.device,
+        inputs,
+    )?;
+    let first_off = print_node_comparisons(&nodes, &options);
     Ok(if first_off.is_some() || plain.is_err() {
         ExitCode::FAILURE
     } else {

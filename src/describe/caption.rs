@@ -7,36 +7,17 @@
 //! speech or singing are dropped, and music is dropped unless the narration
 //! itself is about music.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use super::answer::{MAX_PHRASE_CHARS, MAX_SOUNDS, SoundAnswer};
 
 /// Most words a caption may have. CLAP reads 77 tokens and AudioLDM2's T5
 /// side 128; 40 words stays well inside both (about 1.3 tokens a word).
 pub const MAX_CAPTION_WORDS: usize = 40;
 /// Most words the `text` method passes on (method 2, the text as prompt).
 pub const MAX_TEXT_PROMPT_WORDS: usize = 50;
-/// Most sound sources kept from one answer.
-pub const MAX_SOUNDS: usize = 4;
 /// Most words in one sound source or the place.
 const MAX_PHRASE_WORDS: usize = 10;
-
-/// The answer the grammar forces the model to give.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SoundAnswer {
-    /// Where the scene happens, e.g. "a harbour at dusk".
-    pub place: String,
-    /// Concrete sound sources with what they do, e.g. "gulls calling".
-    pub sounds: Vec<String>,
-    /// How busy the ambience is: quiet, moderate or busy.
-    pub level: AmbienceLevel,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AmbienceLevel {
-    Quiet,
-    Moderate,
-    Busy,
-}
 
 /// A rule a caption broke.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -264,7 +245,7 @@ pub fn compose(answer: &SoundAnswer, text: &str) -> Option<Composed> {
 /// cut short.
 fn clean_phrase(phrase: &str) -> String {
     let mut words: Vec<&str> = phrase.split_whitespace().collect();
-    if phrase.chars().count() >= super::prompt::MAX_PHRASE_CHARS && words.len() > 1 {
+    if phrase.chars().count() >= MAX_PHRASE_CHARS && words.len() > 1 {
         words.pop();
     }
     // A phrase that runs on ends at a dangling joining word: drop those.
@@ -327,6 +308,7 @@ pub fn text_prompt(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::answer::AmbienceLevel;
     use super::*;
 
     fn answer(place: &str, sounds: &[&str]) -> SoundAnswer {
@@ -388,7 +370,7 @@ mod tests {
     #[test]
     fn cut_and_dangling_words_are_dropped() {
         let cut = "rain dripping from the leaves of the tall trees in the ca";
-        assert_eq!(cut.len(), super::super::prompt::MAX_PHRASE_CHARS - 3);
+        assert_eq!(cut.len(), super::MAX_PHRASE_CHARS - 3);
         let cut60 = format!("{cut}nop");
         let c = compose(&answer("", &[&cut60, "wind in the"]), "x").unwrap();
         assert_eq!(

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::caption::AmbienceLevel;
+use super::answer::AmbienceLevel;
 use super::embed::{EmbedError, SentenceEncoder, cosine};
 use super::scenes::sentences;
 use super::setting::Setting;

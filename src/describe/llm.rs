@@ -23,7 +23,7 @@ use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use thiserror::Error;
 
-use super::caption::SoundAnswer;
+use super::answer::SoundAnswer;
 use super::prompt::{self, PromptStyle, TEXT_MARKER};
 
 /// Context size: the prompt prefix (~400 tokens), a narration of at most

@@ -16,6 +16,7 @@
 //! past its time bound or gives nothing usable, that scene falls back to
 //! `text`, and the record says why: a narration is never lost to a caption.
 
+pub mod answer;
 pub mod caption;
 pub mod embed;
 pub mod evidence;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use caption::{AmbienceLevel, SoundAnswer};
+pub use answer::{AmbienceLevel, SoundAnswer};
 pub use evidence::{EmbedderPaths, EvidenceParts, SceneIndex};
 pub use llm::{LlmDescriber, LlmError, LlmOptions, LlmStats, Sampling};
 pub use prompt::PromptStyle;
@@ -122,6 +123,22 @@ pub struct CallOptions {
     pub place: Option<String>,
 }
 
+/// Method 3: the operator's caption for the whole text. It stands even
+/// where it breaks a caption rule; the log says what AudioLDM2 is likely
+/// to make of it.
+fn fixed_caption(caption: Option<&str>, text: &str) -> Result<String, DescribeError> {
+    let caption = caption
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .ok_or(DescribeError::NoFixedCaption)?;
+    let breaks = caption::rule_breaks(caption, text);
+    if !breaks.is_empty() {
+        let breaks: Vec<String> = breaks.iter().map(|b| b.to_string()).collect();
+        tracing::warn!(caption, rules = %breaks.join("; "), "fixed caption kept although it breaks caption rules");
+    }
+    Ok(caption.to_owned())
+}
+
 /// One scene's caption and how it was made.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SceneCaption {
@@ -201,13 +218,6 @@ impl Describer {
 
     pub fn settings(&self) -> &DescribeSettings {
         &self.settings
-    }
-
-    /// The per-call settings (method, caption, seed, temperature, timeout)
-    /// can change between texts; the model and prompt style are fixed once
-    /// loaded.
-    pub fn settings_mut(&mut self) -> &mut DescribeSettings {
-        &mut self.settings
     }
 
     /// Loads the language model now, if the method needs one, so a service
@@ -292,7 +302,7 @@ impl Describer {
     ) -> Result<Description, DescribeError> {
         let method = options.method.unwrap_or(self.settings.method);
         let seed = options.seed.unwrap_or(self.settings.seed);
-        let fixed_caption = options
+        let fixed = options
             .caption
             .clone()
             .or_else(|| self.settings.caption.clone());
@@ -304,7 +314,6 @@ impl Describer {
             Method::Fixed => vec![trimmed_span(text)],
             Method::Llm | Method::Text => scenes::split_scenes(text, self.settings.scenes),
         };
-        let mut model = None;
         let mut scenes = Vec::with_capacity(spans.len());
         // Character offsets, counted along the text once: scenes are in
         // order and do not overlap.
@@ -332,61 +341,48 @@ impl Describer {
                 seconds: 0.0,
             };
             match method {
-                Method::Fixed => {
-                    let caption = fixed_caption
-                        .as_deref()
-                        .map(str::trim)
-                        .filter(|c| !c.is_empty())
-                        .ok_or(DescribeError::NoFixedCaption)?;
-                    let breaks = caption::rule_breaks(caption, text);
-                    if !breaks.is_empty() {
-                        // The operator's word stands; the log says what
-                        // AudioLDM2 is likely to make of it.
-                        let breaks: Vec<String> = breaks.iter().map(|b| b.to_string()).collect();
-                        tracing::warn!(caption, rules = %breaks.join("; "), "fixed caption kept although it breaks caption rules");
-                    }
-                    scene.caption = caption.to_owned();
-                }
+                Method::Fixed => scene.caption = fixed_caption(fixed.as_deref(), text)?,
                 Method::Text => scene.caption = caption::text_prompt(scene_text),
                 Method::Llm if self.settings.vocabulary.is_some() => {
                     self.catalog_scene(&mut scene, scene_text, options);
-                    model.get_or_insert_with(|| ModelInfo {
-                        path: self.settings.model.clone(),
-                        name: self.llm.as_ref().map(|l| l.name().to_owned()),
-                    });
                 }
-                Method::Llm => {
-                    match self.llm_caption(scene_text, seed) {
-                        Ok((answer, composed, stats)) => {
-                            scene.llm = Some(stats);
-                            scene.caption = composed.caption;
-                            scene.dropped = composed.dropped;
-                            scene.sounds = composed.kept;
-                            scene.answer = Some(answer);
-                        }
-                        Err(reason) => {
-                            tracing::warn!(%reason, "caption from the language model failed; using the text itself");
-                            scene.method = Method::Text;
-                            scene.caption = caption::text_prompt(scene_text);
-                            scene.fallback = Some(reason);
-                        }
-                    }
-                    model.get_or_insert_with(|| ModelInfo {
-                        path: self.settings.model.clone(),
-                        name: self.llm.as_ref().map(|l| l.name().to_owned()),
-                    });
-                }
+                Method::Llm => self.llm_scene(&mut scene, scene_text, seed),
             }
             scene.seconds = started.elapsed().as_secs_f64();
             tracing::info!(caption = %scene.caption, method = scene.method.as_str(), seconds = format!("{:.2}", scene.seconds), "scene described");
             scenes.push(scene);
         }
+        let model = (method == Method::Llm).then(|| ModelInfo {
+            path: self.settings.model.clone(),
+            name: self.llm.as_ref().map(|l| l.name().to_owned()),
+        });
         Ok(Description {
             requested: method,
             model,
             seed,
             scenes,
         })
+    }
+
+    /// Method 1, free captions: the model's answer composed into a
+    /// caption, or the text itself (method 2) when the model fails, said
+    /// in `fallback`.
+    fn llm_scene(&mut self, scene: &mut SceneCaption, scene_text: &str, seed: u32) {
+        match self.llm_caption(scene_text, seed) {
+            Ok((answer, composed, stats)) => {
+                scene.llm = Some(stats);
+                scene.caption = composed.caption;
+                scene.dropped = composed.dropped;
+                scene.sounds = composed.kept;
+                scene.answer = Some(answer);
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "caption from the language model failed; using the text itself");
+                scene.method = Method::Text;
+                scene.caption = caption::text_prompt(scene_text);
+                scene.fallback = Some(reason);
+            }
+        }
     }
 
     /// Method 1 in catalog mode: the sources and place the evidence

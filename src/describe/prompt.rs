@@ -6,12 +6,12 @@
 //! (Gemma-3-270M has no template) echo a zero-shot instruction back, but
 //! continue a few-shot list of "Text: ... / Sounds: {...}" pairs sensibly,
 //! so they get that as a plain completion prompt. Either way the GBNF
-//! grammar forces the answer into [`super::caption::SoundAnswer`]'s JSON.
+//! grammar forces the answer into [`super::answer::SoundAnswer`]'s JSON.
 
-use super::caption::{AmbienceLevel, SoundAnswer};
+use super::answer::{AmbienceLevel, SoundAnswer};
 
 /// The JSON answer: a place, two to four sound sources, an ambience level.
-/// Phrases are bounded (60 characters, [`MAX_PHRASE_CHARS`]) and cannot
+/// Phrases are bounded (60 characters, [`super::answer::MAX_PHRASE_CHARS`]) and cannot
 /// hold quotes or backslashes, so the answer is always valid JSON and never
 /// long.
 pub const ANSWER_GRAMMAR: &str = r#"
@@ -20,10 +20,6 @@ phrase ::= "\"" [a-zA-Z] [a-zA-Z ,'-]{1,59} "\""
 level  ::= "\"quiet\"" | "\"moderate\"" | "\"busy\""
 ws     ::= " "?
 "#;
-
-/// Longest phrase the grammar lets through; a phrase this long was most
-/// likely cut mid-word.
-pub const MAX_PHRASE_CHARS: usize = 60;
 
 /// The instruction, as the system message of a chat model and the header
 /// of the completion prompt.
@@ -114,16 +110,6 @@ pub fn user_turn(text: &str) -> String {
     format!("Text: {text}")
 }
 
-/// The free-text chat prompt's turns (see [`PromptSet::chat_turns`]).
-pub fn chat_turns() -> Vec<(&'static str, String)> {
-    PromptSet::free().chat_turns()
-}
-
-/// The free-text completion prompt (see [`PromptSet::completion_prompt`]).
-pub fn completion_prompt() -> String {
-    PromptSet::free().completion_prompt()
-}
-
 /// The narration as it goes into the prompt: one line, at most
 /// [`MAX_TEXT_BYTES`], cut at a character boundary.
 pub fn prompt_text(text: &str) -> String {
@@ -207,7 +193,7 @@ mod tests {
             assert!((2..=4).contains(&sounds.len()));
             for phrase in sounds.iter().chain([place]) {
                 assert!(
-                    phrase.len() < MAX_PHRASE_CHARS && !phrase.contains('"'),
+                    phrase.len() < super::super::answer::MAX_PHRASE_CHARS && !phrase.contains('"'),
                     "{phrase}"
                 );
             }
@@ -216,10 +202,10 @@ mod tests {
 
     #[test]
     fn prompts_hold_the_marker_once_at_the_end() {
-        let prompt = completion_prompt();
+        let prompt = PromptSet::free().completion_prompt();
         assert_eq!(prompt.matches(TEXT_MARKER).count(), 1);
         assert!(prompt.ends_with("Sounds:"));
-        let turns = chat_turns();
+        let turns = PromptSet::free().chat_turns();
         assert_eq!(turns.len(), 2 + 2 * EXAMPLES.len());
         assert!(turns.last().unwrap().1.contains(TEXT_MARKER));
     }

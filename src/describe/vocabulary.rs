@@ -35,7 +35,7 @@ pub struct Vocabulary {
     pub sources: Vec<Entry>,
 }
 
-use super::caption::AmbienceLevel;
+use super::answer::AmbienceLevel;
 pub use super::evidence::EvidenceKind as Evidence;
 use super::evidence::Scores;
 use super::setting::Setting;

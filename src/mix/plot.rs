@@ -80,45 +80,7 @@ pub fn draw(
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| fail(&e))?;
-    let series = |values: &[f32]| -> Vec<(f32, f32)> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i as f32 * TRACE_HOP_S as f32, v.clamp(-70.0, 10.0)))
-            .collect()
-    };
-    let trace = &report.trace;
-    chart
-        .draw_series(LineSeries::new(
-            series(&trace.speech_db),
-            BLUE.stroke_width(2),
-        ))
-        .map_err(|e| fail(&e))?
-        .label("speech level (dBFS, RMS per 0.1 s)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-    if !trace.background_db.is_empty() {
-        chart
-            .draw_series(LineSeries::new(
-                series(&trace.background_db),
-                GREEN.stroke_width(2),
-            ))
-            .map_err(|e| fail(&e))?
-            .label("background level in the mix (dBFS)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
-                series(&trace.background_gain_db),
-                RGBColor(230, 120, 0).stroke_width(2),
-            ))
-            .map_err(|e| fail(&e))?
-            .label("background ducking gain (dB below its highest)")
-            .legend(|(x, y)| {
-                PathElement::new(
-                    vec![(x, y), (x + 20, y)],
-                    RGBColor(230, 120, 0).stroke_width(2),
-                )
-            });
-    }
+    draw_levels(&mut chart, &report.trace).map_err(|e| fail(&e))?;
     let target = target_lufs as f32;
     chart
         .draw_series(LineSeries::new(
@@ -302,21 +264,31 @@ pub fn draw_background(
         }))
         .map_err(|e| fail(&e))?;
 
+    draw_layer_rows(&bottom, layers, duration).map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+/// The rows under a background's spectrogram: one a layer, its level over
+/// time as a filled area (60 dB of range) and its name.
+fn draw_layer_rows(
+    bottom: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    layers: &[LayerTrace],
+    duration: f32,
+) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
     let rows_area = bottom.margin(5, 15, 85, 15);
     let count = layers.len().max(1);
     let mut layer_chart = ChartBuilder::on(&rows_area)
         .x_label_area_size(30)
         .y_label_area_size(0)
-        .build_cartesian_2d(0f32..duration, 0f32..count as f32)
-        .map_err(|e| fail(&e))?;
+        .build_cartesian_2d(0f32..duration, 0f32..count as f32)?;
     layer_chart
         .configure_mesh()
         .x_desc("seconds")
         .label_style(("sans-serif", 14))
         .disable_y_mesh()
         .disable_y_axis()
-        .draw()
-        .map_err(|e| fail(&e))?;
+        .draw()?;
     let palette = [
         RGBColor(30, 110, 200),
         RGBColor(40, 160, 80),
@@ -340,16 +312,60 @@ pub fn draw_background(
             })
             .collect();
         layer_chart
-            .draw_series(AreaSeries::new(points, base, colour.mix(0.5)).border_style(colour))
-            .map_err(|e| fail(&e))?;
-        layer_chart
-            .draw_series(std::iter::once(Text::new(
-                layer.name.clone(),
-                (duration * 0.005, base + 0.9),
-                ("sans-serif", 15).into_font().color(&BLACK),
-            )))
-            .map_err(|e| fail(&e))?;
+            .draw_series(AreaSeries::new(points, base, colour.mix(0.5)).border_style(colour))?;
+        layer_chart.draw_series(std::iter::once(Text::new(
+            layer.name.clone(),
+            (duration * 0.005, base + 0.9),
+            ("sans-serif", 15).into_font().color(&BLACK),
+        )))?;
     }
-    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+/// The mix's speech and background levels and the background's ducking
+/// gain over time.
+fn draw_levels(
+    chart: &mut ChartContext<
+        '_,
+        BitMapBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf32, plotters::coord::types::RangedCoordf32>,
+    >,
+    trace: &super::MixTrace,
+) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
+    let series = |values: &[f32]| -> Vec<(f32, f32)> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as f32 * TRACE_HOP_S as f32, v.clamp(-70.0, 10.0)))
+            .collect()
+    };
+    chart
+        .draw_series(LineSeries::new(
+            series(&trace.speech_db),
+            BLUE.stroke_width(2),
+        ))?
+        .label("speech level (dBFS, RMS per 0.1 s)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    if !trace.background_db.is_empty() {
+        chart
+            .draw_series(LineSeries::new(
+                series(&trace.background_db),
+                GREEN.stroke_width(2),
+            ))?
+            .label("background level in the mix (dBFS)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+        chart
+            .draw_series(LineSeries::new(
+                series(&trace.background_gain_db),
+                RGBColor(230, 120, 0).stroke_width(2),
+            ))?
+            .label("background ducking gain (dB below its highest)")
+            .legend(|(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    RGBColor(230, 120, 0).stroke_width(2),
+                )
+            });
+    }
     Ok(())
 }

@@ -150,6 +150,18 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         };
+        self.render_jobs(&mut family, gauges);
+        self.render_stages(&mut family);
+        self.render_device_and_cache(&mut family, gauges);
+        out
+    }
+
+    /// The jobs, the queue and the spool's disk.
+    fn render_jobs(
+        &self,
+        family: &mut impl FnMut(&str, &str, &str, &[(String, String)]),
+        gauges: &Gauges,
+    ) {
         let plain = |v: u64| vec![(String::new(), v.to_string())];
         family(
             "vivid_jobs_total",
@@ -194,7 +206,16 @@ impl Metrics {
             "Free space on the spool's file system.",
             &plain(gauges.disk_available_bytes),
         );
-        self.render_stages(&mut family);
+    }
+
+    /// When the service started and last finished a job, the sound
+    /// device, the background cache and the models.
+    fn render_device_and_cache(
+        &self,
+        family: &mut impl FnMut(&str, &str, &str, &[(String, String)]),
+        gauges: &Gauges,
+    ) {
+        let plain = |v: u64| vec![(String::new(), v.to_string())];
         family(
             "vivid_last_job_end_timestamp_seconds",
             "gauge",
@@ -255,7 +276,6 @@ impl Metrics {
             "The models loaded, with their files and sha256.",
             &models,
         );
-        out
     }
 
     /// The stage-duration histogram family.

@@ -575,9 +575,8 @@ fn scalar_constant(graph: &pb::GraphProto, name: &str) -> Option<(i32, f64)> {
     Some((tensor.data_type, value))
 }
 
-/// Rewrites every `Range` whose length is read off the shape of a tensor
-/// sized by a data-dependent `Range` (see the module comment).
-fn rewrite_dynamic_ranges(graph: &mut pb::GraphProto) -> Result<usize, String> {
+/// The tensors whose shape depends on a data-dependent `Range`.
+fn dynamic_shaped_tensors(graph: &pb::GraphProto) -> HashSet<&str> {
     // Tensors computable without looking at input values: constants, shapes
     // and anything computed only from those. ONNX lists nodes in
     // topological order, so one pass suffices.
@@ -611,6 +610,13 @@ fn rewrite_dynamic_ranges(graph: &mut pb::GraphProto) -> Result<usize, String> {
             dynamic_shaped.extend(node.output.iter().map(String::as_str));
         }
     }
+    dynamic_shaped
+}
+
+/// Rewrites every `Range` whose length is read off the shape of a tensor
+/// sized by a data-dependent `Range` (see the module comment).
+fn rewrite_dynamic_ranges(graph: &mut pb::GraphProto) -> Result<usize, String> {
+    let dynamic_shaped = dynamic_shaped_tensors(graph);
     let producer: HashMap<&str, &pb::NodeProto> = graph
         .node
         .iter()

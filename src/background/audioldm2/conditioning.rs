@@ -113,7 +113,27 @@ impl TextStages {
         tag: &str,
         observer: &mut dyn Observer,
     ) -> Result<Conditioning, BackgroundError> {
-        let recording = observer.wants_records();
+        let clap_embeds = self.clap_embeds(meta, tokenizer, text, tag, observer)?;
+        let t5 = self.t5_states(meta, tokenizer, text, negative_of, tag, observer)?;
+        let (sequence, sequence_mask, width) = self.projected(&clap_embeds, &t5, tag, observer)?;
+        let gpt_states = self.gpt2_states(meta, sequence, sequence_mask, width, tag, observer)?;
+        Ok(Conditioning {
+            gpt_states,
+            t5_states: t5.states,
+            t5_mask: t5.mask,
+            t5_length: t5.length,
+        })
+    }
+
+    /// CLAP's text embedding of `text`.
+    fn clap_embeds(
+        &self,
+        meta: &BundleMeta,
+        tokenizer: &PromptTokenizer,
+        text: &str,
+        tag: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<f32>, BackgroundError> {
         let clap_len = meta.clap_max_tokens;
         let clap_tokens = tokenizer.clap(text);
         let clap = self.clap.run(vec![
@@ -121,18 +141,31 @@ impl TextStages {
             i64_tensor(&[1, clap_len], &clap_tokens.mask)?,
         ])?;
         let clap_embeds = f32_values("clap_text", first(&clap, "clap_text")?)?;
-        let clap_width = clap_embeds.len();
-        if recording {
+        if observer.wants_records() {
             observer.record(
                 &format!("clap_input_ids_{tag}"),
                 Record::I64(&[1, clap_len], &clap_tokens.ids),
             );
             observer.record(
                 &format!("clap_embeds_{tag}"),
-                Record::F32(&[1, 1, clap_width], &clap_embeds),
+                Record::F32(&[1, 1, clap_embeds.len()], &clap_embeds),
             );
         }
+        Ok(clap_embeds)
+    }
 
+    /// T5's states of `text` (the prompt, or the negative prompt padded to
+    /// the prompt's length `negative_of`), padded with zero rows to the
+    /// projection's and the UNet's length (masked there).
+    fn t5_states(
+        &self,
+        meta: &BundleMeta,
+        tokenizer: &PromptTokenizer,
+        text: &str,
+        negative_of: Option<usize>,
+        tag: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<T5States, BackgroundError> {
         let t5_tokens = match negative_of {
             None => tokenizer.t5_prompt(text),
             Some(length) => tokenizer.t5_negative(text, length),
@@ -155,29 +188,45 @@ impl TextStages {
             i64_tensor(&[1, t5_run], &t5_run_mask)?,
         ])?;
         let t5_output = f32_values("t5_encoder", first(&t5, "t5_encoder")?)?;
-        let t5_width = t5_output.len() / t5_run.max(1);
-        // The rows of the caption's tokens, padded with zeros to the
-        // projection's and the UNet's length (masked there).
-        let mut t5_states = vec![0f32; padded * t5_width];
-        t5_states[..length * t5_width].copy_from_slice(&t5_output[..length * t5_width]);
-        let mut t5_mask = vec![1i64; real];
-        t5_mask.resize(padded, 0);
-        if recording {
+        let width = t5_output.len() / t5_run.max(1);
+        let mut states = vec![0f32; padded * width];
+        states[..length * width].copy_from_slice(&t5_output[..length * width]);
+        let mut mask = vec![1i64; real];
+        mask.resize(padded, 0);
+        if observer.wants_records() {
             observer.record(
                 &format!("t5_input_ids_{tag}"),
                 Record::I64(&[1, length], &t5_tokens.ids),
             );
             observer.record(
                 &format!("t5_states_{tag}"),
-                Record::F32(&[1, length, t5_width], &t5_states[..length * t5_width]),
+                Record::F32(&[1, length, width], &states[..length * width]),
             );
         }
+        Ok(T5States {
+            states,
+            mask,
+            length,
+            width,
+        })
+    }
 
+    /// The projection of CLAP's and T5's states into GPT-2's sequence:
+    /// [SOS, CLAP, EOS, SOS_1, the real T5 rows, EOS_1], its mask and its
+    /// width.
+    fn projected(
+        &self,
+        clap_embeds: &[f32],
+        t5: &T5States,
+        tag: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<(Vec<f32>, Vec<i64>, usize), BackgroundError> {
+        let padded = self.padded;
         let projected = self.projection.run(vec![
-            f32_tensor(&[1, 1, clap_width], &clap_embeds)?,
+            f32_tensor(&[1, 1, clap_embeds.len()], clap_embeds)?,
             i64_tensor(&[1, 1], &[1])?,
-            f32_tensor(&[1, padded, t5_width], &t5_states)?,
-            i64_tensor(&[1, padded], &t5_mask)?,
+            f32_tensor(&[1, padded, t5.width], &t5.states)?,
+            i64_tensor(&[1, padded], &t5.mask)?,
         ])?;
         let states = f32_values("projection", first(&projected, "projection")?)?;
         let mask = i64_values(
@@ -194,14 +243,13 @@ impl TextStages {
             });
         }
         let width = states.len() / rows;
-        // Keep [SOS, CLAP, EOS, SOS_1, the real T5 rows, EOS_1].
-        let keep: Vec<usize> = (0..4 + length).chain([4 + padded]).collect();
-        let mut sequence: Vec<f32> = keep
+        let keep: Vec<usize> = (0..4 + t5.length).chain([4 + padded]).collect();
+        let sequence: Vec<f32> = keep
             .iter()
             .flat_map(|&r| states[r * width..(r + 1) * width].iter().copied())
             .collect();
-        let mut sequence_mask: Vec<i64> = keep.iter().map(|&r| mask[r]).collect();
-        if recording {
+        let sequence_mask: Vec<i64> = keep.iter().map(|&r| mask[r]).collect();
+        if observer.wants_records() {
             observer.record(
                 &format!("projection_states_{tag}"),
                 Record::F32(&[1, keep.len(), width], &sequence),
@@ -211,14 +259,27 @@ impl TextStages {
                 Record::I64(&[1, keep.len()], &sequence_mask),
             );
         }
+        Ok((sequence, sequence_mask, width))
+    }
 
+    /// GPT-2's new tokens after the projected sequence, one run a token.
+    fn gpt2_states(
+        &self,
+        meta: &BundleMeta,
+        mut sequence: Vec<f32>,
+        mut sequence_mask: Vec<i64>,
+        width: usize,
+        tag: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<f32>, BackgroundError> {
         let new_tokens = meta.gpt2_new_tokens;
+        let kept = sequence_mask.len();
         if let Some(gpt_len) = self.gpt_fixed
-            && keep.len() + new_tokens > gpt_len + 1
+            && kept + new_tokens > gpt_len + 1
         {
             return Err(BackgroundError::Internal(format!(
                 "GPT-2's graph holds {gpt_len} positions, the sequence needs {}",
-                keep.len() + new_tokens - 1
+                kept + new_tokens - 1
             )));
         }
         for _ in 0..new_tokens {
@@ -237,20 +298,23 @@ impl TextStages {
             sequence_mask.push(1);
         }
         let gpt_states = sequence[(sequence.len() - new_tokens * width)..].to_vec();
-        if recording {
+        if observer.wants_records() {
             observer.record(
                 &format!("gpt2_embeds_{tag}"),
                 Record::F32(&[1, new_tokens, width], &gpt_states),
             );
         }
-
-        Ok(Conditioning {
-            gpt_states,
-            t5_states,
-            t5_mask,
-            t5_length: length,
-        })
+        Ok(gpt_states)
     }
+}
+
+/// T5's states of a prompt, padded, with their mask, the prompt's token
+/// count and the states' width.
+struct T5States {
+    states: Vec<f32>,
+    mask: Vec<i64>,
+    length: usize,
+    width: usize,
 }
 
 fn missing_output(component: &str) -> BackgroundError {

@@ -193,9 +193,11 @@ pub fn match_place<'c>(catalog: &'c Catalog, phrase: &str) -> Option<&'c Place> 
     best.map(|(p, _)| p)
 }
 
-/// Builds the plan of a scene, seeded by `seed`.
-pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePlan {
-    let level = input.level.unwrap_or_default();
+/// The sources a scene names, in order, each with the phrase that named
+/// it; and the sound phrases that named none.
+type Chosen<'c> = (Vec<(&'c Source, Option<String>)>, Vec<String>);
+
+fn choose_sources<'c>(catalog: &'c Catalog, input: &SceneInput) -> Chosen<'c> {
     let mut chosen: Vec<(&Source, Option<String>)> = Vec::new();
     let mut unmatched = Vec::new();
     let mut add = |source: &'c Source, phrase: &str| {
@@ -225,6 +227,13 @@ pub fn plan<'c>(catalog: &'c Catalog, input: &SceneInput, seed: u64) -> ScenePla
             }
         }
     }
+    (chosen, unmatched)
+}
+
+/// Builds the plan of a scene, seeded by `seed`.
+pub fn plan(catalog: &Catalog, input: &SceneInput, seed: u64) -> ScenePlan {
+    let level = input.level.unwrap_or_default();
+    let (mut chosen, unmatched) = choose_sources(catalog, input);
     chosen.truncate(level.max_sources());
 
     let (place, place_matched) = choose_place(catalog, input);
