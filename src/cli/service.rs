@@ -31,7 +31,7 @@ pub(crate) fn run_doctor(config: &Config, manifest: &Manifest) -> Result<ExitCod
 }
 
 pub(crate) fn status(config: &Config) -> Result<ExitCode> {
-    use vivid::serve::service::{ServiceState, ServiceStatus, status_path};
+    use vivid::serve::status::{ServiceState, ServiceStatus, status_path};
     let path = status_path(config);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,

@@ -6,221 +6,21 @@
 //! is bad. `status.json` in the spool folder tells `vivid status` what is
 //! going on.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use anyhow::{Context, Result};
 
-use super::job::{JobFile, Overrides};
-use super::spool::{Claimed, InputKind, Outputs, Spool, SpoolDirs, input_kind};
-use crate::config::{Config, ConfigSource};
-use crate::render::{FileRecord, Job, RenderObserver, RenderStage, Renderer};
-
-/// What the service is doing, as `status.json` writes it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceState {
-    #[default]
-    Idle,
-    Working,
-    /// The next job's outputs do not fit on the spool's file system now.
-    WaitingForDisk,
-    /// The models cannot be loaded yet (a fresh install before `vivid
-    /// models fetch`): texts wait in the inbox.
-    WaitingForModels,
-    Stopped,
-}
-
-impl ServiceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceState::Idle => "idle",
-            ServiceState::Working => "working",
-            ServiceState::WaitingForDisk => "waiting for disk space",
-            ServiceState::WaitingForModels => "waiting for models",
-            ServiceState::Stopped => "stopped",
-        }
-    }
-}
-
-/// The wait for disk space, as `status.json` tells it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DiskWait {
-    /// The input that waits (first in the queue).
-    pub job: String,
-    /// A folder on the file system that is short of space.
-    pub folder: PathBuf,
-    pub needed_bytes: u64,
-    pub available_bytes: u64,
-    pub since_unix: u64,
-}
-
-impl DiskWait {
-    fn line(&self) -> String {
-        use super::disk::human_bytes;
-        format!(
-            "waiting for disk space: {} needs {}, {} free in {}",
-            self.job,
-            human_bytes(self.needed_bytes),
-            human_bytes(self.available_bytes),
-            self.folder.display()
-        )
-    }
-}
-
-/// What `status.json` holds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ServiceStatus {
-    pub pid: u32,
-    pub started_unix: u64,
-    pub updated_unix: u64,
-    pub state: ServiceState,
-    pub waiting: usize,
-    pub current: Option<String>,
-    pub stage: Option<String>,
-    pub done: u64,
-    pub failed: u64,
-    /// The last few failures: input and reason.
-    pub last_errors: Vec<(String, String)>,
-    /// Set while waiting for disk space.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<DiskWait>,
-    /// Set while the models cannot be loaded: why, and what to do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub models: Option<String>,
-    /// What plays, the last trigger and each trigger's device.
-    #[serde(default)]
-    pub control: super::control::ControlStatus,
-}
-
-impl ServiceStatus {
-    /// The one line systemd shows (`systemctl status`).
-    pub fn line(&self) -> String {
-        if let Some(disk) = &self.disk {
-            return format!("{} waiting; {}", self.waiting, disk.line());
-        }
-        if self.models.is_some() {
-            return format!(
-                "{} waiting; waiting for models (vivid models fetch)",
-                self.waiting
-            );
-        }
-        match (&self.current, &self.stage) {
-            (Some(job), Some(stage)) => {
-                format!("{} waiting; {job}: {stage}", self.waiting)
-            }
-            _ => format!("{} waiting; idle", self.waiting),
-        }
-    }
-}
-
+use super::inbox::{Inbox, referenced_by_a_waiting_job, report_names_input};
+use super::kiosk::Kiosk;
 use super::now_unix;
-
-/// The status file's path for a spool folder.
-pub fn status_path(config: &Config) -> PathBuf {
-    config.spool_dir.join("status.json")
-}
-
-struct StatusWriter {
-    path: PathBuf,
-    status: ServiceStatus,
-    last_write: Option<Instant>,
-    heartbeat: Arc<AtomicU64>,
-    /// Playback and triggers, read at each write.
-    controller: Option<Arc<super::control::Controller>>,
-}
-
-impl StatusWriter {
-    fn write(&mut self, force: bool) {
-        if let Some(controller) = &self.controller {
-            let control = controller.status();
-            // A change in playback or triggers is news: written at once.
-            let changed = control != self.status.control;
-            self.status.control = control;
-            return self.write_now(force || changed);
-        }
-        self.write_now(force);
-    }
-
-    fn write_now(&mut self, force: bool) {
-        self.heartbeat.store(now_unix(), Ordering::Relaxed);
-        if !force
-            && self
-                .last_write
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-        {
-            return;
-        }
-        self.last_write = Some(Instant::now());
-        self.status.updated_unix = now_unix();
-        let line = self.status.line();
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
-        use std::io::Write;
-        let json = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
-        let written = crate::fsutil::AtomicFile::create(&self.path)
-            .and_then(|mut f| {
-                f.write_all(&json)?;
-                f.commit()
-            })
-            .or_else(|e| {
-                // A full file system has no room for the temporary copy;
-                // the status file's own blocks still take the news.
-                if super::disk::io_is_disk_full(&e) {
-                    crate::fsutil::overwrite_in_place(&self.path, &json)
-                } else {
-                    Err(e)
-                }
-            });
-        if let Err(e) = written {
-            tracing::warn!("cannot write {}: {e}", self.path.display());
-        }
-    }
-}
-
-/// Reports render progress into the status, and stops a job past its
-/// time bound.
-struct JobObserver<'a> {
-    status: &'a mut StatusWriter,
-    progress: crate::background::ProgressLog,
-    started: Instant,
-    bound: Option<Duration>,
-}
-
-impl crate::background::Observer for JobObserver<'_> {
-    fn clips(&mut self, count: usize) {
-        self.progress.clips(count);
-    }
-    fn stage(&mut self, clip: usize, stage: crate::background::Stage) {
-        self.progress.stage(clip, stage);
-        self.status.status.stage = Some(format!("background {}", self.progress.status()));
-        self.status.write(false);
-    }
-    fn step(&mut self, clip: usize, done: usize, total: usize) {
-        self.progress.step(clip, done, total);
-        self.status.status.stage = Some(format!("background {}", self.progress.status()));
-        self.status.write(false);
-    }
-    fn cancelled(&self) -> Option<String> {
-        let bound = self.bound?;
-        (self.started.elapsed() > bound).then(|| {
-            format!(
-                "the job ran longer than service.job_timeout_s ({} s) and was stopped; a long text may need a larger bound, or split it into several files",
-                bound.as_secs()
-            )
-        })
-    }
-}
-
-impl RenderObserver for JobObserver<'_> {
-    fn render_stage(&mut self, stage: RenderStage) {
-        self.status.status.stage = Some(stage.label().to_owned());
-        self.status.write(true);
-    }
-}
+use super::run::{JobDone, run_job};
+use super::spool::{Claimed, Spool, SpoolDirs};
+use super::status::{DiskWait, StatusWriter, status_path};
+use crate::config::{Config, ConfigSource};
+use crate::render::Renderer;
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn serve(config: Config) -> Result<()> {
@@ -245,47 +45,6 @@ impl Signals {
         }
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
         Ok(Signals { stop, reload })
-    }
-}
-
-/// The inbox watcher and what it has told about files being written.
-struct Inbox {
-    // Kept alive: dropping it stops the events.
-    _watcher: notify::RecommendedWatcher,
-    woken: std::sync::mpsc::Receiver<Option<notify::Event>>,
-    writing: Writing,
-}
-
-impl Inbox {
-    fn watch(inbox: &Path) -> Result<Inbox> {
-        let (wake, woken) = std::sync::mpsc::channel::<Option<notify::Event>>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let _ = wake.send(event.ok());
-            })
-            .context("starting the inbox watcher (inotify)")?;
-        notify::Watcher::watch(&mut watcher, inbox, notify::RecursiveMode::NonRecursive)
-            .with_context(|| format!("watching {}", inbox.display()))?;
-        Ok(Inbox {
-            _watcher: watcher,
-            woken,
-            writing: Writing::default(),
-        })
-    }
-
-    /// Takes in the events so far.
-    fn drain(&mut self) {
-        while let Ok(event) = self.woken.try_recv() {
-            self.writing.note(event);
-        }
-    }
-
-    /// Waits for the next event, or `most` to notice signals.
-    fn wait(&mut self, most: Duration) {
-        if let Ok(event) = self.woken.recv_timeout(most) {
-            self.writing.note(event);
-        }
-        self.drain();
     }
 }
 
@@ -369,17 +128,7 @@ impl Service {
         let inbox = Inbox::watch(&spool.dirs().inbox)?;
         let heartbeat = Arc::new(AtomicU64::new(now_unix()));
         start_watchdog(Arc::clone(&heartbeat), Arc::clone(&signals.stop));
-        let status = StatusWriter {
-            path: status_path(&config),
-            status: ServiceStatus {
-                pid: std::process::id(),
-                started_unix: now_unix(),
-                ..ServiceStatus::default()
-            },
-            last_write: None,
-            heartbeat,
-            controller: None,
-        };
+        let status = StatusWriter::new(status_path(&config), heartbeat);
         let (played_tx, played) = std::sync::mpsc::channel();
         let player = config
             .playback
@@ -388,7 +137,7 @@ impl Service {
         let metrics = MetricsFile::open(&config);
         let controller = start_control(&config, &spool, player.as_ref());
         let mut status = status;
-        status.controller = Some(controller);
+        status.attach_controller(controller);
         let mut service = Service {
             source: config.source.clone(),
             config,
@@ -405,9 +154,8 @@ impl Service {
             disk_failures: 0,
             models_retry_at: Instant::now() + MODELS_RETRY,
         };
-        service.status.status.models = models_problem;
-        if service.status.status.models.is_some() {
-            service.status.status.state = ServiceState::WaitingForModels;
+        if let Some(problem) = models_problem {
+            service.status.status.models_missing(problem);
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(inbox = %service.spool.dirs().inbox.display(), "waiting for texts");
@@ -489,8 +237,7 @@ impl Service {
         if started {
             tracing::warn!("{}", wait.line());
         }
-        self.status.status.state = ServiceState::WaitingForDisk;
-        self.status.status.disk = Some(wait);
+        self.status.status.wait_for_disk(wait);
         self.status.write(started);
         if started {
             self.write_metrics(true);
@@ -537,14 +284,13 @@ impl Service {
         self.disk_retry_at = Some(Instant::now() + backoff.min(DISK_BACKOFF_MAX));
         let folder = self.spool.dirs().processing.clone();
         let available = super::disk::space(&folder).map_or(0, |s| s.available);
-        self.status.status.disk = Some(DiskWait {
+        self.status.status.wait_for_disk(DiskWait {
             job: claimed.name.clone(),
             folder,
             needed_bytes: needed,
             available_bytes: available,
             since_unix: now_unix(),
         });
-        self.status.status.state = ServiceState::WaitingForDisk;
         Ok(())
     }
 
@@ -603,7 +349,7 @@ impl Service {
             }
             Err(e) if self.renderer.is_none() => {
                 tracing::error!("still {}", models_problem_line(&e));
-                self.status.status.models = Some(format!("{e:#}"));
+                self.status.status.models_still_missing(format!("{e:#}"));
             }
             Err(e) => tracing::error!("new config kept out, the old one runs on: {e:#}"),
         }
@@ -618,12 +364,14 @@ impl Service {
                 Ok(renderer) => return self.models_loaded(renderer),
                 Err(e) => {
                     tracing::debug!("models still missing: {e:#}");
-                    self.status.status.models = Some(format!("{e:#}"));
+                    self.status.status.models_still_missing(format!("{e:#}"));
                 }
             }
         }
-        self.status.status.state = ServiceState::WaitingForModels;
-        self.status.status.waiting = self.spool.waiting().map_or(0, |w| w.len());
+        self.status.status.waiting_for_models();
+        self.status
+            .status
+            .set_waiting(self.spool.waiting().map_or(0, |w| w.len()));
         self.status.write(false);
         self.inbox.wait(Duration::from_secs(1));
     }
@@ -633,8 +381,7 @@ impl Service {
             tracing::info!("models loaded; the waiting texts are narrated now");
         }
         self.renderer = Some(renderer);
-        self.status.status.models = None;
-        self.status.status.state = ServiceState::Idle;
+        self.status.status.models_loaded();
         self.status.write(true);
     }
 
@@ -642,7 +389,7 @@ impl Service {
     /// a job file's text.
     fn next_input(&mut self) -> Result<Option<PathBuf>> {
         let waiting = self.spool.waiting()?;
-        self.status.status.waiting = waiting.len();
+        self.status.status.set_waiting(waiting.len());
         self.kiosk.settle(&self.played);
         self.inbox.drain();
         Ok(waiting.into_iter().find(|p| {
@@ -654,8 +401,7 @@ impl Service {
     /// second, to notice signals).
     fn idle(&mut self) {
         // A job waiting for space may have been taken out of the inbox.
-        self.status.status.disk = None;
-        self.status.status.state = ServiceState::Idle;
+        self.status.status.idle();
         self.status.write(false);
         if let Some(player) = &self.player {
             self.kiosk.maybe_play(&self.config, &self.spool, player);
@@ -674,9 +420,7 @@ impl Service {
                 return Ok(());
             }
         };
-        self.status.status.disk = None;
-        self.status.status.state = ServiceState::Working;
-        self.status.status.current = Some(claimed.name.clone());
+        self.status.status.working_on(claimed.name.clone());
         self.status.write(true);
         tracing::info!(job = %claimed.name, "narrating");
         let mut companions = Vec::new();
@@ -691,16 +435,16 @@ impl Service {
             &mut companions,
             &mut self.status,
         );
-        self.status.status.current = None;
-        self.status.status.stage = None;
-        self.status.status.state = ServiceState::Idle;
+        self.status.status.job_ended();
         match outcome {
             Err(e) if super::disk::is_disk_full(&e) => {
                 self.requeue_for_disk(&claimed, &companions, needed, &e)?;
             }
             outcome => self.file_outcome(&claimed, &companions, outcome)?,
         }
-        self.status.status.waiting = self.spool.waiting().map_or(0, |w| w.len());
+        self.status
+            .status
+            .set_waiting(self.spool.waiting().map_or(0, |w| w.len()));
         self.status.write(true);
         self.write_metrics(true);
         if self.status.status.waiting == 0 {
@@ -728,7 +472,7 @@ impl Service {
         }
         match outcome {
             Ok(done) => {
-                self.status.status.done += 1;
+                self.status.status.job_done();
                 self.disk_failures = 0;
                 self.disk_retry_at = None;
                 self.metrics.metrics.job_done(&done.report, now_unix());
@@ -736,7 +480,7 @@ impl Service {
                 if done.play
                     && let Some(player) = &self.player
                 {
-                    self.kiosk.queued += usize::from(player.enqueue(done.wav));
+                    self.kiosk.enqueued(player.enqueue(done.wav));
                 }
                 Ok(())
             }
@@ -763,18 +507,14 @@ impl Service {
             }
         }
         self.metrics.metrics.job_failed(now_unix());
-        let status = &mut self.status.status;
-        status.failed += 1;
-        status.last_errors.push((claimed.name.clone(), reason));
-        let excess = status.last_errors.len().saturating_sub(5);
-        status.last_errors.drain(..excess);
+        self.status.status.job_failed(claimed.name.clone(), reason);
         Ok(())
     }
 
     /// Tells systemd and `vivid status` that the service stopped.
     fn stop(mut self) {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-        self.status.status.state = ServiceState::Stopped;
+        self.status.status.stopped();
         self.status.write(true);
         // Playback still queued is not waited for: a stop must not hang on
         // a sound card that is gone.
@@ -851,94 +591,6 @@ fn loaded_models(config: &Config) -> Vec<super::metrics::ModelInfo> {
     models
 }
 
-/// Inbox files someone is still writing, from inotify's events.
-#[derive(Default)]
-struct Writing {
-    open: std::collections::HashMap<PathBuf, Instant>,
-}
-
-/// A file created or written to without a close event since is left alone
-/// until this long after the last write: a hard link or a copy whose close
-/// was missed must not hold a job forever, and a writer that pauses longer
-/// than this should write under a temporary name.
-const WRITING_GIVE_UP: Duration = Duration::from_secs(10);
-
-impl Writing {
-    fn note(&mut self, event: Option<notify::Event>) {
-        use notify::EventKind;
-        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
-        let Some(event) = event else { return };
-        match event.kind {
-            EventKind::Create(CreateKind::File | CreateKind::Any)
-            | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
-                for path in event.paths {
-                    self.open.insert(path, Instant::now());
-                }
-            }
-            EventKind::Access(AccessKind::Close(AccessMode::Write))
-            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
-            | EventKind::Remove(_) => {
-                for path in event.paths {
-                    self.open.remove(&path);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn is_open(&self, path: &Path) -> bool {
-        self.open
-            .get(path)
-            .is_some_and(|since| since.elapsed() < WRITING_GIVE_UP)
-    }
-}
-
-/// Kiosk mode: rounds of every finished narration while the inbox is
-/// empty. Playback failures are logged by the player and never touch the
-/// jobs.
-#[derive(Default)]
-struct Kiosk {
-    /// Items sent to the player and not yet reported played.
-    queued: usize,
-    last_round: Option<Instant>,
-}
-
-impl Kiosk {
-    fn settle(&mut self, played: &std::sync::mpsc::Receiver<crate::output::play::Played>) {
-        self.queued = self.queued.saturating_sub(played.try_iter().count());
-    }
-
-    fn maybe_play(&mut self, config: &Config, spool: &Spool, player: &crate::output::play::Player) {
-        let interval = config.service.kiosk_interval_s;
-        if interval == 0 || self.queued > 0 {
-            return;
-        }
-        if self
-            .last_round
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(interval))
-        {
-            return;
-        }
-        let mut wavs: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&spool.dirs().done)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "wav"))
-                    .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if wavs.is_empty() {
-            return;
-        }
-        wavs.sort();
-        self.last_round = Some(Instant::now());
-        for (_, wav) in wavs {
-            self.queued += usize::from(player.enqueue(wav));
-        }
-    }
-}
-
 fn reload_config(source: &ConfigSource) -> Result<Config> {
     Ok(Config::load(source.clone())?)
 }
@@ -1006,168 +658,4 @@ fn start_watchdog(heartbeat: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
                 std::thread::sleep(interval / 3);
             }
         });
-}
-
-/// Whether `path` is the text file of a job file still in the inbox (it
-/// waits for its job instead of being narrated on its own).
-fn referenced_by_a_waiting_job(spool: &Spool, path: &Path) -> bool {
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return false;
-    };
-    let Ok(entries) = std::fs::read_dir(&spool.dirs().inbox) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let p = e.path();
-        input_kind(&p) == InputKind::Job
-            && std::fs::read_to_string(&p)
-                .ok()
-                .and_then(|t| JobFile::parse(&p, &t).ok())
-                .is_some_and(|job| job.file.as_deref() == Some(name.as_str()))
-    })
-}
-
-/// Whether a report in done/ is the one of input `name`.
-fn report_names_input(report: &Path, name: &str) -> bool {
-    std::fs::read_to_string(report)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["input"]["path"].as_str().map(str::to_owned))
-        .is_some_and(|p| Path::new(&p).file_name().is_some_and(|n| n == name))
-}
-
-/// Refuses what must not be read: links, and files over the size limit.
-fn check_input(path: &Path, name: &str, max_bytes: u64) -> Result<()> {
-    let meta = std::fs::symlink_metadata(path).with_context(|| format!("reading {name}"))?;
-    if meta.file_type().is_symlink() {
-        bail!(
-            "{name} is a symbolic link; vivid does not follow links out of the inbox. Copy the file itself into the inbox"
-        );
-    }
-    if !meta.is_file() {
-        bail!("{name} is not a regular file");
-    }
-    if meta.nlink() > 1 {
-        bail!(
-            "{name} has other hard links; vivid does not read files linked from outside the inbox. Copy the file itself into the inbox"
-        );
-    }
-    if meta.len() > max_bytes {
-        bail!(
-            "{name} is {} bytes; the limit is {max_bytes} (service.max_input_bytes)",
-            meta.len()
-        );
-    }
-    Ok(())
-}
-
-fn beside_in_processing(companions: &[Claimed]) -> PathBuf {
-    companions
-        .last()
-        .map(|c| c.path.clone())
-        .unwrap_or_default()
-}
-
-/// A claimed input's text, the file it came from and what its job file
-/// asks; the text file a job file names is claimed into `companions`.
-fn read_input(
-    spool: &Spool,
-    claimed: &Claimed,
-    companions: &mut Vec<Claimed>,
-    max_bytes: u64,
-) -> Result<(String, PathBuf, Overrides)> {
-    check_input(&claimed.path, &claimed.name, max_bytes)?;
-    Ok(match input_kind(&claimed.path) {
-        InputKind::Text => (
-            crate::text::read_text(&claimed.path, max_bytes)?,
-            claimed.path.clone(),
-            Overrides::default(),
-        ),
-        InputKind::Job => {
-            let source = crate::text::read_text(&claimed.path, max_bytes)?;
-            let job = JobFile::parse(Path::new(&claimed.name), &source)?;
-            let text = match (&job.text, &job.file) {
-                (Some(text), _) => text.clone(),
-                (None, Some(file)) => {
-                    let beside = spool.dirs().inbox.join(file);
-                    check_input(&beside, file, max_bytes)?;
-                    // The text file is part of this job: it moves with it.
-                    companions.push(spool.claim(&beside)?);
-                    crate::text::read_text(&beside_in_processing(companions), max_bytes)?
-                }
-                (None, None) => bail!("the job file has no text"),
-            };
-            (text, claimed.path.clone(), job.overrides())
-        }
-        InputKind::Other => bail!(
-            "{} is not a .txt text or a .toml job file; vivid narrates UTF-8 .txt files and .toml job files",
-            claimed.name
-        ),
-    })
-}
-
-/// A job narrated into done/.
-struct JobDone {
-    wav: PathBuf,
-    /// Whether to play it now.
-    play: bool,
-    report: crate::render::RenderReport,
-}
-
-/// Narrates one claimed job into done/.
-fn run_job(
-    spool: &Spool,
-    config: &Config,
-    renderer: &mut Renderer,
-    claimed: &Claimed,
-    companions: &mut Vec<Claimed>,
-    status: &mut StatusWriter,
-) -> Result<JobDone> {
-    let (text, input_path, overrides) =
-        read_input(spool, claimed, companions, config.service.max_input_bytes)?;
-    let input: FileRecord = crate::render::file_record(&input_path)?;
-    let stem = overrides.output.clone().unwrap_or_else(|| claimed.stem());
-    let wav = spool.dirs().processing.join(format!(".{stem}.wav.out"));
-    let report_path = crate::render::sidecar_path(&wav);
-    let mut observer = JobObserver {
-        status,
-        progress: crate::background::ProgressLog::new(),
-        started: Instant::now(),
-        bound: (config.service.job_timeout_s > 0)
-            .then(|| Duration::from_secs(config.service.job_timeout_s)),
-    };
-    let report = renderer.render(
-        &Job {
-            text: &text,
-            input,
-            overrides: &overrides.render,
-        },
-        &wav,
-        &mut observer,
-    )?;
-    let named = Claimed {
-        path: claimed.path.clone(),
-        name: match &overrides.output {
-            Some(output) => format!(
-                "{output}.{}",
-                Path::new(&claimed.name)
-                    .extension()
-                    .map_or("txt".into(), |e| e.to_string_lossy().into_owned())
-            ),
-            None => claimed.name.clone(),
-        },
-    };
-    let final_wav = spool.complete(
-        &named,
-        Outputs {
-            wav: &wav,
-            report: &report_path,
-        },
-    )?;
-    let play = overrides.play.unwrap_or(config.playback.enabled);
-    Ok(JobDone {
-        wav: final_wav,
-        play,
-        report,
-    })
 }
