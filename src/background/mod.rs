@@ -49,6 +49,8 @@ pub enum BackgroundError {
         #[source]
         source: std::io::Error,
     },
+    /// The observer stopped the job (a time bound, a stop): the one
+    /// error every engine gives for it.
     #[error("{0}")]
     Cancelled(String),
     #[error("internal error in the background engine: {0}")]

@@ -616,7 +616,7 @@ impl Engine {
             *latents = scheduler.step(index, &eps, latents);
             observer.step(clip, index + 1, total);
             if let Some(reason) = observer.cancelled() {
-                return Err(BackgroundError::Request(reason));
+                return Err(BackgroundError::Cancelled(reason));
             }
         }
         Ok(())
