@@ -44,6 +44,8 @@ impl AtomicFile {
         &mut self.file
     }
 
+    /// Where the file is written until it is committed.
+    #[cfg(test)]
     pub fn temp_path(&self) -> &Path {
         &self.temp_path
     }

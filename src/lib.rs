@@ -24,7 +24,7 @@
 //!
 //! Shared ground, used by the stages and never using them: [`audio`]
 //! (decoding, resampling, channel mapping), [`config`], [`models`] (the
-//! manifest and fetching), [`compute`], [`text`], [`fsutil`] (durable
+//! manifest and fetching), [`compute`], [`text`], `fsutil` (durable
 //! writes), [`logging`]; and [`doctor`] and [`bench`], which check and
 //! measure the installation.
 
@@ -35,7 +35,7 @@ pub mod compute;
 pub mod config;
 pub mod describe;
 pub mod doctor;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod logging;
 pub mod mix;
 pub mod models;

@@ -4,7 +4,7 @@
 
 pub mod channels;
 pub mod decode;
-pub mod resample;
+pub(crate) mod resample;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! Process-wide compute settings and measurements shared by the stages.
 
 pub mod attention;
-pub mod on_cpu;
+pub(crate) mod on_cpu;
 pub mod tap_sum;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,9 +1,12 @@
 //! Mix: the speech over its backgrounds on one timeline, the background
 //! ducked under the speech, the whole normalized to a loudness target.
 //!
-//! - [`resample`]: rubato sinc resampling to the output rate;
 //! - [`ducking`]: the side-chain envelope and the background's gain;
-//! - [`loudness`]: EBU R128 measurements, normalization and the limiter.
+//! - [`loudness`]: EBU R128 measurements, normalization and the limiter;
+//! - [`plot`]: the mix's picture.
+//!
+//! Resampling to the output rate is the shared `audio::resample`'s
+//! (rubato sinc).
 //!
 //! The timeline: the background starts a pre-roll before the speech and
 //! runs a tail after it, fading in and out; each scene's background starts

@@ -1,5 +1,5 @@
 //! Output: finished audio written to disk and played.
 
 pub mod play;
-pub mod transport;
+pub(crate) mod transport;
 pub mod wav;

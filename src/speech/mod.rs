@@ -10,8 +10,8 @@
 pub mod espeak;
 pub mod phonemes;
 pub mod split;
-pub mod vits;
-pub mod voice_config;
+pub(crate) mod vits;
+pub(crate) mod voice_config;
 
 use std::path::{Path, PathBuf};
 

@@ -15,15 +15,15 @@
 //! - [`descriptors`]: the measurements that tell one sound from another,
 //!   for the tests and for a technician's questions.
 
-pub mod beds;
+pub(crate) mod beds;
 pub mod catalog;
 pub mod descriptors;
-pub mod dsp;
-pub mod events;
+pub(crate) mod dsp;
+pub(crate) mod events;
 pub mod library;
 pub mod plan;
 pub mod profile;
-pub mod recorded;
+pub(crate) mod recorded;
 #[cfg(test)]
 mod tests;
 
