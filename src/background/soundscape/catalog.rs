@@ -490,7 +490,8 @@ pub struct Creaks {
     pub gain_db: f32,
 }
 
-/// Thunder: a low rumble of several rolls, sometimes after a crack.
+/// Thunder: peals of arrivals (claps and a rattle) over a low rumble,
+/// sometimes after a crack.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Thunder {

@@ -792,7 +792,7 @@ impl EventSynth for CreakSynth {
     }
 }
 
-/// Thunder: several overlapping rolls of low noise.
+/// Thunder: a peal of arrivals over a low rumble (see [`thunder_arrivals`]).
 pub struct ThunderSynth {
     recipe: Thunder,
     gain: f32,
