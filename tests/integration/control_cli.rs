@@ -182,8 +182,25 @@ fn the_control_socket_plays_steps_fades_and_stops() {
         fading.len() >= 15,
         "a fade of 300 ms, not a cut: {before:?}"
     );
+    // Up to its quietest window the level falls steadily. The sound
+    // server's monitor (what is recorded) may drop a window or repeat one
+    // where b's stream joins, so at most two windows after the quietest
+    // are left out; a fade that starts over, or a cut, still fails.
+    let quietest = fading
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i);
     assert!(
-        fading.windows(2).all(|p| p[1] <= p[0] * 1.05),
+        fading.len() - 1 - quietest <= 2,
+        "the fade ends where b begins: {fading:?}"
+    );
+    assert!(
+        fading[quietest] < 0.3 * steady,
+        "the fade falls near silence: {fading:?}"
+    );
+    assert!(
+        fading[..=quietest].windows(2).all(|p| p[1] <= p[0] * 1.05),
         "the level falls steadily: {fading:?}"
     );
 
