@@ -185,7 +185,7 @@ fn check_models(config: &Config, manifest: &Manifest) -> Vec<Check> {
 /// (a minute on a small board); its bundle.toml and file list are read.
 fn check_background(config: &Config) -> Check {
     let subject = "background";
-    let settings = config.background_settings();
+    let settings = config.background_settings(&crate::config::Overrides::default());
     match crate::background::open(&settings) {
         Ok(opened) => {
             let engine = opened.generator.kind().as_str();
@@ -251,11 +251,14 @@ fn check_describer(config: &Config) -> Check {
 fn check_embedder(config: &Config) -> Check {
     let subject = "embedder";
     if config.describe.method != crate::describe::Method::Llm
-        || config.describe_vocabulary().is_none()
+        || config
+            .describer_settings(&crate::config::Overrides::default())
+            .vocabulary
+            .is_none()
     {
         return Check::pass(subject, "not used (the describer is not in catalog mode)");
     }
-    let paths = config.embedder_paths();
+    let paths = config.embedder_paths(&crate::config::Overrides::default());
     match crate::describe::embed::SentenceEncoder::load(&paths.weights, &paths.tokenizer) {
         Ok(_) => Check::pass(
             subject,
@@ -284,7 +287,9 @@ fn check_library(config: &Config) -> Check {
             "none ([background.library] dirs is empty): recipes play",
         );
     }
-    let settings = config.background_settings().library;
+    let settings = config
+        .background_settings(&crate::config::Overrides::default())
+        .library;
     let library = Library::load(&settings, Catalog::builtin());
     let errors: Vec<String> = library
         .findings

@@ -140,11 +140,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(ModelsCommand::Verify(dir)) => models_verify(&config, &manifest, dir),
         Command::Doctor => run_doctor(&config, &manifest),
         Command::Speak(args) => speak(&config, args),
-        Command::Describe(args) => describe(config, args),
+        Command::Describe(args) => describe(&config, args),
         Command::Background(args) => background(&config, args),
         Command::Sounds(args) => sounds(&config, args),
         Command::Library(command) => cli::library::library(&config, command),
-        Command::Render(args) => render(config, args),
+        Command::Render(args) => render(&config, args),
         Command::Play(args) => play(&config, args),
         Command::Serve => {
             vivid::serve::service::serve(config)?;

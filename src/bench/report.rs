@@ -142,7 +142,8 @@ pub fn render(mut config: Config, options: RenderOptions) -> Result<ExitCode> {
     impl crate::background::Observer for Quiet {}
     impl crate::render::RenderObserver for Quiet {}
     let started = std::time::Instant::now();
-    let report = crate::render::render(&config, &input, &dir.path().join("out.wav"), &mut Quiet)?;
+    let settings = config.render_settings(&crate::config::Overrides::default());
+    let report = crate::render::render(&settings, &input, &dir.path().join("out.wav"), &mut Quiet)?;
     let total = started.elapsed().as_secs_f64();
     let s = &report.seconds;
     println!(
@@ -575,7 +576,7 @@ fn profile_background(bundle: &std::path::Path) -> Result<ExitCode> {
 
 pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
     use crate::bench::{DescribeRun, run_describe_devset};
-    let settings = config.describe_settings();
+    let settings = config.describer_settings(&crate::config::Overrides::default());
     if let Some(model) = options.single {
         let variant = options.variant;
         let run = run_describe_devset(
@@ -584,7 +585,7 @@ pub fn describe(config: &Config, options: DescribeOptions) -> Result<ExitCode> {
                 method: Method::Llm,
                 model,
                 vocabulary: (variant != DescribeVariant::Free)
-                    .then(crate::config::catalog_vocabulary),
+                    .then(crate::render::catalog_vocabulary),
                 evidence: variant.parts(),
                 ..settings
             },

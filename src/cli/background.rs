@@ -81,30 +81,19 @@ fn background_settings(
     config: &Config,
     args: &BackgroundArgs,
 ) -> vivid::background::BackgroundSettings {
-    use vivid::background::EngineChoice;
-    let mut settings = config.background_settings();
-    settings.engine = match (args.engine, &args.bundle) {
-        (Some(engine), _) => engine,
-        (None, Some(_)) => EngineChoice::Audioldm2,
-        (None, None) => settings.engine,
-    };
-    let a = &mut settings.audioldm2;
-    if let Some(bundle) = &args.bundle {
-        a.bundle = bundle.clone();
-    }
-    if args.low_memory {
-        a.memory = vivid::background::audioldm2::MemoryMode::Low;
-    }
-    if let Some(negative) = &args.negative {
-        a.negative = negative.clone();
-    }
-    a.steps = args.steps.unwrap_or(a.steps);
-    a.scheduler = args.scheduler.unwrap_or(a.scheduler);
-    a.guidance = args.guidance.unwrap_or(a.guidance);
-    if args.no_cache || args.record.is_some() {
-        settings.cache_max_bytes = 0;
-    }
-    settings
+    config.background_settings(&vivid::config::Overrides {
+        engine: args.engine,
+        bundle: args.bundle.clone(),
+        background_seed: args.seed,
+        // A recording wants every stage run, not read from the cache.
+        no_cache: args.no_cache || args.record.is_some(),
+        negative: args.negative.clone(),
+        steps: args.steps,
+        scheduler: args.scheduler,
+        guidance: args.guidance,
+        low_memory: args.low_memory,
+        ..vivid::config::Overrides::default()
+    })
 }
 
 /// The engine the settings choose; AudioLDM2 directly when the command
@@ -173,7 +162,7 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         level: args.level,
         bed_only: false,
         text: String::new(),
-        seed: args.seed.unwrap_or(settings.seed),
+        seed: settings.seed,
     };
     let recipe = generator.prepare(&request)?;
     if let bg::SceneRecipe::Soundscape(plan) = &recipe {
@@ -354,7 +343,11 @@ pub(crate) fn print_plan(plan: &vivid::background::soundscape::ScenePlan) {
 }
 
 pub(crate) fn sounds(config: &Config, args: SoundsArgs) -> Result<ExitCode> {
-    let loaded = vivid::background::soundscape::Sounds::load(&config.background_settings().library);
+    let loaded = vivid::background::soundscape::Sounds::load(
+        &config
+            .background_settings(&vivid::config::Overrides::default())
+            .library,
+    );
     for finding in &loaded.library.findings {
         eprintln!("library: {finding}");
     }

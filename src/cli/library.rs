@@ -27,10 +27,12 @@ pub(crate) enum LibraryCommand {
 
 pub(crate) fn library(config: &Config, command: LibraryCommand) -> Result<ExitCode> {
     let LibraryCommand::Check { dirs, json } = command;
-    let mut settings = config.background_settings().library;
-    if !dirs.is_empty() {
-        settings.dirs = dirs;
-    }
+    let settings = config
+        .background_settings(&vivid::config::Overrides {
+            library_dirs: (!dirs.is_empty()).then_some(dirs),
+            ..vivid::config::Overrides::default()
+        })
+        .library;
     if settings.dirs.is_empty() {
         anyhow::bail!(
             "no library folder to check: name one (vivid library check DIR) or set [background.library] dirs in the config"

@@ -5,10 +5,10 @@ use clap::Args;
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vivid::config::Config;
+use vivid::config::{Config, Overrides};
 use vivid::describe::{Describer, Method};
 use vivid::output::wav::WavStream;
-use vivid::speech::{SpeakOptions, Voice};
+use vivid::speech::Voice;
 use vivid::text::{DEFAULT_MAX_TEXT_BYTES, read_text};
 
 #[derive(Debug, Args)]
@@ -59,7 +59,7 @@ pub(crate) struct DescribeArgs {
     /// write sound phrases (for AudioLDM2); auto (default:
     /// describe.vocabulary): catalog with the soundscape.
     #[arg(long, value_name = "VOCABULARY")]
-    pub(crate) vocabulary: Option<vivid::config::VocabularyChoice>,
+    pub(crate) vocabulary: Option<vivid::describe::VocabularyChoice>,
     /// Print the whole record as JSON: scenes with spans, captions, the
     /// model's answers, fallbacks and timings.
     #[arg(long)]
@@ -94,24 +94,24 @@ pub(crate) struct RenderArgs {
 pub(crate) fn speak(config: &Config, args: SpeakArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let text = read_text(&args.input, DEFAULT_MAX_TEXT_BYTES)?;
-    let voice_path = args.voice.unwrap_or_else(|| config.voice.clone());
-    let voice = Voice::load(&voice_path, args.seed.unwrap_or(config.speech.seed))
+    let settings = config.speech_settings(&Overrides {
+        voice: args.voice,
+        rate: args.rate,
+        speaker: args.speaker,
+        speech_seed: args.seed,
+        ..Overrides::default()
+    });
+    let voice = Voice::load(&settings.voice, settings.seed)
         .with_context(|| format!("loading the voice ({})", vivid::speech::VOICE_HINT))?;
-    let defaults = config.speak_options();
-    let opts = SpeakOptions {
-        speaker: args.speaker.or(defaults.speaker),
-        rate: args.rate.or(defaults.rate),
-        ..defaults
-    };
     let mut wav = WavStream::create(&args.output, voice.sample_rate())?;
     let mut sentences = 0;
     for sentence in voice
-        .speak(&text, &opts)
+        .speak(&text, &settings.options)
         .with_context(|| format!("speaking {}", args.input.display()))?
     {
         let sentence = sentence.with_context(|| format!("speaking {}", args.input.display()))?;
         if sentences > 0 {
-            wav.write_silence(config.speech.sentence_silence)?;
+            wav.write_silence(settings.sentence_silence)?;
         }
         wav.write(&sentence.samples)?;
         sentences += 1;
@@ -158,15 +158,13 @@ impl vivid::render::RenderObserver for RenderProgress {
     }
 }
 
-pub(crate) fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
-    if let Some(bundle) = args.bundle {
-        config.background_bundle = bundle;
-        // A bundle named on the command line is a request for AudioLDM2.
-        config.background.engine = vivid::background::EngineChoice::Audioldm2;
-    }
-    if let Some(engine) = args.engine {
-        config.background.engine = engine;
-    }
+pub(crate) fn render(config: &Config, args: RenderArgs) -> Result<ExitCode> {
+    let overrides = Overrides {
+        engine: args.engine,
+        bundle: args.bundle,
+        ..Overrides::default()
+    };
+    let settings = config.render_settings(&overrides);
     let output = match args.output {
         Some(path) => path,
         None => {
@@ -183,7 +181,7 @@ pub(crate) fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
         background: super::progress::BackgroundBar::new(bar.clone()),
         started: std::time::Instant::now(),
     };
-    let report = vivid::render::render(&config, &args.input, &output, &mut progress)?;
+    let report = vivid::render::render(&settings, &args.input, &output, &mut progress)?;
     bar.finish_and_clear();
     if let Some(note) = &report.background_note {
         eprintln!("vivid: {note}");
@@ -213,12 +211,12 @@ pub(crate) fn render(mut config: Config, args: RenderArgs) -> Result<ExitCode> {
                 caption: &s.caption,
             })
             .collect();
-        vivid::mix::plot::draw(png, &report.mix, &marks, config.mix.target_lufs)
+        vivid::mix::plot::draw(png, &report.mix, &marks, settings.mix.target_lufs)
             .map_err(|e| anyhow::anyhow!("{e} (the narration itself was written)"))?;
         eprintln!("drew the mix into {}", png.display());
     }
     if args.play {
-        let mut sink = vivid::output::play::AlsaSink::new(config.playback_settings());
+        let mut sink = vivid::output::play::AlsaSink::new(config.playback_settings(&overrides));
         if let Err(e) = vivid::output::play::play_file(&mut sink, &output) {
             eprintln!("vivid: warning: the narration was written but could not be played: {e}");
         }
@@ -268,27 +266,17 @@ fn print_choice(choice: &vivid::describe::CatalogChoice) {
     }
 }
 
-pub(crate) fn describe(mut config: Config, args: DescribeArgs) -> Result<ExitCode> {
+pub(crate) fn describe(config: &Config, args: DescribeArgs) -> Result<ExitCode> {
     let text = read_text(&args.input, DEFAULT_MAX_TEXT_BYTES)?;
-    if let Some(vocabulary) = args.vocabulary {
-        config.describe.vocabulary = vocabulary;
-    }
-    if let Some(embedder) = args.embedder {
-        config.embedder_model = embedder;
-    }
-    let mut settings = config.describe_settings();
-    if let Some(method) = args.method {
-        settings.method = method;
-    }
-    if let Some(caption) = args.caption {
-        settings.caption = Some(caption);
-    }
-    if let Some(model) = args.model {
-        settings.model = model;
-    }
-    if let Some(seed) = args.seed {
-        settings.seed = seed;
-    }
+    let settings = config.describer_settings(&Overrides {
+        method: args.method,
+        caption: args.caption,
+        describer_model: args.model,
+        embedder_model: args.embedder,
+        vocabulary: args.vocabulary,
+        describe_seed: args.seed,
+        ..Overrides::default()
+    });
     let mut describer = Describer::new(settings);
     let description = describer
         .describe(&text)

@@ -22,17 +22,17 @@ pub(crate) struct PlayArgs {
 
 pub(crate) fn play(config: &Config, args: PlayArgs) -> Result<ExitCode> {
     use vivid::output::play::{AlsaSink, play_file};
-    let mut settings = config.playback_settings();
-    if let Some(device) = args.device {
-        settings.device = device;
-    }
     if let Some(volume) = args.volume {
         anyhow::ensure!(
             (0.0..=1.0).contains(&volume),
             "--volume {volume} is outside 0 to 1"
         );
-        settings.volume = volume;
     }
+    let settings = config.playback_settings(&vivid::config::Overrides {
+        device: args.device,
+        volume: args.volume,
+        ..vivid::config::Overrides::default()
+    });
     if let [single] = args.inputs.as_slice() {
         let mut sink = AlsaSink::new(settings);
         play_file(&mut sink, single)?;

@@ -63,6 +63,8 @@ fn invalid_message(
     msg
 }
 
+mod controls;
+mod overrides;
 mod paths;
 mod schema;
 mod settings;
@@ -71,9 +73,12 @@ mod tests;
 mod triggers;
 mod validate;
 
+pub use controls::{
+    Action, COMMANDS, Edge, Interrupt, TriggerInput, TriggerSpec, chip_path, device_path,
+};
+pub use overrides::Overrides;
 pub use paths::{ConfigSource, DefaultDirs};
 pub use schema::*;
-pub use settings::{catalog_vocabulary, catalog_vocabulary_with};
 use validate::{line_of, validate};
 
 /// Settings with every default filled in and every path absolute.
@@ -106,7 +111,7 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// `[[trigger]]` tables as written, and as the service runs them.
     pub trigger_sections: Vec<TriggerSection>,
-    pub triggers: Vec<crate::serve::triggers::TriggerSpec>,
+    pub triggers: Vec<TriggerSpec>,
     pub system: SystemSection,
     pub log: LogSection,
 }

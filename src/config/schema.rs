@@ -92,33 +92,7 @@ pub enum PromptChoice {
     Completion,
 }
 
-/// What the describer model answers with.
-#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum VocabularyChoice {
-    /// catalog with the soundscape, free with AudioLDM2.
-    #[default]
-    Auto,
-    /// A choice among the soundscape catalog's places and sources.
-    Catalog,
-    /// Free text (AudioCaps-style phrases).
-    Free,
-}
-
-impl std::str::FromStr for VocabularyChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<VocabularyChoice, String> {
-        match s.trim().to_lowercase().as_str() {
-            "auto" => Ok(VocabularyChoice::Auto),
-            "catalog" => Ok(VocabularyChoice::Catalog),
-            "free" => Ok(VocabularyChoice::Free),
-            other => Err(format!(
-                "unknown vocabulary `{other}`: use auto, catalog or free"
-            )),
-        }
-    }
-}
+pub use crate::describe::VocabularyChoice;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -427,7 +401,7 @@ pub struct ControlSection {
     /// A play request (socket or trigger) while a narration plays:
     /// "fade" fades it out and plays the new one, "queue" plays the new
     /// one after it.
-    pub interrupt: crate::serve::control::Interrupt,
+    pub interrupt: super::Interrupt,
     /// The fade-out of an interrupted or stopped narration, in seconds
     /// (0.05 to 5).
     pub fade_s: f32,
@@ -437,7 +411,7 @@ impl Default for ControlSection {
     fn default() -> Self {
         Self {
             socket: None,
-            interrupt: crate::serve::control::Interrupt::Fade,
+            interrupt: super::Interrupt::Fade,
             fade_s: 0.5,
         }
     }
@@ -467,7 +441,7 @@ pub struct TriggerSection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     /// GPIO: which change acts: rising (becomes active), falling, both.
-    pub edge: crate::serve::triggers::Edge,
+    pub edge: super::Edge,
     /// GPIO: the line is active when low (a button to ground).
     pub active_low: bool,
     /// GPIO: a level counts once held this long (0 to 1000 ms).

@@ -180,25 +180,6 @@ fn log_level_shifts_saturate() {
 }
 
 #[test]
-fn the_catalog_vocabulary_gives_the_describer_every_entry_with_its_scenes() {
-    let vocabulary = super::catalog_vocabulary();
-    assert_eq!(vocabulary.sources.len(), 52);
-    assert_eq!(vocabulary.places.len(), 12);
-    for entry in vocabulary.sources.iter().chain(&vocabulary.places) {
-        // The semantic evidence compares a text with these scenes.
-        assert!(entry.scenes.len() >= 3, "{} has too few scenes", entry.id);
-        assert!(!entry.keywords.is_empty(), "{}", entry.id);
-        assert_eq!(
-            vocabulary.source_by_phrase(&entry.id).is_some() as u8
-                + vocabulary.place_by_phrase(&entry.id).is_some() as u8,
-            1,
-            "{} names exactly one entry",
-            entry.id
-        );
-    }
-}
-
-#[test]
 fn triggers_resolve_with_their_lines() {
     let text = "[playback]\nenabled = true\n\n[[trigger]]\nname = \"desk button\"\ndevice = \"usb-Acme_Button-event-kbd\"\nkey = \"KEY_ENTER\"\nplay = \"welcome\"\n\n[[trigger]]\nchip = \"gpiochip0\"\nline = 17\nactive_low = true\nmin_interval_s = 90\naction = \"next\"\n";
     let file = parse(text).expect("valid triggers");
@@ -210,8 +191,7 @@ fn triggers_resolve_with_their_lines() {
             data: PathBuf::from("/data"),
         },
     );
-    use crate::serve::control::Action;
-    use crate::serve::triggers::TriggerInput;
+    use crate::config::{Action, TriggerInput};
     let [button, sensor] = &cfg.triggers[..] else {
         panic!("{:?}", cfg.triggers)
     };

@@ -4,10 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::controls::{Action, TriggerInput, TriggerSpec, chip_path, device_path};
 use super::schema::{DEFAULT_DEBOUNCE_MS, DEFAULT_MIN_INTERVAL_S, TriggerSection};
 use super::{ConfigError, ConfigFile};
-use crate::serve::control::Action;
-use crate::serve::triggers::{TriggerInput, TriggerSpec, chip_path, device_path};
 
 /// The 1-based line of the `index`th `[[trigger]]` header, or of its
 /// `key` when given and set there.

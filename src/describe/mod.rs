@@ -38,7 +38,7 @@ pub use evidence::{EmbedderPaths, EvidenceParts, SceneIndex};
 pub use llm::{LlmDescriber, LlmError, LlmOptions, LlmStats, Sampling};
 pub use prompt::PromptStyle;
 pub use scenes::SceneBounds;
-pub use vocabulary::{CatalogChoice, Vocabulary};
+pub use vocabulary::{CatalogChoice, Vocabulary, VocabularyChoice};
 
 /// How a caption is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -612,7 +612,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             scenes: SceneBounds::default(),
             threads: 1,
-            vocabulary: Some(crate::config::catalog_vocabulary()),
+            vocabulary: Some(crate::render::catalog_vocabulary()),
             embedder: None,
             evidence: EvidenceParts::default(),
         }

@@ -1,6 +1,6 @@
 //! Catalog vocabulary: the places and sound sources a background engine can
 //! play, as plain data handed to the describer (the soundscape's catalog,
-//! turned into this by the config), and the record of what was chosen for
+//! turned into this by the renderer), and the record of what was chosen for
 //! a scene and why.
 //!
 //! The choice itself weighs the text's words, its meaning, its setting and
@@ -141,6 +141,34 @@ impl Vocabulary {
             setting: Setting::default(),
             considered: Vec::new(),
             warnings,
+        }
+    }
+}
+
+/// What the describer model answers with.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VocabularyChoice {
+    /// catalog with the soundscape, free with AudioLDM2.
+    #[default]
+    Auto,
+    /// A choice among the soundscape catalog's places and sources.
+    Catalog,
+    /// Free text (AudioCaps-style phrases).
+    Free,
+}
+
+impl std::str::FromStr for VocabularyChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<VocabularyChoice, String> {
+        match s.trim().to_lowercase().as_str() {
+            "auto" => Ok(VocabularyChoice::Auto),
+            "catalog" => Ok(VocabularyChoice::Catalog),
+            "free" => Ok(VocabularyChoice::Free),
+            other => Err(format!(
+                "unknown vocabulary `{other}`: use auto, catalog or free"
+            )),
         }
     }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use crate::config::{Action, COMMANDS, Interrupt};
 use crate::output::play::{Transport, TransportStatus};
 
 /// Longest request line, in bytes.
@@ -37,90 +38,23 @@ const MAX_CONNECTIONS: usize = 8;
 /// A connection silent this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a request, a button or a sensor asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "command", content = "name")]
-pub enum Action {
-    /// A narration in done/, by its output name.
-    Play(String),
-    Next,
-    Previous,
-    Stop,
-    Pause,
-    Resume,
-    Status,
-}
-
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Action::Play(name) => write!(f, "play {name}"),
-            Action::Next => f.write_str("next"),
-            Action::Previous => f.write_str("previous"),
-            Action::Stop => f.write_str("stop"),
-            Action::Pause => f.write_str("pause"),
-            Action::Resume => f.write_str("resume"),
-            Action::Status => f.write_str("status"),
-        }
-    }
-}
-
-/// The words a request line may start with.
-pub const COMMANDS: &str = "play NAME, next, previous, stop, pause, resume, status";
-
-impl std::str::FromStr for Action {
-    type Err = String;
-
-    /// A request line: plain words or one JSON object.
-    fn from_str(line: &str) -> Result<Action, String> {
-        let line = line.trim();
-        if line.starts_with('{') {
-            return serde_json::from_str(line)
-                .map_err(|e| format!("not a request ({e}); send {{\"command\": \"play\", \"name\": \"hall\"}} or one of: {COMMANDS}"));
-        }
-        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        let rest = rest.trim();
-        let action = match word.to_ascii_lowercase().as_str() {
-            "play" if !rest.is_empty() => return Ok(Action::Play(rest.to_owned())),
-            "play" => return Err("play needs the narration's name: play NAME".to_owned()),
-            "next" => Action::Next,
-            "previous" | "prev" => Action::Previous,
-            "stop" => Action::Stop,
-            "pause" => Action::Pause,
-            "resume" => Action::Resume,
-            "status" => Action::Status,
-            "" => return Err(format!("an empty request; send one of: {COMMANDS}")),
-            other => {
-                return Err(format!(
-                    "unknown request `{other}`; send one of: {COMMANDS}"
-                ));
-            }
-        };
-        if rest.is_empty() {
-            Ok(action)
-        } else {
-            Err(format!("`{word}` takes nothing after it (got `{rest}`)"))
-        }
-    }
-}
-
-/// What a new play request does to the narration that plays.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Interrupt {
-    /// Fade it out and play the new one.
-    #[default]
-    Fade,
-    /// Let it finish; the new one plays after it.
-    Queue,
-}
-
 /// The control settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControlSettings {
     pub socket: PathBuf,
     pub interrupt: Interrupt,
     pub fade: Duration,
+}
+
+impl ControlSettings {
+    /// The config's `[control]` table, resolved.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        ControlSettings {
+            socket: config.control_socket.clone(),
+            interrupt: config.control.interrupt,
+            fade: Duration::from_secs_f32(config.control.fade_s),
+        }
+    }
 }
 
 /// Where a request came from, and when: the status's "last trigger".

@@ -49,8 +49,8 @@ pub struct JobFile {
 /// the service does with the result.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Overrides {
-    /// Voice, rate, method, caption and seed.
-    pub render: crate::render::Overrides,
+    /// Voice, rate, method, caption, seed, sounds and place.
+    pub render: crate::config::Overrides,
     pub play: Option<bool>,
     pub output: Option<String>,
 }
@@ -128,14 +128,17 @@ impl JobFile {
 
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            render: crate::render::Overrides {
-                voice: self.voice.clone(),
+            render: crate::config::Overrides {
+                voice_name: self.voice.clone(),
                 rate: self.rate,
                 method: self.method.or(self.caption.as_ref().map(|_| Method::Fixed)),
                 caption: self.caption.clone(),
-                seed: self.seed,
+                // One seed for the description and the background.
+                describe_seed: self.seed,
+                background_seed: self.seed.map(u64::from),
                 sounds: self.sounds.clone(),
                 place: self.place.clone(),
+                ..crate::config::Overrides::default()
             },
             play: self.play,
             output: self.output.clone(),

@@ -87,11 +87,12 @@ pub(super) fn run_job(
         bound: (config.service.job_timeout_s > 0)
             .then(|| Duration::from_secs(config.service.job_timeout_s)),
     };
+    let settings = config.render_settings(&overrides.render);
     let report = renderer.render(
         &Job {
             text: &text,
             input,
-            overrides: &overrides.render,
+            settings: &settings,
         },
         &wav,
         &mut observer,

@@ -130,10 +130,12 @@ impl Service {
         start_watchdog(Arc::clone(&heartbeat), Arc::clone(&signals.stop));
         let status = StatusWriter::new(status_path(&config), heartbeat);
         let (played_tx, played) = std::sync::mpsc::channel();
-        let player = config
-            .playback
-            .enabled
-            .then(|| crate::output::play::Player::spawn(config.playback_settings(), played_tx));
+        let player = config.playback.enabled.then(|| {
+            crate::output::play::Player::spawn(
+                config.playback_settings(&crate::config::Overrides::default()),
+                played_tx,
+            )
+        });
         let metrics = MetricsFile::open(&config);
         let controller = start_control(&config, &spool, player.as_ref());
         let mut status = status;
@@ -606,7 +608,7 @@ fn start_control(
     let controller = Arc::new(super::control::Controller::new(
         player.map(|p| p.transport()),
         spool.dirs().done.clone(),
-        config.control_settings(),
+        super::control::ControlSettings::from_config(config),
     ));
     match super::control::serve(&config.control_socket, Arc::clone(&controller)) {
         Ok(()) => tracing::info!(socket = %config.control_socket.display(), "control socket open"),
@@ -622,7 +624,8 @@ fn start_control(
 /// Loads every model the service needs (so it fails at start, not at
 /// the first job).
 fn load_renderer(config: &Config) -> Result<Renderer> {
-    let mut renderer = Renderer::new(config)?;
+    let mut renderer =
+        Renderer::new(&config.render_settings(&crate::config::Overrides::default()))?;
     renderer.preload()?;
     Ok(renderer)
 }

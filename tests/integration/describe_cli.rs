@@ -332,13 +332,13 @@ fn default_model_holds_its_score_on_both_dev_sets() {
     let config = vivid::config::Config::load(vivid::config::ConfigSource::Defaults).unwrap();
     let settings = vivid::describe::DescribeSettings {
         model: default_model(),
-        vocabulary: Some(vivid::config::catalog_vocabulary()),
+        vocabulary: Some(vivid::render::catalog_vocabulary()),
         embedder: Some(vivid::describe::EmbedderPaths {
             weights: default_embedder(),
             tokenizer: default_embedder().with_extension("tokenizer.json"),
             cache_dir: Some(cache.path().to_path_buf()),
         }),
-        ..config.describe_settings()
+        ..config.describer_settings(&vivid::config::Overrides::default())
     };
     let both = vivid::bench::run_describe_devset("default", settings.clone(), false).unwrap();
     let fallbacks = both.captions.iter().filter(|c| !c.method_kept).count();

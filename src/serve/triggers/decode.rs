@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::config::Edge;
+
 /// evdev's event type for keys and buttons (`EV_KEY`).
 pub const EV_KEY: u16 = 1;
 
@@ -13,18 +15,6 @@ pub const EV_KEY: u16 = 1;
 /// button held down acts once.
 pub fn is_press(event_type: u16, code: u16, value: i32, want: u16) -> bool {
     event_type == EV_KEY && code == want && value == 1
-}
-
-/// Which changes of a line's (logical) level act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Edge {
-    /// The line becomes active (a button pressed, a sensor sees someone).
-    #[default]
-    Rising,
-    /// The line becomes inactive (a handset lifted off its hook switch).
-    Falling,
-    Both,
 }
 
 /// A GPIO line's edges, debounced: a level counts once the line has held

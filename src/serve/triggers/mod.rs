@@ -12,80 +12,15 @@ pub mod decode;
 mod evdev_input;
 mod gpio_line;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use decode::Edge;
+pub use crate::config::{Edge, TriggerInput, TriggerSpec, chip_path, device_path};
 
-use super::control::{Action, Controller, TriggerState};
+use super::control::{Controller, TriggerState};
 
 /// How often a missing device is looked for.
 const RESCAN: Duration = Duration::from_secs(2);
-
-/// One `[[trigger]]`, resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TriggerSpec {
-    /// Its name in logs and the status (`name`, else `trigger N`).
-    pub name: String,
-    pub input: TriggerInput,
-    pub action: Action,
-    /// Activations closer together than this act once.
-    pub min_interval: Duration,
-    /// The config file and line of its `[[trigger]]`, for errors.
-    pub origin: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum TriggerInput {
-    /// An input device's key or button.
-    Key {
-        /// The device node: a path, or a name in /dev/input/by-id.
-        device: PathBuf,
-        /// The key's code and its name (`KEY_ENTER`, `BTN_0`).
-        code: u16,
-        key: String,
-    },
-    /// A GPIO line.
-    Gpio {
-        /// The chip's device node (/dev/gpiochip0).
-        chip: PathBuf,
-        line: u32,
-        edge: Edge,
-        active_low: bool,
-        debounce: Duration,
-    },
-}
-
-impl TriggerInput {
-    /// What it listens to, for logs and the status.
-    pub fn describe(&self) -> String {
-        match self {
-            TriggerInput::Key { device, key, .. } => format!("{key} on {}", device.display()),
-            TriggerInput::Gpio { chip, line, .. } => format!("line {line} of {}", chip.display()),
-        }
-    }
-}
-
-/// Where an input device named in the config lives: a path as it is, a
-/// plain name in /dev/input/by-id (stable across reboots and ports).
-pub fn device_path(name: &str) -> PathBuf {
-    if name.starts_with('/') {
-        PathBuf::from(name)
-    } else {
-        PathBuf::from("/dev/input/by-id").join(name)
-    }
-}
-
-/// Where a GPIO chip named in the config lives: `gpiochip0` is
-/// /dev/gpiochip0.
-pub fn chip_path(name: &str) -> PathBuf {
-    if name.starts_with('/') {
-        PathBuf::from(name)
-    } else {
-        PathBuf::from("/dev").join(name)
-    }
-}
 
 /// Starts one thread per trigger.
 pub fn start(specs: &[TriggerSpec], controller: &Arc<Controller>) {

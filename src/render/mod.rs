@@ -2,7 +2,8 @@
 //! WAV and a JSON report beside it. `vivid render` runs it; the service
 //! runs the same [`Renderer`] for every job. Each stage is one method
 //! returning a typed value; the stages themselves know nothing of each
-//! other.
+//! other. The renderer takes [`RenderSettings`], resolved by the config;
+//! it never reads the config itself.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,14 +12,19 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::background::{
-    self, Background, BackgroundSettings, EngineRecord, Generator, Observer, SceneRecipe,
-    SceneRequest,
+    self, Background, EngineRecord, Generator, Observer, SceneRecipe, SceneRequest,
 };
-use crate::config::Config;
 use crate::describe::{CallOptions, Describer, Description, Method};
-use crate::mix::{self, MixReport, MixSettings, SceneBackground};
+use crate::mix::{self, MixReport, SceneBackground};
 use crate::output::wav::WavStream;
-use crate::speech::{SpeakOptions, VOICE_HINT, Voice};
+use crate::speech::{VOICE_HINT, Voice};
+
+mod settings;
+
+pub use settings::{
+    RenderSettings, SpeechSettings, catalog_vocabulary, catalog_vocabulary_with,
+    describe_vocabulary,
+};
 
 /// The stages, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,38 +128,23 @@ pub struct RenderReport {
 /// Renders `input` into `output` (WAV) and `output` with `.json` (the
 /// report), both written atomically.
 pub fn render(
-    config: &Config,
+    settings: &RenderSettings,
     input: &Path,
     output: &Path,
     observer: &mut dyn RenderObserver,
 ) -> Result<RenderReport> {
     let text = crate::text::read_text(input, crate::text::DEFAULT_MAX_TEXT_BYTES)?;
     let record = file_record(input)?;
-    let mut renderer = Renderer::new(config)?;
+    let mut renderer = Renderer::new(settings)?;
     renderer.render(
         &Job {
             text: &text,
             input: record,
-            overrides: &Overrides::default(),
+            settings,
         },
         output,
         observer,
     )
-}
-
-/// What one job asks differently from the config.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Overrides {
-    /// A voice in the models folder's `voices/`, by file name.
-    pub voice: Option<String>,
-    pub rate: Option<f32>,
-    pub method: Option<Method>,
-    pub caption: Option<String>,
-    /// Seed of the description and the background.
-    pub seed: Option<u32>,
-    /// The soundscape's sources and place, instead of the describer's.
-    pub sounds: Option<Vec<String>>,
-    pub place: Option<String>,
 }
 
 /// One text to render.
@@ -161,7 +152,11 @@ pub struct Job<'a> {
     pub text: &'a str,
     /// The input file, for the report.
     pub input: FileRecord,
-    pub overrides: &'a Overrides,
+    /// The job's settings: the renderer's own, or with a job's overrides
+    /// (`Config::render_settings`). A voice other than the renderer's is
+    /// loaded for the job; the describer's model and the background
+    /// engine are the renderer's.
+    pub settings: &'a RenderSettings,
 }
 
 /// The speech of a whole text, and where each scene starts in it.
@@ -180,61 +175,44 @@ impl Speech {
     }
 }
 
-/// The speech settings a render uses.
-#[derive(Debug, Clone)]
-struct SpeechSettings {
-    voice: PathBuf,
-    voices_dir: PathBuf,
-    options: SpeakOptions,
-    sentence_silence: f32,
-}
-
 /// The pipeline with its models loaded once, for any number of texts.
 pub struct Renderer {
     describer: Describer,
     voice: Voice,
-    speech: SpeechSettings,
+    /// The voice's model file.
+    voice_path: PathBuf,
     background: Box<dyn Generator>,
-    background_settings: BackgroundSettings,
     background_note: Option<String>,
-    mix: MixSettings,
 }
 
 impl Renderer {
     /// Loads the voice and opens the background engine (AudioLDM2's graphs
     /// load on first use, or with [`Renderer::preload`]); the describer's
     /// model loads on first use too.
-    pub fn new(config: &Config) -> Result<Renderer> {
-        let voice = Voice::load(&config.voice, config.speech.seed)
+    pub fn new(settings: &RenderSettings) -> Result<Renderer> {
+        let voice = Voice::load(&settings.speech.voice, settings.speech.seed)
             .context(format!("loading the voice ({VOICE_HINT})"))?;
-        let background_settings = config.background_settings();
-        let opened = background::open(&background_settings).with_context(|| {
+        let background_settings = &settings.background;
+        let opened = background::open(background_settings).with_context(|| {
             format!(
                 "opening the background engine ({})",
                 background_settings.audioldm2.bundle.display()
             )
         })?;
-        let mut describe_settings = config.describe_settings();
-        if config.describe.vocabulary == crate::config::VocabularyChoice::Auto {
-            // The engine actually opened decides (a bundle that cannot be
-            // used falls back to the soundscape).
-            describe_settings.vocabulary = (opened.generator.kind()
-                == background::EngineKind::Soundscape)
-                .then(|| crate::config::catalog_vocabulary_with(&config.library_dirs));
-        }
+        // The engine actually opened decides `auto` (a bundle that cannot
+        // be used falls back to the soundscape).
+        let mut describe_settings = settings.describe.clone();
+        describe_settings.vocabulary = describe_vocabulary(
+            settings.vocabulary,
+            opened.generator.kind(),
+            &background_settings.library.dirs,
+        );
         Ok(Renderer {
             describer: Describer::new(describe_settings),
             voice,
-            speech: SpeechSettings {
-                voice: config.voice.clone(),
-                voices_dir: config.models_dir.join("voices"),
-                options: config.speak_options(),
-                sentence_silence: config.speech.sentence_silence,
-            },
+            voice_path: settings.speech.voice.clone(),
             background: opened.generator,
-            background_settings,
             background_note: opened.note,
-            mix: config.mix_settings(),
         })
     }
 
@@ -271,15 +249,11 @@ impl Renderer {
         let speak_s = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        let seed = job
-            .overrides
-            .seed
-            .map_or(self.background_settings.seed, u64::from);
-        let backgrounds = self.backgrounds(job.text, &description, &speech, seed, observer)?;
+        let backgrounds = self.backgrounds(job, &description, &speech, observer)?;
         let background_s = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        let (samples, mix_report) = self.mix(&speech, &backgrounds, observer)?;
+        let (samples, mix_report) = self.mix(job, &speech, &backgrounds, observer)?;
         let mix_s = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
@@ -289,7 +263,12 @@ impl Renderer {
             WavStream::create_channels(output, mix_report.output_rate, mix_report.channels)?;
         wav.write(&samples)?;
         wav.finish()?;
-        let scenes = self.scene_records(&description, &speech, backgrounds);
+        let scenes = Self::scene_records(
+            job.settings.mix.pre_roll_s,
+            &description,
+            &speech,
+            backgrounds,
+        );
         let mut report = RenderReport {
             vivid_version: env!("CARGO_PKG_VERSION"),
             input: job.input.clone(),
@@ -301,7 +280,7 @@ impl Renderer {
             speaking_rate: speech.rate,
             speech_seed: speech.seed,
             scenes,
-            background: self.background.record(seed),
+            background: self.background.record(job.settings.background.seed),
             background_note: self.background_note.clone(),
             mix: mix_report,
             seconds: StageSeconds {
@@ -320,6 +299,7 @@ impl Renderer {
     /// Mixes the speech over the scenes' backgrounds.
     fn mix(
         &self,
+        job: &Job<'_>,
         speech: &Speech,
         backgrounds: &[Background],
         observer: &mut dyn RenderObserver,
@@ -340,7 +320,7 @@ impl Renderer {
             &speech.samples,
             speech.sample_rate,
             &scene_backgrounds,
-            &self.mix,
+            &job.settings.mix,
         )
         .context("mixing")
     }
@@ -352,13 +332,13 @@ impl Renderer {
         observer: &mut dyn RenderObserver,
     ) -> Result<(Description, Option<FileRecord>)> {
         observer.render_stage(RenderStage::Describe);
-        let o = job.overrides;
+        let s = job.settings;
         let options = CallOptions {
-            method: o.method,
-            caption: o.caption.clone(),
-            seed: o.seed,
-            sounds: o.sounds.clone(),
-            place: o.place.clone(),
+            method: Some(s.describe.method),
+            caption: s.describe.caption.clone(),
+            seed: Some(s.describe.seed),
+            sounds: s.sounds.clone(),
+            place: s.place.clone(),
         };
         let description = self
             .describer
@@ -380,29 +360,25 @@ impl Renderer {
     ) -> Result<Speech> {
         stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Speak);
+        let speech = &job.settings.speech;
         let job_voice;
-        let (voice, voice_path) = match &job.overrides.voice {
-            Some(name) => {
-                let path = self.speech.voices_dir.join(name);
-                job_voice = Voice::load(&path, self.voice.seed)
-                    .with_context(|| format!("loading the job's voice {}", path.display()))?;
-                (&job_voice, path)
-            }
-            None => (&self.voice, self.speech.voice.clone()),
+        let voice = if speech.voice == self.voice_path && speech.seed == self.voice.seed {
+            &self.voice
+        } else {
+            job_voice = Voice::load(&speech.voice, speech.seed)
+                .with_context(|| format!("loading the job's voice {}", speech.voice.display()))?;
+            &job_voice
         };
-        let options = SpeakOptions {
-            rate: job.overrides.rate.or(self.speech.options.rate),
-            ..self.speech.options.clone()
-        };
+        let options = &speech.options;
         let sample_rate = voice.sample_rate();
-        let silence = vec![0f32; (self.speech.sentence_silence * sample_rate as f32) as usize];
+        let silence = vec![0f32; (speech.sentence_silence * sample_rate as f32) as usize];
         let mut samples: Vec<f32> = Vec::new();
         let mut scene_starts_s = Vec::new();
         for scene in &description.scenes {
             scene_starts_s.push(samples.len() as f64 / f64::from(sample_rate));
             let scene_text = job.text.get(scene.span.clone()).unwrap_or_default();
             for sentence in voice
-                .speak(scene_text, &options)
+                .speak(scene_text, options)
                 .context("speaking the text")?
             {
                 let sentence = sentence.context("speaking the text")?;
@@ -416,7 +392,7 @@ impl Renderer {
             samples,
             sample_rate,
             scene_starts_s,
-            voice: voice_path,
+            voice: speech.voice.clone(),
             rate: options.rate.unwrap_or(1.0),
             seed: voice.seed,
         })
@@ -425,19 +401,23 @@ impl Renderer {
     /// One background per scene, as long as the scene lasts in the mix.
     fn backgrounds(
         &mut self,
-        text: &str,
+        job: &Job<'_>,
         description: &Description,
         speech: &Speech,
-        seed: u64,
         observer: &mut dyn RenderObserver,
     ) -> Result<Vec<Background>> {
         stop_if_cancelled(observer)?;
         observer.render_stage(RenderStage::Background);
-        let cache = self.background_settings.cache();
+        let (text, seed) = (job.text, job.settings.background.seed);
+        let cache = job.settings.background.cache();
         let mut made = Vec::with_capacity(description.scenes.len());
         for (index, scene) in description.scenes.iter().enumerate() {
-            let (from, to) =
-                mix::scene_span(&self.mix, &speech.scene_starts_s, speech.seconds(), index);
+            let (from, to) = mix::scene_span(
+                &job.settings.mix,
+                &speech.scene_starts_s,
+                speech.seconds(),
+                index,
+            );
             let request = scene_request(scene, text, seed);
             let background = background::make_background(
                 self.background.as_mut(),
@@ -459,7 +439,7 @@ impl Renderer {
     }
 
     fn scene_records(
-        &self,
+        pre_roll_s: f64,
         description: &Description,
         speech: &Speech,
         backgrounds: Vec<Background>,
@@ -474,7 +454,7 @@ impl Renderer {
                 caption: scene.caption.clone(),
                 method: scene.method.as_str(),
                 fallback: scene.fallback.clone(),
-                starts_at_s: self.mix.pre_roll_s + start,
+                starts_at_s: pre_roll_s + start,
                 background_seconds: Some(background.seconds()),
                 background_from_cache: background.cached,
                 choice: scene.choice.clone(),
