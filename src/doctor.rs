@@ -194,7 +194,7 @@ fn check_background(config: &Config) -> Check {
                 None if engine == "audioldm2" => format!(
                     "AudioLDM2 bundle {} ({})",
                     settings.audioldm2.bundle.display(),
-                    opened.generator.id()
+                    opened.generator.report(settings.seed).id
                 ),
                 None => format!("{engine} engine"),
             };

@@ -131,6 +131,18 @@ pub enum SceneRecipe {
     Audioldm2(audioldm2::ClipRecipe),
 }
 
+impl From<soundscape::ScenePlan> for SceneRecipe {
+    fn from(plan: soundscape::ScenePlan) -> Self {
+        SceneRecipe::Soundscape(plan)
+    }
+}
+
+impl From<audioldm2::ClipRecipe> for SceneRecipe {
+    fn from(clip: audioldm2::ClipRecipe) -> Self {
+        SceneRecipe::Audioldm2(clip)
+    }
+}
+
 /// The engine's settings, for the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineRecord {
@@ -142,21 +154,27 @@ pub struct EngineRecord {
     pub details: serde_json::Value,
 }
 
-/// A background engine: from a scene's request to samples.
-pub trait Generator: Send {
-    fn kind(&self) -> EngineKind;
+/// A background engine, typed by its recipe: what its `prepare` makes is
+/// what its `generate` takes, so no engine can be handed another's recipe.
+pub trait BackgroundEngine: Send {
+    /// What the engine plays for a scene: everything that decides the
+    /// samples besides the length (the report's and the cache key's
+    /// [`SceneRecipe`]).
+    type Recipe: Clone + Into<SceneRecipe>;
+    const KIND: EngineKind;
     /// Identity for the cache: the same id and recipe give the same
     /// samples.
     fn id(&self) -> &str;
     fn sample_rate(&self) -> u32;
     fn channels(&self) -> u16;
     /// What this engine will play for `request`.
-    fn prepare(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError>;
-    /// `seconds` of background for a recipe this engine prepared,
-    /// interleaved when there is more than one channel.
+    fn prepare(&self, request: &SceneRequest) -> Result<Self::Recipe, BackgroundError>;
+    /// `seconds` of background for `recipe`, interleaved when there is
+    /// more than one channel; the observer hears how many clips it takes,
+    /// each one's stages, and is asked whether to stop.
     fn generate(
         &mut self,
-        recipe: &SceneRecipe,
+        recipe: &Self::Recipe,
         seconds: f64,
         observer: &mut dyn Observer,
     ) -> Result<Vec<f32>, BackgroundError>;
@@ -164,15 +182,94 @@ pub trait Generator: Send {
     fn preload(&mut self, _observer: &mut dyn Observer) -> Result<(), BackgroundError> {
         Ok(())
     }
-    /// Whether keeping finished backgrounds pays: reading one back must be
-    /// cheaper than making it again.
-    fn worth_caching(&self) -> bool;
+    /// Whether keeping the background of `recipe` pays: reading one back
+    /// must be cheaper than making it again, and the key must hold all
+    /// that decides it.
+    fn worth_caching(&self, recipe: &Self::Recipe) -> bool;
     /// The engine's settings, for the report.
     fn record(&self, seed: u64) -> EngineRecord;
-    /// How many clips a background of `seconds` is made from, for
-    /// progress displays.
-    fn clips_for(&self, _seconds: f64) -> usize {
-        1
+}
+
+/// Any engine, as the renderer and the commands hold it: from a scene's
+/// request to a finished background. Every [`BackgroundEngine`] is one.
+pub trait Generator: Send {
+    fn kind(&self) -> EngineKind;
+    /// Loads what the engine needs now, so a service fails at start.
+    fn load(&mut self, observer: &mut dyn Observer) -> Result<(), BackgroundError>;
+    /// The engine's settings, for the report.
+    fn report(&self, seed: u64) -> EngineRecord;
+    /// What the engine will play for `request` (to show it; [`Generator::make`]
+    /// prepares the same recipe itself).
+    fn plan(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError>;
+    /// A background of `seconds` for `request`: from the cache when it
+    /// holds one made by the same engine from the same recipe (and the
+    /// engine's backgrounds are worth keeping), else generated and stored.
+    fn make(
+        &mut self,
+        request: &SceneRequest,
+        seconds: f64,
+        cache: &cache::BackgroundCache,
+        observer: &mut dyn Observer,
+    ) -> Result<Background, BackgroundError>;
+}
+
+impl<E: BackgroundEngine> Generator for E {
+    fn kind(&self) -> EngineKind {
+        E::KIND
+    }
+
+    fn load(&mut self, observer: &mut dyn Observer) -> Result<(), BackgroundError> {
+        self.preload(observer)
+    }
+
+    fn report(&self, seed: u64) -> EngineRecord {
+        self.record(seed)
+    }
+
+    fn plan(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError> {
+        self.prepare(request).map(Into::into)
+    }
+
+    fn make(
+        &mut self,
+        request: &SceneRequest,
+        seconds: f64,
+        cache: &cache::BackgroundCache,
+        observer: &mut dyn Observer,
+    ) -> Result<Background, BackgroundError> {
+        let recipe = self.prepare(request)?;
+        let scene: SceneRecipe = recipe.clone().into();
+        let use_cache = self.worth_caching(&recipe) && cache.enabled();
+        let key = cache::CacheKey {
+            engine: self.id().to_owned(),
+            recipe: serde_json::to_value(&scene).unwrap_or_default(),
+            seconds,
+            engine_version: cache::ENGINE_VERSION,
+        };
+        if use_cache && let Some((samples, sample_rate, channels)) = cache.get(&key) {
+            return Ok(Background {
+                samples,
+                sample_rate,
+                channels,
+                cached: Some(true),
+                recipe: scene,
+            });
+        }
+        let samples = self.generate(&recipe, seconds, observer)?;
+        if use_cache {
+            // A full disk must not lose the background just made: it is
+            // returned, and only the cache misses out.
+            if let Err(e) = cache.put(&key, &samples, self.sample_rate(), self.channels()) {
+                tracing::warn!("{}", crate::error_chain(&e));
+            }
+        }
+        Ok(Background {
+            samples,
+            sample_rate: self.sample_rate(),
+            channels: self.channels(),
+            cached: use_cache.then_some(false),
+            recipe: scene,
+        })
     }
 }
 
@@ -475,78 +572,6 @@ pub struct Background {
 impl Background {
     pub fn seconds(&self) -> f64 {
         self.samples.len() as f64 / f64::from(self.channels.max(1)) / f64::from(self.sample_rate)
-    }
-}
-
-/// A background of `seconds` for `request`: from the cache when it holds
-/// one made by the same engine from the same recipe (and the engine's
-/// backgrounds are worth keeping), else generated and stored.
-pub fn make_background(
-    generator: &mut dyn Generator,
-    request: &SceneRequest,
-    seconds: f64,
-    cache: &cache::BackgroundCache,
-    observer: &mut dyn Observer,
-) -> Result<Background, BackgroundError> {
-    let recipe = generator.prepare(request)?;
-    make_from_recipe(generator, recipe, seconds, cache, observer)
-}
-
-/// [`make_background`] for a recipe already prepared.
-pub fn make_from_recipe(
-    generator: &mut dyn Generator,
-    recipe: SceneRecipe,
-    seconds: f64,
-    cache: &cache::BackgroundCache,
-    observer: &mut dyn Observer,
-) -> Result<Background, BackgroundError> {
-    let use_cache = generator.worth_caching() && cache.enabled() && recipe.cacheable();
-    let key = cache::CacheKey {
-        engine: generator.id().to_owned(),
-        recipe: serde_json::to_value(&recipe).unwrap_or_default(),
-        seconds,
-        engine_version: cache::ENGINE_VERSION,
-    };
-    if use_cache && let Some((samples, sample_rate, channels)) = cache.get(&key) {
-        return Ok(Background {
-            samples,
-            sample_rate,
-            channels,
-            cached: Some(true),
-            recipe,
-        });
-    }
-    observer.clips(generator.clips_for(seconds));
-    let samples = generator.generate(&recipe, seconds, observer)?;
-    if use_cache {
-        // A full disk must not lose the background just made: it is
-        // returned, and only the cache misses out.
-        if let Err(e) = cache.put(
-            &key,
-            &samples,
-            generator.sample_rate(),
-            generator.channels(),
-        ) {
-            tracing::warn!("{}", crate::error_chain(&e));
-        }
-    }
-    Ok(Background {
-        samples,
-        sample_rate: generator.sample_rate(),
-        channels: generator.channels(),
-        cached: use_cache.then_some(false),
-        recipe,
-    })
-}
-
-impl SceneRecipe {
-    /// Runs from given initial latents are never cached (the key does not
-    /// hold them).
-    fn cacheable(&self) -> bool {
-        match self {
-            SceneRecipe::Soundscape(_) => true,
-            SceneRecipe::Audioldm2(clip) => clip.request.init_latents.is_none(),
-        }
     }
 }
 

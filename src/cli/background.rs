@@ -164,8 +164,7 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         text: String::new(),
         seed: settings.seed,
     };
-    let recipe = generator.prepare(&request)?;
-    if let bg::SceneRecipe::Soundscape(plan) = &recipe {
+    if let bg::SceneRecipe::Soundscape(plan) = &generator.plan(&request)? {
         print_plan(plan);
     }
     let bar = super::progress::bar("{bar:30} {pos}/{len} steps {elapsed_precise} {msg}");
@@ -180,14 +179,9 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         }
         None => &mut progress,
     };
-    let made = bg::make_from_recipe(
-        generator.as_mut(),
-        recipe,
-        args.seconds,
-        &settings.cache(),
-        observer,
-    )
-    .context("generating the background")?;
+    let made = generator
+        .make(&request, args.seconds, &settings.cache(), observer)
+        .context("generating the background")?;
     bar.finish_and_clear();
     vivid::output::wav::write_wav_i16(
         &args.output,

@@ -224,7 +224,7 @@ impl Renderer {
             // missing model is reported, not fatal.
             tracing::warn!("describer model: {e}");
         }
-        self.background.preload(&mut background::Unobserved)?;
+        self.background.load(&mut background::Unobserved)?;
         Ok(())
     }
 
@@ -280,7 +280,7 @@ impl Renderer {
             speaking_rate: speech.rate,
             speech_seed: speech.seed,
             scenes,
-            background: self.background.record(job.settings.background.seed),
+            background: self.background.report(job.settings.background.seed),
             background_note: self.background_note.clone(),
             mix: mix_report,
             seconds: StageSeconds {
@@ -419,20 +419,16 @@ impl Renderer {
                 index,
             );
             let request = scene_request(scene, text, seed);
-            let background = background::make_background(
-                self.background.as_mut(),
-                &request,
-                (to - from).max(0.1),
-                &cache,
-                observer,
-            )
-            .with_context(|| {
-                format!(
-                    "generating the background of scene {} (\"{}\")",
-                    index + 1,
-                    scene.caption
-                )
-            })?;
+            let background = self
+                .background
+                .make(&request, (to - from).max(0.1), &cache, observer)
+                .with_context(|| {
+                    format!(
+                        "generating the background of scene {} (\"{}\")",
+                        index + 1,
+                        scene.caption
+                    )
+                })?;
             made.push(background);
         }
         Ok(made)

@@ -33,8 +33,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub(crate) use super::{
-    BackgroundError, EngineKind, EngineRecord, Generator, LengthLimits, Observer, Record,
-    SceneRecipe, SceneRequest, Stage, Unobserved,
+    BackgroundEngine, BackgroundError, EngineKind, EngineRecord, LengthLimits, Observer, Record,
+    SceneRequest, Stage, Unobserved,
 };
 pub use engine::{Engine, MemoryMode, Request, SchedulerKind};
 
@@ -111,10 +111,9 @@ impl Audioldm2 {
     }
 }
 
-impl Generator for Audioldm2 {
-    fn kind(&self) -> EngineKind {
-        EngineKind::Audioldm2
-    }
+impl BackgroundEngine for Audioldm2 {
+    type Recipe = ClipRecipe;
+    const KIND: EngineKind = EngineKind::Audioldm2;
 
     fn id(&self) -> &str {
         self.engine.id()
@@ -128,9 +127,9 @@ impl Generator for Audioldm2 {
         1
     }
 
-    fn prepare(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError> {
+    fn prepare(&self, request: &SceneRequest) -> Result<ClipRecipe, BackgroundError> {
         let s = &self.settings;
-        Ok(SceneRecipe::Audioldm2(ClipRecipe {
+        Ok(ClipRecipe {
             request: Request {
                 caption: request.caption.clone(),
                 negative: s.negative.clone(),
@@ -141,20 +140,15 @@ impl Generator for Audioldm2 {
                 init_latents: self.init_latents.clone(),
             },
             variations: s.variations,
-        }))
+        })
     }
 
     fn generate(
         &mut self,
-        recipe: &SceneRecipe,
+        clip: &ClipRecipe,
         seconds: f64,
         observer: &mut dyn Observer,
     ) -> Result<Vec<f32>, BackgroundError> {
-        let SceneRecipe::Audioldm2(clip) = recipe else {
-            return Err(BackgroundError::Internal(
-                "the AudioLDM2 engine was given another engine's recipe".into(),
-            ));
-        };
         long::generate(
             &mut self.engine,
             &clip.request,
@@ -169,9 +163,11 @@ impl Generator for Audioldm2 {
         self.engine.preload(observer)
     }
 
-    /// A clip takes a minute of UNet work on a CPU: always worth keeping.
-    fn worth_caching(&self) -> bool {
-        true
+    /// A clip takes a minute of UNet work on a CPU: always worth keeping,
+    /// but for runs from given initial latents (the key does not hold
+    /// them).
+    fn worth_caching(&self, clip: &ClipRecipe) -> bool {
+        clip.request.init_latents.is_none()
     }
 
     fn record(&self, seed: u64) -> EngineRecord {
@@ -192,13 +188,5 @@ impl Generator for Audioldm2 {
                 "random_weights": self.engine.is_random_weights(),
             }),
         }
-    }
-
-    fn clips_for(&self, seconds: f64) -> usize {
-        let clip = self.engine.clip_samples().max(1);
-        let samples = (seconds * f64::from(self.engine.sample_rate())).round() as usize;
-        samples
-            .div_ceil(2 * clip)
-            .clamp(1, self.settings.variations.max(1))
     }
 }

@@ -32,7 +32,7 @@ use dsp::{AirLoss, RATE, Reverb, Rng};
 pub use plan::{Level, PlannedLayer, Role, SceneInput, ScenePlan};
 
 use super::{
-    BackgroundError, EngineKind, EngineRecord, Generator, LengthLimits, Observer, SceneRecipe,
+    BackgroundEngine, BackgroundError, EngineKind, EngineRecord, LengthLimits, Observer,
     SceneRequest, Stage,
 };
 
@@ -573,10 +573,9 @@ impl Soundscape {
     }
 }
 
-impl Generator for Soundscape {
-    fn kind(&self) -> EngineKind {
-        EngineKind::Soundscape
-    }
+impl BackgroundEngine for Soundscape {
+    type Recipe = ScenePlan;
+    const KIND: EngineKind = EngineKind::Soundscape;
 
     fn id(&self) -> &str {
         &self.id
@@ -590,26 +589,22 @@ impl Generator for Soundscape {
         2
     }
 
-    fn prepare(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError> {
+    fn prepare(&self, request: &SceneRequest) -> Result<ScenePlan, BackgroundError> {
         let mut plan = plan::plan(&self.sounds.catalog, &input_of(request), request.seed);
         for layer in &mut plan.layers {
             layer.recordings = self.sounds.library.files_of(&layer.source);
         }
-        Ok(SceneRecipe::Soundscape(plan))
+        Ok(plan)
     }
 
     fn generate(
         &mut self,
-        recipe: &SceneRecipe,
+        plan: &ScenePlan,
         seconds: f64,
         observer: &mut dyn Observer,
     ) -> Result<Vec<f32>, BackgroundError> {
-        let SceneRecipe::Soundscape(plan) = recipe else {
-            return Err(BackgroundError::Internal(
-                "the soundscape was given another engine's recipe".into(),
-            ));
-        };
         let frames = super::checked_frames(seconds, RATE as u32, 2, self.limits)?;
+        observer.clips(1);
         observer.stage(0, Stage::Synthesizing);
         let mut samples = Vec::with_capacity(2 * frames);
         let one_second = RATE as usize;
@@ -635,7 +630,7 @@ impl Generator for Soundscape {
     /// Rendering is faster than reading the file back (a minute of
     /// 48 kHz stereo is 23 MB to read; a busy scene renders it in a
     /// fraction of a second): never cached.
-    fn worth_caching(&self) -> bool {
+    fn worth_caching(&self, _plan: &ScenePlan) -> bool {
         false
     }
 
