@@ -455,20 +455,20 @@ pub fn run_describe_devset(
         // The phrases the soundscape is given: the answer's sounds that
         // keep the caption rules (speech, crowds and music are dropped
         // before any engine sees them).
-        let phrases = &scene.sounds;
+        let phrases = scene.sounds();
         let catalog = crate::background::soundscape::catalog::Catalog::builtin();
         let (matched, unmatched): (Vec<&String>, Vec<&String>) = phrases
             .iter()
             .partition(|p| crate::background::soundscape::plan::match_source(catalog, p).is_some());
         let (played, bed_fits, place) = played_sources(scene, item);
-        let evidence = if dump && scene.choice.is_some() {
+        let evidence = if dump && scene.choice().is_some() {
             Some(serde_json::to_value(
                 describer.gather_evidence(&item.text).0,
             )?)
         } else {
             None
         };
-        let model_picks = match (&scene.choice, &scene.answer) {
+        let model_picks = match (scene.choice(), scene.answer()) {
             (Some(_), Some(answer)) => answer
                 .sounds
                 .iter()
@@ -494,19 +494,19 @@ pub fn run_describe_devset(
             model_picks,
             played,
             bed_fits,
-            bed_only: scene.choice.as_ref().is_some_and(|c| c.bed_only),
+            bed_only: scene.choice().is_some_and(|c| c.bed_only),
             catalog_matched: matched.len(),
             catalog_unmatched: unmatched.into_iter().cloned().collect(),
             method_kept: scene.method == method,
             keeps_rules: caption::rule_breaks(&scene.caption, &item.text).is_empty(),
             names_expected: item.names_expected_sound(&scene.caption),
-            sources: scene.sounds.len(),
+            sources: scene.sounds().len(),
             sources_expected: scene
-                .sounds
+                .sounds()
                 .iter()
                 .filter(|s| item.names_expected_sound(s))
                 .count(),
-            llm: scene.llm,
+            llm: scene.llm_stats(),
             caption: scene.caption.clone(),
             seconds,
         });
@@ -542,8 +542,7 @@ fn played_sources(
         .map(|l| PlayedSource {
             fits: item.sources.contains(&l.source),
             from: scene
-                .choice
-                .as_ref()
+                .choice()
                 .and_then(|c| c.sources.iter().find(|s| s.id == l.source).map(|s| s.from)),
             id: l.source.clone(),
         })

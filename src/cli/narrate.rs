@@ -294,7 +294,7 @@ pub(crate) fn describe(config: &Config, args: DescribeArgs) -> Result<ExitCode> 
                 scene.seconds,
                 scene.caption
             );
-            if let Some(choice) = &scene.choice {
+            if let Some(choice) = scene.choice() {
                 print_choice(choice);
             }
         }

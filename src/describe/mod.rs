@@ -152,23 +152,78 @@ pub struct SceneCaption {
     /// Why the requested method was not used, when it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
-    /// The model's answer, for `llm`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub answer: Option<SoundAnswer>,
-    /// The sound sources the caption names, for `llm`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sounds: Vec<String>,
-    /// Token counts and timings of the model's answer, for `llm`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub llm: Option<LlmStats>,
-    /// Sounds of the answer left out of the caption, with the rule each broke.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub dropped: Vec<(String, String)>,
-    /// In catalog mode: the place and sources chosen, each with where it
-    /// came from (the text or the model), or the place's bed alone.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub choice: Option<CatalogChoice>,
+    /// What method 1 made besides the caption (in the JSON record, its
+    /// fields sit beside the caption's).
+    #[serde(flatten)]
+    pub made: Option<LlmMade>,
     pub seconds: f64,
+}
+
+/// What method 1 (`llm`) made for a scene besides its caption.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LlmMade {
+    /// Free captions: the model's answer and what became of it.
+    Free {
+        answer: SoundAnswer,
+        /// The sound phrases the caption names.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sounds: Vec<String>,
+        /// Token counts and timings of the model's answer.
+        llm: LlmStats,
+        /// Sounds of the answer left out of the caption, with the rule
+        /// each broke.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<(String, String)>,
+    },
+    /// Catalog mode (also where the model failed and the other evidence
+    /// chose).
+    Catalog {
+        /// The ids of the sources chosen.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sounds: Vec<String>,
+        /// Sources left out of the caption, with the rule each broke.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<(String, String)>,
+        /// The place and sources chosen, each with where it came from
+        /// (the text or the model), or the place's bed alone.
+        choice: CatalogChoice,
+    },
+}
+
+impl SceneCaption {
+    /// The sounds the scene names: the caption's phrases (free captions)
+    /// or the chosen sources' ids (catalog mode).
+    pub fn sounds(&self) -> &[String] {
+        match &self.made {
+            Some(LlmMade::Free { sounds, .. } | LlmMade::Catalog { sounds, .. }) => sounds,
+            None => &[],
+        }
+    }
+
+    /// The model's answer (free captions).
+    pub fn answer(&self) -> Option<&SoundAnswer> {
+        match &self.made {
+            Some(LlmMade::Free { answer, .. }) => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// Token counts and timings of the model's answer (free captions).
+    pub fn llm_stats(&self) -> Option<LlmStats> {
+        match &self.made {
+            Some(LlmMade::Free { llm, .. }) => Some(*llm),
+            _ => None,
+        }
+    }
+
+    /// The place and sources chosen (catalog mode).
+    pub fn choice(&self) -> Option<&CatalogChoice> {
+        match &self.made {
+            Some(LlmMade::Catalog { choice, .. }) => Some(choice),
+            _ => None,
+        }
+    }
 }
 
 /// The captions of a whole text.
@@ -333,11 +388,7 @@ impl Describer {
                 caption: String::new(),
                 method,
                 fallback: None,
-                answer: None,
-                sounds: Vec::new(),
-                llm: None,
-                dropped: Vec::new(),
-                choice: None,
+                made: None,
                 seconds: 0.0,
             };
             match method {
@@ -370,11 +421,13 @@ impl Describer {
     fn llm_scene(&mut self, scene: &mut SceneCaption, scene_text: &str, seed: u32) {
         match self.llm_caption(scene_text, seed) {
             Ok((answer, composed, stats)) => {
-                scene.llm = Some(stats);
                 scene.caption = composed.caption;
-                scene.dropped = composed.dropped;
-                scene.sounds = composed.kept;
-                scene.answer = Some(answer);
+                scene.made = Some(LlmMade::Free {
+                    answer,
+                    sounds: composed.kept,
+                    llm: stats,
+                    dropped: composed.dropped,
+                });
             }
             Err(reason) => {
                 tracing::warn!(%reason, "caption from the language model failed; using the text itself");
@@ -435,11 +488,11 @@ impl Describer {
                 None => "A quiet ambience.".to_owned(),
             },
         };
-        if let Some(c) = composed {
-            scene.dropped = c.dropped;
-        }
-        scene.sounds = choice.sources.iter().map(|s| s.id.clone()).collect();
-        scene.choice = Some(choice);
+        scene.made = Some(LlmMade::Catalog {
+            sounds: choice.sources.iter().map(|s| s.id.clone()).collect(),
+            dropped: composed.map(|c| c.dropped).unwrap_or_default(),
+            choice,
+        });
     }
 
     /// Gathers every piece of evidence for one scene and chooses from it.
@@ -629,7 +682,7 @@ mod tests {
         let d = describer
             .describe_call("Welcome to the museum.", &options)
             .unwrap();
-        let choice = d.scenes[0].choice.as_ref().unwrap();
+        let choice = d.scenes[0].choice().unwrap();
         let ids: Vec<&str> = choice.sources.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["owl", "crickets"]);
         assert!(
@@ -639,7 +692,7 @@ mod tests {
                 .all(|s| s.from == vocabulary::Evidence::Override)
         );
         assert_eq!(choice.place.as_deref(), Some("forest"));
-        assert_eq!(d.scenes[0].sounds, ["owl", "crickets"]);
+        assert_eq!(d.scenes[0].sounds(), ["owl", "crickets"]);
         assert!(d.scenes[0].fallback.is_none(), "no model was needed");
     }
 
@@ -653,7 +706,7 @@ mod tests {
             .describe("夜深了，海边的海浪拍打着礁石，守塔人整夜守着灯火。")
             .unwrap();
         let scene = &d.scenes[0];
-        let choice = scene.choice.as_ref().unwrap();
+        let choice = scene.choice().unwrap();
         assert!(
             choice.sources.iter().any(|s| s.id == "sea-surf"),
             "{choice:?}"

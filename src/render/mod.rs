@@ -453,7 +453,7 @@ impl Renderer {
                 starts_at_s: pre_roll_s + start,
                 background_seconds: Some(background.seconds()),
                 background_from_cache: background.cached,
-                choice: scene.choice.clone(),
+                choice: scene.choice().cloned(),
                 background: Some(background.recipe),
             })
             .collect()
@@ -466,36 +466,36 @@ impl Renderer {
 /// with the scene's part of the narration `text`.
 pub fn scene_request(scene: &crate::describe::SceneCaption, text: &str, seed: u64) -> SceneRequest {
     let scene_text = text.get(scene.span.clone()).unwrap_or_default().to_owned();
-    let answer = scene.answer.as_ref();
-    let level = scene
-        .choice
-        .as_ref()
-        .and_then(|c| c.level)
-        .or(answer.map(|a| a.level))
-        .map(scene_level);
-    match &scene.choice {
-        Some(choice) => SceneRequest {
-            caption: scene.caption.clone(),
-            place: choice.place.clone(),
-            sounds: scene.sounds.clone(),
-            level,
-            bed_only: choice.bed_only,
-            text: scene_text,
-            seed,
-        },
-        None => SceneRequest {
-            caption: scene.caption.clone(),
-            place: answer.map(|a| a.place.clone()),
-            sounds: match answer {
-                Some(_) if !scene.sounds.is_empty() => scene.sounds.clone(),
-                Some(a) => a.sounds.clone(),
-                None => Vec::new(),
+    use crate::describe::LlmMade;
+    let (place, sounds, level, bed_only) = match &scene.made {
+        Some(LlmMade::Catalog { sounds, choice, .. }) => (
+            choice.place.clone(),
+            sounds.clone(),
+            choice.level,
+            choice.bed_only,
+        ),
+        // The caption's phrases, or the answer's where the caption kept
+        // none.
+        Some(LlmMade::Free { answer, sounds, .. }) => (
+            Some(answer.place.clone()),
+            if sounds.is_empty() {
+                answer.sounds.clone()
+            } else {
+                sounds.clone()
             },
-            level,
-            bed_only: false,
-            text: scene_text,
-            seed,
-        },
+            Some(answer.level),
+            false,
+        ),
+        None => (None, Vec::new(), None, false),
+    };
+    SceneRequest {
+        caption: scene.caption.clone(),
+        place,
+        sounds,
+        level: level.map(scene_level),
+        bed_only,
+        text: scene_text,
+        seed,
     }
 }
 
