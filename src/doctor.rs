@@ -90,7 +90,7 @@ pub fn run_checks(config: &Config, manifest: &Manifest) -> Vec<Check> {
 }
 
 /// Where the drop-in that opens the unit to trigger devices goes.
-pub const TRIGGERS_DROPIN: &str = "/etc/systemd/system/vivid.service.d/triggers.conf";
+pub(crate) const TRIGGERS_DROPIN: &str = "/etc/systemd/system/vivid.service.d/triggers.conf";
 
 /// Each trigger's device: a missing one is a warning (it is used when it
 /// appears), a wrong one (no such key, a line beyond its chip) fails.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// interrupted run left behind is found and overwritten by the next one
 /// instead of piling up. Dropping an uncommitted `AtomicFile` removes it.
 #[derive(Debug)]
-pub struct AtomicFile {
+pub(crate) struct AtomicFile {
     file: File,
     committed: bool,
     temp_path: PathBuf,
@@ -40,18 +40,18 @@ impl AtomicFile {
 
     /// The open file, for writers that need `Seek` (a WAV header is
     /// patched at the end).
-    pub fn as_file(&mut self) -> &mut File {
+    pub(crate) fn as_file(&mut self) -> &mut File {
         &mut self.file
     }
 
     /// Where the file is written until it is committed.
     #[cfg(test)]
-    pub fn temp_path(&self) -> &Path {
+    pub(crate) fn temp_path(&self) -> &Path {
         &self.temp_path
     }
 
     /// Flushes to disk and moves the file to its final name.
-    pub fn commit(mut self) -> io::Result<()> {
+    pub(crate) fn commit(mut self) -> io::Result<()> {
         self.file.sync_all()?;
         fs::rename(&self.temp_path, &self.final_path)?;
         self.committed = true;
@@ -79,7 +79,7 @@ impl Drop for AtomicFile {
 }
 
 /// `dir/.NAME.partial` for `dir/NAME`.
-pub fn partial_path(final_path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn partial_path(final_path: &Path) -> io::Result<PathBuf> {
     let name = final_path.file_name().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -96,7 +96,7 @@ pub fn partial_path(final_path: &Path) -> io::Result<PathBuf> {
 /// for a status that must still be written when the file system is full
 /// (the file's blocks are already its own). Not atomic: a reader may see
 /// it half written, so only for files that are rewritten often.
-pub fn overwrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn overwrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Seek;
     let mut file = OpenOptions::new().write(true).open(path)?;
     file.seek(io::SeekFrom::Start(0))?;
@@ -106,7 +106,7 @@ pub fn overwrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Makes a rename or creation in `dir` durable.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

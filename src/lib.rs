@@ -18,15 +18,22 @@
 //!   soundscape (the default; recipes and the user's library of
 //!   recordings) and AudioLDM2 from an exported bundle.
 //! - [`mix`], [`output`]: ducking, loudness, the WAV and its report, ALSA.
-//! - [`render`]: the whole job, one text to one narration.
+//! - [`render`]: the whole job, one text to one narration, run with
+//!   [`render::RenderSettings`].
 //! - [`serve`]: the service: the watched inbox, triggers, the control
 //!   socket, metrics.
+//! - [`config`]: the config file, and the one place where it and an
+//!   [`config::Overrides`] (a command's flags, a job file) become each
+//!   stage's settings; the stages never read the config.
 //!
 //! Shared ground, used by the stages and never using them: [`audio`]
-//! (decoding, resampling, channel mapping), [`config`], [`models`] (the
-//! manifest and fetching), [`compute`], [`text`], `fsutil` (durable
-//! writes), [`logging`]; and [`doctor`] and [`bench`], which check and
-//! measure the installation.
+//! (decoding, resampling, channel mapping), [`models`] (the manifest and
+//! fetching), [`compute`], [`text`], `fsutil` (durable writes),
+//! [`logging`]; and [`doctor`] and [`bench`], which check and measure the
+//! installation.
+//!
+//! The `vivid` binary is this library's user: what it and the tests use
+//! is public, the rest is `pub(crate)`.
 
 pub mod audio;
 pub mod background;

@@ -10,7 +10,7 @@ use crate::config::LogLevel;
 
 /// Environment variable with a full filter (`RUST_LOG` syntax) that overrides
 /// the level from the config and -v/-q, e.g. `VIVID_LOG=vivid=trace`.
-pub const LOG_ENV: &str = "VIVID_LOG";
+pub(crate) const LOG_ENV: &str = "VIVID_LOG";
 
 /// Installs the global subscriber. Safe to call more than once (later calls
 /// do nothing), which keeps tests simple.

@@ -65,7 +65,7 @@ pub fn read_text(path: &Path, max_bytes: u64) -> Result<String, TextError> {
 }
 
 /// The checks and clean-up of `read_text` on bytes already read.
-pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String, TextError> {
+pub(crate) fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String, TextError> {
     let text = String::from_utf8(bytes).map_err(|e| TextError::NotUtf8 {
         path: path.to_path_buf(),
         offset: e.utf8_error().valid_up_to(),
@@ -110,7 +110,7 @@ pub fn stems(text: &str) -> Vec<String> {
 
 /// Ideographs, kana and hangul syllables: scripts whose words are not
 /// separated by spaces.
-pub fn is_cjk(c: char) -> bool {
+pub(crate) fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x3040..=0x30FF      // hiragana, katakana
         | 0x3400..=0x4DBF    // CJK extension A
@@ -156,7 +156,7 @@ fn contains_run(haystack: &[String], needle: &[String]) -> bool {
 /// `keywords`: a whole phrase counts 3 plus its length (the longest one
 /// found), each keyword found counts 1. The soundscape's matcher and the
 /// describer's lexical evidence both score this way.
-pub fn phrase_score<'a>(
+pub(crate) fn phrase_score<'a>(
     phrases: impl IntoIterator<Item = &'a String>,
     keywords: &[String],
     words: &[String],
@@ -174,7 +174,7 @@ pub fn phrase_score<'a>(
 /// How many of `keywords` (each counted once, by stem) are among `words`;
 /// a keyword of several words (Chinese ones are) counts where it appears
 /// as a run.
-pub fn keyword_hits(keywords: &[String], words: &[String]) -> usize {
+pub(crate) fn keyword_hits(keywords: &[String], words: &[String]) -> usize {
     let mut stemmed: Vec<Vec<String>> = keywords.iter().map(|k| stems(k)).collect();
     stemmed.sort_unstable();
     stemmed.dedup();

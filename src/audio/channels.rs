@@ -5,7 +5,7 @@
 /// channels as they are; a mono file on every channel; more channels
 /// than the device takes mixed down (a stereo narration on a mono
 /// speaker: left and right averaged); channels the file lacks silent.
-pub fn to_device_channels(planar: &[Vec<f32>], device_channels: usize) -> Vec<f32> {
+pub(crate) fn to_device_channels(planar: &[Vec<f32>], device_channels: usize) -> Vec<f32> {
     let frames = planar.first().map_or(0, Vec::len);
     let file_channels = planar.len();
     let mut out = Vec::with_capacity(frames * device_channels);

@@ -17,7 +17,7 @@ const BLOCK: usize = 2048;
 
 /// `samples` (mono, at `from` Hz) at `to` Hz, the resampler's delay removed,
 /// `round(len * to / from)` samples long.
-pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioError> {
+pub(crate) fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioError> {
     if from == to || samples.is_empty() {
         return Ok(samples.to_vec());
     }

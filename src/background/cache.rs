@@ -31,10 +31,10 @@ pub struct CacheKey {
 }
 
 /// The engine version the cache keys carry.
-pub const ENGINE_VERSION: u32 = 2;
+pub(crate) const ENGINE_VERSION: u32 = 2;
 
 impl CacheKey {
-    pub fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         // serde_json writes struct fields in declaration order; this is a
         // stable, unambiguous encoding of the key.
         let encoded = serde_json::to_vec(self).unwrap_or_default();
@@ -103,7 +103,7 @@ impl BackgroundCache {
     }
 
     /// Stores a background and evicts old entries past the limit.
-    pub fn put(
+    pub(crate) fn put(
         &self,
         key: &CacheKey,
         samples: &[f32],
@@ -150,7 +150,7 @@ impl BackgroundCache {
     }
 
     /// Bytes the cache's files take now.
-    pub fn size_bytes(&self) -> u64 {
+    pub(crate) fn size_bytes(&self) -> u64 {
         std::fs::read_dir(&self.dir).map_or(0, |entries| {
             entries
                 .flatten()

@@ -156,7 +156,7 @@ pub struct EngineRecord {
 
 /// A background engine, typed by its recipe: what its `prepare` makes is
 /// what its `generate` takes, so no engine can be handed another's recipe.
-pub trait BackgroundEngine: Send {
+pub(crate) trait BackgroundEngine: Send {
     /// What the engine plays for a scene: everything that decides the
     /// samples besides the length (the report's and the cache key's
     /// [`SceneRecipe`]).
@@ -281,7 +281,7 @@ pub struct LengthLimits {
 }
 
 /// Checks a requested length and returns it in frames at `rate`.
-pub fn checked_frames(
+pub(crate) fn checked_frames(
     seconds: f64,
     rate: u32,
     channels: u16,
@@ -349,7 +349,7 @@ pub struct Opened {
 /// The engine [`open`] picks for these settings, told from the bundle's
 /// description alone (no graphs loaded): for `auto`, AudioLDM2 when a
 /// bundle of real weights is installed.
-pub fn engine_for(settings: &BackgroundSettings) -> EngineKind {
+pub(crate) fn engine_for(settings: &BackgroundSettings) -> EngineKind {
     match settings.engine {
         EngineChoice::Soundscape => EngineKind::Soundscape,
         EngineChoice::Audioldm2 => EngineKind::Audioldm2,
@@ -550,7 +550,7 @@ impl Observer for RecordToDir<'_> {
 }
 
 /// Watches nothing.
-pub struct Unobserved;
+pub(crate) struct Unobserved;
 
 impl Observer for Unobserved {}
 
@@ -577,7 +577,7 @@ impl Background {
 
 /// Progress of a background as periodic log lines and a one-line status
 /// for `vivid status`.
-pub struct ProgressLog {
+pub(crate) struct ProgressLog {
     clips: usize,
     started: std::time::Instant,
     last_log: Option<std::time::Instant>,

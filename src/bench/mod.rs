@@ -17,9 +17,9 @@ use crate::speech::{SpeakOptions, Voice};
 
 /// The benchmark's sentences: the speech parity set (numbers, dates,
 /// names, one very long sentence).
-pub const TTS_SENTENCES: &str = include_str!("../../tests/fixtures/speech/sentences.txt");
+pub(crate) const TTS_SENTENCES: &str = include_str!("../../tests/fixtures/speech/sentences.txt");
 /// A 60-word paragraph for time-to-first-audio.
-pub const TTS_PARAGRAPH: &str = "The harbour was quiet that morning. Fog lay over the water \
+pub(crate) const TTS_PARAGRAPH: &str = "The harbour was quiet that morning. Fog lay over the water \
     and the fishing boats waited at their moorings, ropes creaking as the tide turned. Somewhere \
     beyond the breakwater a bell rang twice. The keeper climbed the stairs of the lighthouse, \
     trimmed the wick, and watched the grey light spread slowly across the bay while gulls \
@@ -28,7 +28,7 @@ const PIPER_SCRIPT: &str = include_str!("../../tests/bench/piper_tts.py");
 
 /// One configuration's measurements.
 #[derive(Debug, Clone, Deserialize)]
-pub struct TtsRun {
+pub(crate) struct TtsRun {
     pub load_s: f64,
     pub audio_s: f64,
     pub compute_s: f64,
@@ -38,7 +38,7 @@ pub struct TtsRun {
 
 impl TtsRun {
     /// Real-time factor: compute seconds per second of audio.
-    pub fn rtf(&self) -> f64 {
+    pub(crate) fn rtf(&self) -> f64 {
         self.compute_s / self.audio_s.max(1e-9)
     }
 }
@@ -51,7 +51,7 @@ pub fn sentences() -> Vec<&'static str> {
 }
 
 /// A voice with its load time and each bucket's optimize time.
-pub struct LoadedVoice {
+pub(crate) struct LoadedVoice {
     pub voice: Voice,
     pub load_s: f64,
     /// (bucket, seconds) for every default bucket.
@@ -59,7 +59,7 @@ pub struct LoadedVoice {
 }
 
 /// Loads the voice and builds every bucket's plan, timing both.
-pub fn load_voice(model: &Path) -> Result<LoadedVoice> {
+pub(crate) fn load_voice(model: &Path) -> Result<LoadedVoice> {
     let t0 = Instant::now();
     let voice = Voice::load(model, 0)?;
     let load_s = t0.elapsed().as_secs_f64();
@@ -79,7 +79,7 @@ pub fn load_voice(model: &Path) -> Result<LoadedVoice> {
 }
 
 /// Times vivid on the benchmark texts with `threads` kernel threads.
-pub fn run_vivid_tts(voice: &Voice, threads: usize, load_s: f64) -> Result<TtsRun> {
+pub(crate) fn run_vivid_tts(voice: &Voice, threads: usize, load_s: f64) -> Result<TtsRun> {
     set_compute_threads(threads);
     let opts = SpeakOptions {
         noise_scale: Some(0.0),
@@ -122,7 +122,7 @@ pub fn run_vivid_tts(voice: &Voice, threads: usize, load_s: f64) -> Result<TtsRu
 }
 
 /// Times piper-tts (onnxruntime) in a Python subprocess.
-pub fn run_piper_tts(python: &str, model: &Path, threads: usize) -> Result<TtsRun> {
+pub(crate) fn run_piper_tts(python: &str, model: &Path, threads: usize) -> Result<TtsRun> {
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("piper_tts.py");
     std::fs::write(&script, PIPER_SCRIPT)?;
@@ -167,15 +167,16 @@ fn run_reference<T: serde::de::DeserializeOwned>(
 
 /// The describer's development set (tests/fixtures/describe/devset.toml):
 /// texts that name their sounds.
-pub const DESCRIBE_DEVSET: &str = include_str!("../../tests/fixtures/describe/devset.toml");
+pub(crate) const DESCRIBE_DEVSET: &str = include_str!("../../tests/fixtures/describe/devset.toml");
 /// The allusive development set (tests/fixtures/describe/allusive.toml):
 /// poems, novels, myths and tours whose sounds are implied, in five
 /// languages.
-pub const DESCRIBE_ALLUSIVE: &str = include_str!("../../tests/fixtures/describe/allusive.toml");
+pub(crate) const DESCRIBE_ALLUSIVE: &str =
+    include_str!("../../tests/fixtures/describe/allusive.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DevSet {
+pub(crate) struct DevSet {
     #[serde(rename = "text")]
     pub texts: Vec<DevText>,
 }
@@ -230,7 +231,7 @@ impl DevSet {
 
 impl DevText {
     /// True when `caption` names one of the expected sounds.
-    pub fn names_expected_sound(&self, caption: &str) -> bool {
+    pub(crate) fn names_expected_sound(&self, caption: &str) -> bool {
         let words: Vec<String> = caption
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
@@ -410,7 +411,7 @@ impl DescribeRun {
     }
 
     /// The `q` quantile (0..=1) of caption latency, nearest rank.
-    pub fn latency_quantile(&self, q: f64) -> f64 {
+    pub(crate) fn latency_quantile(&self, q: f64) -> f64 {
         let mut times: Vec<f64> = self.captions.iter().map(|c| c.seconds).collect();
         times.sort_by(f64::total_cmp);
         if times.is_empty() {
@@ -555,7 +556,7 @@ const AUDIOLDM2_RUNNER: &str = include_str!("../../quantize/runner.py");
 
 /// The caption every background benchmark generates (the reference
 /// script's too).
-pub const BACKGROUND_CAPTION: &str =
+pub(crate) const BACKGROUND_CAPTION: &str =
     "Waves lapping against boats, seagulls calling and ropes creaking in a harbour.";
 
 /// A reference's figures (`tests/bench/audioldm2_reference.py`).
@@ -571,7 +572,7 @@ pub struct ReferenceBackgroundRun {
 
 /// Runs the reference benchmark: `kind` is "diffusers" (with the diffusers
 /// pipeline folder) or "ort" (with the bundle).
-pub fn run_reference_background(
+pub(crate) fn run_reference_background(
     python: &str,
     kind: &str,
     path: &Path,
@@ -599,7 +600,7 @@ pub fn run_reference_background(
 
 /// vivid's figures for one bundle.
 #[derive(Debug, Clone)]
-pub struct BackgroundBench {
+pub(crate) struct BackgroundBench {
     pub load_s: f64,
     /// (threads, seconds per classifier-free-guidance UNet step).
     pub unet_step_s: Vec<(usize, f64)>,
@@ -648,7 +649,7 @@ impl crate::background::Observer for StageClock {
 
 /// Loads `bundle`, times the UNet step at each thread count, then one whole
 /// clip of `steps` DPM-Solver++ steps at the last thread count.
-pub fn run_vivid_background(
+pub(crate) fn run_vivid_background(
     bundle: &Path,
     steps: usize,
     threads: &[usize],
@@ -724,7 +725,7 @@ pub fn run_vivid_background(
 }
 
 /// A narration of about 30 seconds for `vivid bench render`.
-pub const RENDER_TEXT: &str = "The harbour was quiet that morning. Fog lay over the water \
+pub(crate) const RENDER_TEXT: &str = "The harbour was quiet that morning. Fog lay over the water \
     and the fishing boats waited at their moorings, ropes creaking as the tide turned. \
     Somewhere beyond the breakwater a bell rang twice.\n\nIn the market square the first \
     traders were setting up their stalls. A cart rattled over the cobbles, a dog barked at the \
@@ -734,7 +735,7 @@ pub const RENDER_TEXT: &str = "The harbour was quiet that morning. Fog lay over 
 /// Seconds to resample and mix one minute of narration (speech at 22.05
 /// kHz over a 16 kHz background, two scenes) into 48 kHz, measured on
 /// synthetic audio; median of three runs.
-pub fn time_mix_per_minute() -> Result<(f64, f64)> {
+pub(crate) fn time_mix_per_minute() -> Result<(f64, f64)> {
     use crate::audio::resample::resample;
     use crate::mix::{MixSettings, SceneBackground, mix, scene_span};
     let speech: Vec<f32> = crate::background::audioldm2::noise::gaussian_latents(1, 22_050 * 60)
@@ -778,7 +779,7 @@ pub fn time_mix_per_minute() -> Result<(f64, f64)> {
 
 /// The soundscape benchmark's scenes: a quiet, a moderate and a busy one
 /// (five sources and the place's beds, with its reverb).
-pub fn soundscape_scenes() -> Vec<(&'static str, crate::background::soundscape::ScenePlan)> {
+pub(crate) fn soundscape_scenes() -> Vec<(&'static str, crate::background::soundscape::ScenePlan)> {
     use crate::background::soundscape::{Level, SceneInput, catalog::Catalog, plan::plan};
     let scene = |place: &str, sounds: &[&str], level: Level| {
         plan(
@@ -826,7 +827,10 @@ pub fn soundscape_scenes() -> Vec<(&'static str, crate::background::soundscape::
 
 /// Renders `seconds` of a plan into a sink that keeps nothing (as a
 /// stream to a file or a device would), returning the seconds it took.
-pub fn time_soundscape(plan: &crate::background::soundscape::ScenePlan, seconds: f64) -> f64 {
+pub(crate) fn time_soundscape(
+    plan: &crate::background::soundscape::ScenePlan,
+    seconds: f64,
+) -> f64 {
     time_sounds(
         crate::background::soundscape::Sounds::builtin(),
         plan,
@@ -835,7 +839,7 @@ pub fn time_soundscape(plan: &crate::background::soundscape::ScenePlan, seconds:
 }
 
 /// [`time_soundscape`] with `sounds` (a library's recordings among them).
-pub fn time_sounds(
+pub(crate) fn time_sounds(
     sounds: &crate::background::soundscape::Sounds,
     plan: &crate::background::soundscape::ScenePlan,
     seconds: f64,
@@ -860,7 +864,7 @@ pub fn time_sounds(
 /// recorded calls (events) and the lapping water as a 60 s recording
 /// (a bed), both made from vivid's own recipes so they pass the
 /// library's checks; as a museum's recordings would serve them.
-pub fn write_bench_library(dir: &Path) -> Result<()> {
+pub(crate) fn write_bench_library(dir: &Path) -> Result<()> {
     use crate::background::soundscape::{alone, render};
     let write = |name: &str, id: &str, seconds: f64| -> Result<()> {
         let x = render(&alone(id), seconds);
@@ -894,7 +898,7 @@ pub fn write_bench_library(dir: &Path) -> Result<()> {
 
 /// fundsp's own 32-line stereo reverb over `seconds` of noise, the
 /// reference the soundscape's room is measured against in the same run.
-pub fn time_fundsp_reverb(seconds: f64) -> f64 {
+pub(crate) fn time_fundsp_reverb(seconds: f64) -> f64 {
     use fundsp::prelude32::{BufferVec, reverb_stereo};
     let mut unit = reverb_stereo(12.0, 1.5, 0.5);
     unit.set_sample_rate(48_000.0);

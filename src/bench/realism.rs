@@ -26,7 +26,7 @@ use crate::background::soundscape::profile::{FEATURES, Profile, distance};
 use crate::background::soundscape::{SceneInput, render};
 
 /// Longest window profiled, seconds.
-pub const WINDOW_S: f64 = 4.0;
+pub(crate) const WINDOW_S: f64 = 4.0;
 /// Most windows taken from one reference file (long ambiences would
 /// otherwise outvote short ones).
 const MAX_WINDOWS: usize = 10;
@@ -35,13 +35,13 @@ const NEAREST: usize = 3;
 /// Longest reference file read, seconds.
 const LONGEST_REFERENCE_S: f64 = 600.0;
 /// Seconds of each render, and its seeds.
-pub const RENDER_S: f64 = 16.0;
-pub const SEEDS: [u64; 3] = [1, 2, 3];
+pub(crate) const RENDER_S: f64 = 16.0;
+pub(crate) const SEEDS: [u64; 3] = [1, 2, 3];
 const RATE: u32 = 48_000;
 
 /// The classes the bench knows, with the caption vivid renders for each
 /// (what a describer would say of a scene of that sound).
-pub const CLASSES: [(&str, &str); 12] = [
+pub(crate) const CLASSES: [(&str, &str); 12] = [
     ("rain", "steady rain falling"),
     ("wind", "a strong wind blowing"),
     ("river", "a river flowing"),
@@ -257,7 +257,7 @@ fn nearest(distances: &BTreeMap<String, f64>, except: Option<&str>) -> (String, 
 }
 
 /// Renders a class's caption as `vivid background` would, three seeds.
-pub fn render_caption(caption: &str, seed: u64) -> (Vec<f32>, Vec<String>) {
+pub(crate) fn render_caption(caption: &str, seed: u64) -> (Vec<f32>, Vec<String>) {
     let input = SceneInput {
         caption: caption.to_string(),
         ..SceneInput::default()

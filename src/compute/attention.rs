@@ -40,7 +40,7 @@ pub struct FusedAttention;
 
 impl FusedAttention {
     /// Computes the attention of `q`, `k`, `v` into `output`.
-    pub fn attend(
+    pub(crate) fn attend(
         &self,
         q: tract_ndarray::ArrayView3<f32>,
         k: tract_ndarray::ArrayView3<f32>,

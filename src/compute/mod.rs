@@ -41,12 +41,12 @@ pub fn matmul_kernels(
 }
 
 /// Threads tract's kernels use (see [`set_compute_threads`]).
-pub fn compute_threads() -> usize {
+pub(crate) fn compute_threads() -> usize {
     COMPUTE_THREADS.load(Ordering::Relaxed)
 }
 
 /// An executor of `threads` threads for [`tract_linalg::multithread::multithread_tract_scope`].
-pub fn executor(threads: usize) -> tract_linalg::multithread::Executor {
+pub(crate) fn executor(threads: usize) -> tract_linalg::multithread::Executor {
     use tract_linalg::multithread::Executor;
     if threads <= 1 {
         Executor::SingleThread
@@ -82,7 +82,7 @@ pub fn keep_freed_memory() {
 
 /// Hands free heap memory back to the kernel, for an idle service between
 /// jobs (see [`keep_freed_memory`]).
-pub fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: FFI into glibc; malloc_trim only returns unused pages.
     unsafe {
@@ -92,7 +92,7 @@ pub fn release_freed_memory() {
 
 /// Runs `plan` node by node and adds each node's time to `times` under
 /// its op's name (the `--profile` of `vivid bench tts` and `background`).
-pub fn run_timed(
+pub(crate) fn run_timed(
     plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
     inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
     times: &mut std::collections::HashMap<String, f64>,
@@ -157,13 +157,13 @@ pub(crate) fn row_blocks<'a>(
 }
 
 /// Cores this process may run on.
-pub fn available_cores() -> usize {
+pub(crate) fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Peak resident memory of this process so far, in KiB (`VmHWM`; the
 /// rusage figure would include a parent's peak across exec).
-pub fn peak_rss_kb() -> u64 {
+pub(crate) fn peak_rss_kb() -> u64 {
     let from_status = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

@@ -9,7 +9,7 @@ use tract_onnx::tract_core::internal::*;
 /// transform leaves the node on the CPU (copying its inputs and output
 /// across) and the wrapped op computes it as tract's CPU runtime would.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnCpu(pub Box<dyn TypedOp>);
+pub(crate) struct OnCpu(pub Box<dyn TypedOp>);
 
 impl Op for OnCpu {
     fn name(&self) -> StaticName {
@@ -52,7 +52,7 @@ impl TypedOp for OnCpu {
 /// Wraps every node of `model` whose op is named in `op_names` (tract's
 /// names, as `vivid bench compare` prints them: `RmsNorm`, `Softmax`, ...)
 /// in [`OnCpu`]; returns how many.
-pub fn keep_ops_on_cpu(model: &mut TypedModel, op_names: &[String]) -> TractResult<usize> {
+pub(crate) fn keep_ops_on_cpu(model: &mut TypedModel, op_names: &[String]) -> TractResult<usize> {
     let mut wrapped = 0;
     for id in 0..model.nodes().len() {
         let node = &model.nodes()[id];

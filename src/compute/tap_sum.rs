@@ -38,7 +38,7 @@ const MIN_PRODUCT_CHANNELS: usize = 4;
 
 /// A stride-1, group-1 f32 convolution over the last axis of `[N, C, T]`.
 #[derive(Debug, Clone)]
-pub struct TapSumConv1d {
+pub(crate) struct TapSumConv1d {
     input_channels: usize,
     output_channels: usize,
     /// Where each tap reads, relative to the output sample (before
@@ -67,6 +67,7 @@ impl Eq for TapSumConv1d {}
 impl TapSumConv1d {
     /// A convolution from an `[output, input, taps]` (OIHW) kernel and a
     /// bias of one value per output channel (or one for all).
+    #[cfg(test)]
     pub fn new(
         kernel: &[f32],
         kernel_shape: [usize; 3],
@@ -81,7 +82,7 @@ impl TapSumConv1d {
 
     /// A convolution whose taps read at `offsets` (one per tap, in the
     /// kernel's order).
-    pub fn with_offsets(
+    pub(crate) fn with_offsets(
         kernel: &[f32],
         kernel_shape: [usize; 3],
         bias: &[f32],
@@ -137,7 +138,7 @@ impl TapSumConv1d {
 
     /// Output length for an input of `len` samples; an error when the
     /// padded input is shorter than the kernel.
-    pub fn output_len(&self, len: usize) -> TractResult<usize> {
+    pub(crate) fn output_len(&self, len: usize) -> TractResult<usize> {
         (len + self.pad_before + self.pad_after)
             .checked_sub(self.offsets.iter().copied().max().unwrap_or(0))
             .with_context(|| format!("{len} samples are shorter than the kernel"))
@@ -145,7 +146,7 @@ impl TapSumConv1d {
 
     /// Convolves one `[input_channels, len]` signal into
     /// `[output_channels, output_len]`.
-    pub fn convolve(
+    pub(crate) fn convolve(
         &self,
         input: ArrayView2<f32>,
         mut output: ArrayViewMut2<f32>,
@@ -444,7 +445,7 @@ const MIN_PLANE_WIDTH: usize = 16;
 /// between them, which straddle two rows, are dropped. For the AudioLDM2
 /// VAE decoder's 3x3 convolutions over planes 16 to 64 wide.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TapSumConv2d {
+pub(crate) struct TapSumConv2d {
     /// Taps at `dy · padded_width + dx`, no padding of its own.
     core: TapSumConv1d,
     kernel_hw: [usize; 2],

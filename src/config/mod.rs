@@ -181,7 +181,7 @@ pub fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
 }
 
 /// Parses config text; `path` only names the file in errors.
-pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+pub(crate) fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let invalid = |line, key, reason| ConfigError::Invalid {
         path: path.to_path_buf(),

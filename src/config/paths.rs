@@ -70,7 +70,11 @@ impl Config {
 
     /// Fills in defaults. Relative paths in a file are taken relative to the
     /// file's folder, so a config and its folders can move together.
-    pub fn resolve(source: ConfigSource, file: ConfigFile, defaults: &DefaultDirs) -> Config {
+    pub(crate) fn resolve(
+        source: ConfigSource,
+        file: ConfigFile,
+        defaults: &DefaultDirs,
+    ) -> Config {
         let base = source
             .path()
             .and_then(Path::parent)
@@ -162,7 +166,7 @@ pub struct DefaultDirs {
 }
 
 impl DefaultDirs {
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
         let data = if let Some(xdg) = non_empty("XDG_DATA_HOME") {
             PathBuf::from(xdg).join("vivid")

@@ -39,7 +39,7 @@ pub struct PathsSection {
 }
 
 /// The default voice, below the models folder (see models/models.toml).
-pub const DEFAULT_VOICE_FILE: &str = "voices/en_US-joe-medium.onnx";
+pub(crate) const DEFAULT_VOICE_FILE: &str = "voices/en_US-joe-medium.onnx";
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -79,7 +79,7 @@ pub const DEFAULT_EMBEDDER_FILE: &str = "embed/all-MiniLM-L6-v2.safetensors";
 /// The AudioLDM2 bundle, relative to the models folder. No default bundle
 /// is fetched: real AudioLDM2 weights are made into one with
 /// quantize/export.py.
-pub const DEFAULT_BACKGROUND_BUNDLE: &str = "audioldm2";
+pub(crate) const DEFAULT_BACKGROUND_BUNDLE: &str = "audioldm2";
 
 /// How the prompt for the describer model is built.
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -418,7 +418,7 @@ impl Default for ControlSection {
 }
 
 /// The default control socket (the unit's `RuntimeDirectory=vivid`).
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/vivid/control.sock";
+pub(crate) const DEFAULT_CONTROL_SOCKET: &str = "/run/vivid/control.sock";
 
 /// One `[[trigger]]`: an input device's key, or a GPIO line, and what it
 /// does.
@@ -460,9 +460,9 @@ pub struct TriggerSection {
 }
 
 /// A trigger's default debounce, for GPIO lines.
-pub const DEFAULT_DEBOUNCE_MS: u64 = 20;
+pub(crate) const DEFAULT_DEBOUNCE_MS: u64 = 20;
 /// A trigger's default hold-off.
-pub const DEFAULT_MIN_INTERVAL_S: f32 = 1.0;
+pub(crate) const DEFAULT_MIN_INTERVAL_S: f32 = 1.0;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -73,7 +73,7 @@ impl Config {
 
     /// The sentence-embedding model's files, and where its embedded
     /// catalog is kept: `describe` beside the background cache.
-    pub fn embedder_paths(&self, o: &Overrides) -> crate::describe::EmbedderPaths {
+    pub(crate) fn embedder_paths(&self, o: &Overrides) -> crate::describe::EmbedderPaths {
         let weights = o
             .embedder_model
             .clone()
@@ -137,7 +137,7 @@ impl Config {
     }
 
     /// The mix's settings.
-    pub fn mix_settings(&self) -> crate::mix::MixSettings {
+    pub(crate) fn mix_settings(&self) -> crate::mix::MixSettings {
         let m = &self.mix;
         crate::mix::MixSettings {
             output_rate: m.output_rate,

@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 /// Most sound sources kept from one answer.
-pub const MAX_SOUNDS: usize = 4;
+pub(crate) const MAX_SOUNDS: usize = 4;
 /// Longest phrase the grammar lets through; a phrase this long was most
 /// likely cut mid-word.
-pub const MAX_PHRASE_CHARS: usize = 60;
+pub(crate) const MAX_PHRASE_CHARS: usize = 60;
 
 /// The answer the grammar forces the model to give.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,9 +13,9 @@ use super::answer::{MAX_PHRASE_CHARS, MAX_SOUNDS, SoundAnswer};
 
 /// Most words a caption may have. CLAP reads 77 tokens and AudioLDM2's T5
 /// side 128; 40 words stays well inside both (about 1.3 tokens a word).
-pub const MAX_CAPTION_WORDS: usize = 40;
+pub(crate) const MAX_CAPTION_WORDS: usize = 40;
 /// Most words the `text` method passes on (method 2, the text as prompt).
-pub const MAX_TEXT_PROMPT_WORDS: usize = 50;
+pub(crate) const MAX_TEXT_PROMPT_WORDS: usize = 50;
 /// Most words in one sound source or the place.
 const MAX_PHRASE_WORDS: usize = 10;
 
@@ -161,7 +161,7 @@ fn names_speech(text: &str) -> Option<String> {
 }
 
 /// True when the narration is about music, so a musical background fits.
-pub fn text_is_about_music(text: &str) -> bool {
+pub(crate) fn text_is_about_music(text: &str) -> bool {
     first_match(text, MUSIC_STEMS).is_some()
 }
 
@@ -189,7 +189,7 @@ pub fn rule_breaks(caption: &str, text: &str) -> Vec<RuleBreak> {
 /// What became of one answer: the caption, and the sounds dropped on the
 /// way with the reason for each.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Composed {
+pub(crate) struct Composed {
     pub caption: String,
     pub kept: Vec<String>,
     pub dropped: Vec<(String, String)>,
@@ -198,7 +198,7 @@ pub struct Composed {
 /// Builds the caption from an answer: sources that break a rule dropped,
 /// duplicates and empty ones removed, at most [`MAX_SOUNDS`], joined as
 /// "A, B and C in PLACE." `None` when no usable sound is left.
-pub fn compose(answer: &SoundAnswer, text: &str) -> Option<Composed> {
+pub(crate) fn compose(answer: &SoundAnswer, text: &str) -> Option<Composed> {
     let mut kept: Vec<String> = Vec::new();
     let mut dropped = Vec::new();
     for sound in &answer.sounds {
@@ -290,7 +290,7 @@ fn place_phrase(place: &str) -> String {
 /// Method 2: the narration itself as the prompt, cut to
 /// [`MAX_TEXT_PROMPT_WORDS`] words, at the end of a sentence where one
 /// falls in the second half.
-pub fn text_prompt(text: &str) -> String {
+pub(crate) fn text_prompt(text: &str) -> String {
     let all: Vec<&str> = text.split_whitespace().collect();
     if all.len() <= MAX_TEXT_PROMPT_WORDS {
         return all.join(" ");

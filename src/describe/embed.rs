@@ -28,7 +28,7 @@ const MAX_POSITIONS: usize = 512;
 const LAYER_NORM_EPS: f32 = 1e-12;
 /// sentence-transformers cuts inputs at 256 word pieces for this model
 /// (sentence_bert_config.json); a longer text is described by its start.
-pub const MAX_TOKENS: usize = 256;
+pub(crate) const MAX_TOKENS: usize = 256;
 
 #[derive(Debug, Error)]
 pub enum EmbedError {

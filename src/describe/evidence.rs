@@ -73,11 +73,11 @@ const SOURCE_THRESHOLD: f32 = 0.60;
 /// A second or third source must also be this close to the first.
 const FOLLOWER_RATIO: f32 = 0.60;
 /// Most sources chosen for one scene.
-pub const MAX_SOURCES: usize = 3;
+pub(crate) const MAX_SOURCES: usize = 3;
 /// Candidates the model is asked about.
-pub const MODEL_CANDIDATES: usize = 8;
+pub(crate) const MODEL_CANDIDATES: usize = 8;
 /// Place candidates the model is asked about.
-pub const MODEL_PLACE_CANDIDATES: usize = 4;
+pub(crate) const MODEL_PLACE_CANDIDATES: usize = 4;
 
 /// One entry's scores.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -109,7 +109,7 @@ impl Scores {
     }
 
     /// The part that gave most.
-    pub fn strongest(&self) -> EvidenceKind {
+    pub(crate) fn strongest(&self) -> EvidenceKind {
         let parts = [
             (EvidenceKind::Text, self.words),
             (EvidenceKind::Meaning, self.meaning),
@@ -281,7 +281,7 @@ struct Similarities {
 
 /// Every source's and place's scores for one scene, before the choice.
 #[derive(Debug, Clone, Serialize)]
-pub struct Gathered {
+pub(crate) struct Gathered {
     /// The text reads as English: the embedding understands it, and a
     /// keyword is one piece of evidence among several. In other languages
     /// the embedding (an English model) hears little, so the words the
@@ -297,7 +297,7 @@ pub struct Gathered {
 
 /// Scores every entry of `vocabulary` for `text` from its words, its
 /// meaning (when `index` is there) and its setting.
-pub fn gather(
+pub(crate) fn gather(
     vocabulary: &Vocabulary,
     text: &str,
     index: Option<&SceneIndex>,
@@ -392,7 +392,7 @@ const ENGLISH_WORDS: &[&str] = &[
 /// True when at least one word in twelve is an English function word
 /// (English prose runs at one in three or four; German, French and
 /// Spanish share a few, such as "in" and "a").
-pub fn looks_english(words: &[String]) -> bool {
+pub(crate) fn looks_english(words: &[String]) -> bool {
     let hits = words
         .iter()
         .filter(|w| ENGLISH_WORDS.contains(&w.as_str()))
@@ -427,7 +427,7 @@ fn standings(values: &[f32], min_sd: f32) -> Vec<f32> {
 impl Gathered {
     /// The sources (and places) the model should be asked about: the best
     /// by the other evidence, as vocabulary indices.
-    pub fn model_candidates(&self) -> (Vec<usize>, Vec<usize>) {
+    pub(crate) fn model_candidates(&self) -> (Vec<usize>, Vec<usize>) {
         // In another language the other evidence is thinner: the model
         // weighs more candidates.
         let sources = if self.english {
@@ -443,7 +443,7 @@ impl Gathered {
 
     /// Adds the model's calibrated log-likelihoods of the asked candidates,
     /// each as its standing among them.
-    pub fn add_model(&mut self, sources: &[(usize, f32)], places: &[(usize, f32)]) {
+    pub(crate) fn add_model(&mut self, sources: &[(usize, f32)], places: &[(usize, f32)]) {
         fn apply(scores: &mut [Scores], asked: &[(usize, f32)]) {
             let lps: Vec<f32> = asked.iter().map(|a| a.1).collect();
             for (&(i, lp), z) in asked.iter().zip(standings(&lps, 0.5)) {
@@ -469,7 +469,7 @@ fn top(scores: &[Scores], n: usize) -> Vec<usize> {
 
 /// Sources of one family are the same sound again (light and heavy rain,
 /// gusts and howling wind): a scene gets one of each.
-pub fn family(id: &str) -> &str {
+pub(crate) fn family(id: &str) -> &str {
     for prefix in ["rain-", "wind-", "footsteps-", "hooves-"] {
         if id.starts_with(prefix) {
             return prefix;
@@ -481,7 +481,7 @@ pub fn family(id: &str) -> &str {
 /// The sources to play: the best that reach the threshold, one a family,
 /// followers close enough to the first, at most `max`. The room tone is a
 /// bed, never a foreground source of its own.
-pub fn choose_sources(vocabulary: &Vocabulary, scores: &[Scores], max: usize) -> Vec<usize> {
+pub(crate) fn choose_sources(vocabulary: &Vocabulary, scores: &[Scores], max: usize) -> Vec<usize> {
     let mut chosen: Vec<usize> = Vec::new();
     for i in top(scores, scores.len()) {
         let total = scores[i].total;
@@ -506,7 +506,7 @@ pub fn choose_sources(vocabulary: &Vocabulary, scores: &[Scores], max: usize) ->
 }
 
 /// The place: the best total, when anything speaks for one.
-pub fn choose_place(scores: &[Scores]) -> Option<usize> {
+pub(crate) fn choose_place(scores: &[Scores]) -> Option<usize> {
     top(scores, 1)
         .into_iter()
         .next()

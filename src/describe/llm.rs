@@ -376,7 +376,7 @@ impl LlmDescriber {
     /// its log-likelihood after the text minus its log-likelihood after a
     /// text with no content, in nats. The model only weighs phrases it is
     /// given; it writes nothing.
-    pub fn score_phrases(
+    pub(crate) fn score_phrases(
         &mut self,
         text: &str,
         phrases: &[String],

@@ -111,7 +111,7 @@ pub struct DescribeSettings {
 
 /// What one call may ask differently from the describer's settings.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CallOptions {
+pub(crate) struct CallOptions {
     pub method: Option<Method>,
     /// The caption of method `fixed`.
     pub caption: Option<String>,
@@ -210,7 +210,7 @@ impl SceneCaption {
     }
 
     /// Token counts and timings of the model's answer (free captions).
-    pub fn llm_stats(&self) -> Option<LlmStats> {
+    pub(crate) fn llm_stats(&self) -> Option<LlmStats> {
         match &self.made {
             Some(LlmMade::Free { llm, .. }) => Some(*llm),
             _ => None,
@@ -306,7 +306,7 @@ impl Describer {
 
     /// Why the semantic evidence is missing, once the describer has tried
     /// to load it (for the report and `vivid doctor`).
-    pub fn index_problem(&self) -> Option<&str> {
+    pub(crate) fn index_problem(&self) -> Option<&str> {
         self.index
             .as_ref()
             .and_then(|i| i.as_ref().err())
@@ -333,7 +333,7 @@ impl Describer {
     }
 
     /// Captions every scene of `text` with `method`.
-    pub fn describe_with(
+    pub(crate) fn describe_with(
         &mut self,
         text: &str,
         method: Method,
@@ -350,7 +350,7 @@ impl Describer {
     /// Captions every scene of `text`, with what this one call asks
     /// differently from the settings (a service job's method, caption or
     /// seed); the settings themselves stay as they are.
-    pub fn describe_call(
+    pub(crate) fn describe_call(
         &mut self,
         text: &str,
         options: &CallOptions,
@@ -510,7 +510,7 @@ impl Describer {
     /// Every source's and place's scores for `text` (catalog mode), and
     /// why the language model gave none when it failed. Public for the
     /// describer's benchmark, which records them to tune the weights.
-    pub fn gather_evidence(&mut self, text: &str) -> (evidence::Gathered, Option<String>) {
+    pub(crate) fn gather_evidence(&mut self, text: &str) -> (evidence::Gathered, Option<String>) {
         let parts = self.settings.evidence;
         let timeout = self.settings.timeout;
         let index_missing = self.scene_index().is_none() && parts.meaning;

@@ -14,7 +14,7 @@ use super::answer::{AmbienceLevel, SoundAnswer};
 /// Phrases are bounded (60 characters, [`super::answer::MAX_PHRASE_CHARS`]) and cannot
 /// hold quotes or backslashes, so the answer is always valid JSON and never
 /// long.
-pub const ANSWER_GRAMMAR: &str = r#"
+pub(crate) const ANSWER_GRAMMAR: &str = r#"
 root   ::= "{" ws "\"place\":" ws phrase "," ws "\"sounds\":" ws "[" ws phrase ("," ws phrase){1,3} ws "]" "," ws "\"level\":" ws level ws "}"
 phrase ::= "\"" [a-zA-Z] [a-zA-Z ,'-]{1,59} "\""
 level  ::= "\"quiet\"" | "\"moderate\"" | "\"busy\""
@@ -23,14 +23,14 @@ ws     ::= " "?
 
 /// The instruction, as the system message of a chat model and the header
 /// of the completion prompt.
-pub const INSTRUCTION: &str = "You choose the background sounds for a narrated text. \
+pub(crate) const INSTRUCTION: &str = "You choose the background sounds for a narrated text. \
 Read the text and answer in JSON: the place where it happens, two to four concrete sounds a \
 listener would hear there (a source and what it does, such as \"waves crashing on rocks\"), \
 and how busy the ambience is (quiet, moderate or busy). Only sounds of things and nature: \
 no speech, voices, talking, narration or singing. No music unless the text is about music.";
 
 /// Worked examples shown before the text.
-pub const EXAMPLES: &[(&str, &str, &[&str], AmbienceLevel)] = &[
+pub(crate) const EXAMPLES: &[(&str, &str, &[&str], AmbienceLevel)] = &[
     (
         "The fishing boats return at dusk. Nets are hauled onto the quay while the lighthouse \
          begins to turn.",
@@ -77,7 +77,7 @@ pub const EXAMPLES: &[(&str, &str, &[&str], AmbienceLevel)] = &[
 
 /// Longest narration passed to the model, in bytes; a scene is shorter
 /// (see [`super::scenes::SceneBounds`]), a whole long text is cut here.
-pub const MAX_TEXT_BYTES: usize = 1500;
+pub(crate) const MAX_TEXT_BYTES: usize = 1500;
 
 /// How a model is prompted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -92,10 +92,10 @@ pub enum PromptStyle {
 /// Where the narration goes in a rendered prompt; the prompt is rendered
 /// once with this marker and split there, so the part before it can be
 /// evaluated once and kept in the KV cache for every text.
-pub const TEXT_MARKER: &str = "@@VIVID_NARRATION@@";
+pub(crate) const TEXT_MARKER: &str = "@@VIVID_NARRATION@@";
 
 /// The answer to an example, as the model should write it.
-pub fn example_answer(place: &str, sounds: &[&str], level: AmbienceLevel) -> String {
+pub(crate) fn example_answer(place: &str, sounds: &[&str], level: AmbienceLevel) -> String {
     let answer = SoundAnswer {
         place: place.to_owned(),
         sounds: sounds.iter().map(|s| (*s).to_owned()).collect(),
@@ -106,13 +106,13 @@ pub fn example_answer(place: &str, sounds: &[&str], level: AmbienceLevel) -> Str
 }
 
 /// The user turn for one text.
-pub fn user_turn(text: &str) -> String {
+pub(crate) fn user_turn(text: &str) -> String {
     format!("Text: {text}")
 }
 
 /// The narration as it goes into the prompt: one line, at most
 /// [`MAX_TEXT_BYTES`], cut at a character boundary.
-pub fn prompt_text(text: &str) -> String {
+pub(crate) fn prompt_text(text: &str) -> String {
     let mut one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.len() > MAX_TEXT_BYTES {
         let mut cut = MAX_TEXT_BYTES;
@@ -128,7 +128,7 @@ pub fn prompt_text(text: &str) -> String {
 /// worked examples and the grammar of a free-text answer (catalog mode
 /// asks the model to weigh phrases instead, see [`super::evidence`]).
 #[derive(Debug, Clone)]
-pub struct PromptSet {
+pub(crate) struct PromptSet {
     /// The chat prompt's system message.
     pub instruction: String,
     /// The completion prompt's first paragraph.
@@ -158,7 +158,7 @@ impl PromptSet {
 
     /// (role, content) turns of the chat prompt, the last one holding
     /// [`TEXT_MARKER`].
-    pub fn chat_turns(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn chat_turns(&self) -> Vec<(&'static str, String)> {
         let mut turns = vec![("system", self.instruction.clone())];
         for (text, answer) in &self.examples {
             turns.push(("user", user_turn(text)));
@@ -169,7 +169,7 @@ impl PromptSet {
     }
 
     /// The completion prompt, holding [`TEXT_MARKER`] where the text goes.
-    pub fn completion_prompt(&self) -> String {
+    pub(crate) fn completion_prompt(&self) -> String {
         let mut prompt = format!("{}\n\n", self.header);
         for (text, answer) in &self.examples {
             prompt.push_str(&format!("Text: {text}\nSounds: {answer}\n\n"));

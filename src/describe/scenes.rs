@@ -26,7 +26,7 @@ impl Default for SceneBounds {
 
 /// The scenes of `text` as byte ranges, in order, each trimmed of
 /// surrounding white space. Empty for a text of white space only.
-pub fn split_scenes(text: &str, bounds: SceneBounds) -> Vec<Range<usize>> {
+pub(crate) fn split_scenes(text: &str, bounds: SceneBounds) -> Vec<Range<usize>> {
     let mut pieces = Vec::new();
     for paragraph in paragraphs(text) {
         split_long(text, paragraph, bounds.max_chars, &mut pieces);
@@ -108,7 +108,7 @@ fn split_long(text: &str, range: Range<usize>, max: usize, out: &mut Vec<Range<u
 /// Byte offsets just past each sentence end in `text`: `.`, `!` or `?`
 /// before white space, or a full-width `。！？` (Chinese and Japanese put no
 /// space after them), with closing quotes kept with their sentence.
-pub fn sentence_ends(text: &str) -> Vec<usize> {
+pub(crate) fn sentence_ends(text: &str) -> Vec<usize> {
     let mut ends = Vec::new();
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {

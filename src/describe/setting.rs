@@ -231,7 +231,7 @@ pub struct Setting {
 
 impl Setting {
     /// The cues in `words` (stemmed, see [`crate::text::stems`]).
-    pub fn from_words(words: &[String]) -> Setting {
+    pub(crate) fn from_words(words: &[String]) -> Setting {
         let cues = CUE_WORDS
             .iter()
             .filter(|(_, list)| {
@@ -244,7 +244,7 @@ impl Setting {
     }
 
     /// The push the setting gives source `id` (0 when it concerns none).
-    pub fn effect_on(&self, id: &str) -> f32 {
+    pub(crate) fn effect_on(&self, id: &str) -> f32 {
         CUE_EFFECTS
             .iter()
             .filter(|(cue, _)| self.cues.contains(cue))

@@ -88,14 +88,14 @@ pub struct CatalogChoice {
 
 impl Vocabulary {
     /// The source a catalog phrase (or id) names exactly.
-    pub fn source_by_phrase(&self, phrase: &str) -> Option<&Entry> {
+    pub(crate) fn source_by_phrase(&self, phrase: &str) -> Option<&Entry> {
         let phrase = phrase.trim();
         self.sources
             .iter()
             .find(|e| e.phrase.eq_ignore_ascii_case(phrase) || e.id == phrase)
     }
 
-    pub fn place_by_phrase(&self, phrase: &str) -> Option<&Entry> {
+    pub(crate) fn place_by_phrase(&self, phrase: &str) -> Option<&Entry> {
         let phrase = phrase.trim();
         self.places
             .iter()
@@ -105,7 +105,7 @@ impl Vocabulary {
     /// The choice a job's own `sounds` and `place` make: ids (or
     /// phrases) of the catalog; unknown ones are left out and named in
     /// the warnings.
-    pub fn choose_given(&self, sounds: &[String], place: Option<&str>) -> CatalogChoice {
+    pub(crate) fn choose_given(&self, sounds: &[String], place: Option<&str>) -> CatalogChoice {
         let mut warnings = Vec::new();
         let mut sources: Vec<ChosenSource> = Vec::new();
         for sound in sounds {

@@ -51,7 +51,7 @@ const ACTIVITY_RANGE_DB: f32 = 40.0;
 /// Speech activity at every sample, 0 (pause) to 1 (speech), with the
 /// settings' look-ahead (the background is down before the first word),
 /// hold (short gaps between words do not let it pump) and attack/release.
-pub fn speech_envelope(speech: &[f32], rate: u32, settings: &DuckingSettings) -> Vec<f32> {
+pub(crate) fn speech_envelope(speech: &[f32], rate: u32, settings: &DuckingSettings) -> Vec<f32> {
     let block = ((rate as f32 * BLOCK_MS / 1000.0) as usize).max(1);
     let levels: Vec<f32> = speech
         .chunks(block)
@@ -94,7 +94,11 @@ pub fn speech_envelope(speech: &[f32], rate: u32, settings: &DuckingSettings) ->
 /// The background's gain at every sample: `base_db` while speech plays,
 /// up to `base_db + pause_rise_db` in pauses (side-chain), or `base_db`
 /// throughout (constant).
-pub fn background_gains(envelope: &[f32], base_db: f64, settings: &DuckingSettings) -> Vec<f32> {
+pub(crate) fn background_gains(
+    envelope: &[f32],
+    base_db: f64,
+    settings: &DuckingSettings,
+) -> Vec<f32> {
     match settings.mode {
         Ducking::Constant => vec![super::loudness::db_to_gain(base_db); envelope.len()],
         Ducking::Sidechain => {

@@ -38,7 +38,7 @@ pub fn true_peak_db(samples: &[f32], rate: u32, channels: usize) -> Result<f64, 
 
 /// Short-term (3 s window) loudness every `hop` frames: element `i` is
 /// the loudness of the 3 s ending at frame `(i + 1) * hop`.
-pub fn short_term(
+pub(crate) fn short_term(
     samples: &[f32],
     rate: u32,
     hop: usize,
@@ -53,13 +53,13 @@ pub fn short_term(
     Ok(out)
 }
 
-pub fn db_to_gain(db: f64) -> f32 {
+pub(crate) fn db_to_gain(db: f64) -> f32 {
     (db * (std::f64::consts::LN_10 / 20.0)).exp() as f32
 }
 
 /// What [`normalize`] did.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Normalized {
+pub(crate) struct Normalized {
     pub gain_db: f64,
     pub integrated_lufs: f64,
     pub true_peak_dbtp: f64,
@@ -69,7 +69,7 @@ pub struct Normalized {
 
 /// Scales `samples` to `target_lufs` integrated loudness and limits their
 /// true peak to `ceiling_dbtp`.
-pub fn normalize(
+pub(crate) fn normalize(
     samples: &mut [f32],
     rate: u32,
     target_lufs: f64,

@@ -76,7 +76,7 @@ pub struct SceneBackground {
 
 /// The stretch of the output timeline scene `index` of `count` covers, in
 /// seconds, crossfades included: what its background must last.
-pub fn scene_span(
+pub(crate) fn scene_span(
     settings: &MixSettings,
     scene_starts_s: &[f64],
     speech_s: f64,
@@ -506,7 +506,7 @@ fn short_term_hop(rate: u32) -> usize {
 
 /// Median of speech minus background short-term loudness over the 3 s
 /// windows that lie wholly in speech (envelope above one half).
-pub fn speech_over_background(
+pub(crate) fn speech_over_background(
     speech_short_term: &[f64],
     background: &[f32],
     envelope: &[f32],

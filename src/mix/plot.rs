@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use super::{MixReport, TRACE_HOP_S};
 
 /// The font the picture's text is drawn in (Debian: fonts-dejavu-core).
-pub const FONT_PATHS: &[&str] = &[
+pub(crate) const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
 ];

@@ -16,7 +16,7 @@ use super::verify::{Depth, FileState, check_file};
 use crate::fsutil::AtomicFile;
 
 /// Environment variable naming the Python that runs pip (default `python3`).
-pub const PYTHON_ENV: &str = "VIVID_PYTHON";
+pub(crate) const PYTHON_ENV: &str = "VIVID_PYTHON";
 
 #[derive(Debug, Error)]
 pub enum FetchError {
@@ -276,7 +276,7 @@ fn run_pip_download(python: &str, dir: &Path, requirements: &[String]) -> Result
 
 /// The wheel of `package` `version` in `dir`, matched by the normalized
 /// distribution name and version in its file name (PEP 427/503).
-pub fn find_wheel(dir: &Path, package: &str, version: &str) -> Option<PathBuf> {
+pub(crate) fn find_wheel(dir: &Path, package: &str, version: &str) -> Option<PathBuf> {
     let wanted = normalize_name(package);
     let entries = fs::read_dir(dir).ok()?;
     entries.flatten().map(|e| e.path()).find(|path| {

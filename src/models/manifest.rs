@@ -9,7 +9,7 @@ use thiserror::Error;
 
 /// The manifest of the default models, built into the binary so an installed
 /// `vivid` can fetch and verify without the source tree.
-pub const DEFAULT_MANIFEST: &str = include_str!("../../models/models.toml");
+pub(crate) const DEFAULT_MANIFEST: &str = include_str!("../../models/models.toml");
 
 #[derive(Debug, Error)]
 pub enum ManifestError {
@@ -147,7 +147,10 @@ impl Manifest {
 
     /// The default files plus those of the optional models named in
     /// `optional`; an unknown id is an error that lists the known ones.
-    pub fn selected_files(&self, optional: &[String]) -> Result<Vec<&ModelFile>, ManifestError> {
+    pub(crate) fn selected_files(
+        &self,
+        optional: &[String],
+    ) -> Result<Vec<&ModelFile>, ManifestError> {
         for id in optional {
             if !self.models.iter().any(|m| m.optional && &m.id == id) {
                 let known: Vec<&str> = self

@@ -118,7 +118,7 @@ impl AlsaSink {
     }
 
     /// A sink that pauses and cuts as `transport` says between periods.
-    pub fn controlled(mut self, transport: Arc<Transport>) -> Self {
+    pub(crate) fn controlled(mut self, transport: Arc<Transport>) -> Self {
         self.transport = Some(transport);
         self
     }
@@ -515,12 +515,12 @@ impl Player {
     }
 
     /// Underruns and reopenings so far.
-    pub fn counters(&self) -> &PlaybackCounters {
+    pub(crate) fn counters(&self) -> &PlaybackCounters {
         &self.counters
     }
 
     /// The queue and controls, for the control socket.
-    pub fn transport(&self) -> Arc<Transport> {
+    pub(crate) fn transport(&self) -> Arc<Transport> {
         Arc::clone(&self.transport)
     }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 /// Most narrations waiting at once: a flood of requests (a stuck button,
 /// a script in a loop) is refused past this, the queue never grows
 /// without bound.
-pub const MAX_QUEUE: usize = 16;
+pub(crate) const MAX_QUEUE: usize = 16;
 
 /// What the sound loop does next.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,7 +83,7 @@ impl Transport {
 
     /// Plays `path` next: what plays now is cut with a `fade`; the rest
     /// of the queue waits behind it.
-    pub fn play_now(&self, path: PathBuf, fade: Duration) -> bool {
+    pub(crate) fn play_now(&self, path: PathBuf, fade: Duration) -> bool {
         self.update(|s| {
             if s.closed {
                 return false;
@@ -189,7 +189,7 @@ impl Transport {
 
 /// A linear fade from full level to silence over `frames` frames of
 /// interleaved `channels`, applied in place.
-pub fn fade_out(samples: &mut [f32], channels: usize, frames: usize) {
+pub(crate) fn fade_out(samples: &mut [f32], channels: usize, frames: usize) {
     let channels = channels.max(1);
     let frames = frames.max(1);
     for (frame, chunk) in samples.chunks_mut(channels).enumerate() {

@@ -42,7 +42,7 @@ impl WavStream {
     }
 
     /// A file of `channels` interleaved channels.
-    pub fn create_channels(
+    pub(crate) fn create_channels(
         path: &Path,
         sample_rate: u32,
         channels: u16,

@@ -60,7 +60,7 @@ pub struct FileRecord {
     pub bytes: u64,
 }
 
-pub fn file_record(path: &Path) -> Result<FileRecord> {
+pub(crate) fn file_record(path: &Path) -> Result<FileRecord> {
     Ok(FileRecord {
         path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
         sha256: crate::models::sha256_file(path)
@@ -148,7 +148,7 @@ pub fn render(
 }
 
 /// One text to render.
-pub struct Job<'a> {
+pub(crate) struct Job<'a> {
     pub text: &'a str,
     /// The input file, for the report.
     pub input: FileRecord,
@@ -176,7 +176,7 @@ impl Speech {
 }
 
 /// The pipeline with its models loaded once, for any number of texts.
-pub struct Renderer {
+pub(crate) struct Renderer {
     describer: Describer,
     voice: Voice,
     /// The voice's model file.
@@ -226,11 +226,6 @@ impl Renderer {
         }
         self.background.load(&mut background::Unobserved)?;
         Ok(())
-    }
-
-    /// The background engine in use.
-    pub fn background_engine(&self) -> background::EngineKind {
-        self.background.kind()
     }
 
     /// Renders one text into `output` and its report beside it.
@@ -464,7 +459,11 @@ impl Renderer {
 /// catalog mode the chosen place and source ids (or the place's bed
 /// alone), else the model's place and sound phrases, or the caption;
 /// with the scene's part of the narration `text`.
-pub fn scene_request(scene: &crate::describe::SceneCaption, text: &str, seed: u64) -> SceneRequest {
+pub(crate) fn scene_request(
+    scene: &crate::describe::SceneCaption,
+    text: &str,
+    seed: u64,
+) -> SceneRequest {
     let scene_text = text.get(scene.span.clone()).unwrap_or_default().to_owned();
     use crate::describe::LlmMade;
     let (place, sounds, level, bed_only) = match &scene.made {

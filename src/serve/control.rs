@@ -32,7 +32,7 @@ pub use crate::config::{Action, COMMANDS, Interrupt};
 use crate::output::play::{Transport, TransportStatus};
 
 /// Longest request line, in bytes.
-pub const MAX_REQUEST_BYTES: usize = 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 1024;
 /// Connections served at once; more wait for the accept loop.
 const MAX_CONNECTIONS: usize = 8;
 /// A connection silent this long is closed.
@@ -48,7 +48,7 @@ pub struct ControlSettings {
 
 impl ControlSettings {
     /// The config's `[control]` table, resolved.
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
         ControlSettings {
             socket: config.control_socket.clone(),
             interrupt: config.control.interrupt,
@@ -259,7 +259,7 @@ impl Controller {
     }
 
     /// Records a trigger's device state (the triggers' threads call it).
-    pub fn set_trigger_state(&self, state: TriggerState) {
+    pub(crate) fn set_trigger_state(&self, state: TriggerState) {
         let mut states = lock(&self.triggers);
         let slot = states.iter().position(|s| s.name == state.name);
         if slot.is_some_and(|i| states[i] == state) {
@@ -300,7 +300,7 @@ fn step(sorted: &[PathBuf], current: Option<&Path>, forward: bool) -> Option<Pat
 }
 
 /// The answer line to a request.
-pub fn reply(result: &Result<ControlStatus, String>) -> String {
+pub(crate) fn reply(result: &Result<ControlStatus, String>) -> String {
     let value = match result {
         Ok(status) => {
             let mut value = serde_json::to_value(status).unwrap_or_default();

@@ -34,7 +34,7 @@ pub fn space(folder: &Path) -> std::io::Result<Space> {
 
 /// Whether `error`, or any error it came from, is a full disk or an
 /// exhausted quota.
-pub fn is_disk_full(error: &anyhow::Error) -> bool {
+pub(crate) fn is_disk_full(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
@@ -43,7 +43,7 @@ pub fn is_disk_full(error: &anyhow::Error) -> bool {
 }
 
 /// Whether one I/O error is a full disk (ENOSPC) or quota (EDQUOT).
-pub fn io_is_disk_full(error: &std::io::Error) -> bool {
+pub(crate) fn io_is_disk_full(error: &std::io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT
@@ -64,7 +64,7 @@ const REPORT_BYTES_FIXED: f64 = 64.0 * 1024.0;
 /// What a job of `input_bytes` of text needs on the spool's file system
 /// while it runs: the WAV (16-bit at the mix's rate and channels), its
 /// report, and a quarter again for error.
-pub fn estimate_output_bytes(input_bytes: u64, config: &Config) -> u64 {
+pub(crate) fn estimate_output_bytes(input_bytes: u64, config: &Config) -> u64 {
     let rate = config.speech.rate.max(0.25) as f64;
     let speech_s = input_bytes as f64 / CHARS_PER_SPEECH_SECOND / rate;
     let seconds = speech_s + config.mix.pre_roll_s + config.mix.tail_s;

@@ -11,7 +11,7 @@ use thiserror::Error;
 use crate::describe::Method;
 
 #[derive(Debug, Error, PartialEq)]
-pub enum JobError {
+pub(crate) enum JobError {
     #[error("{0}")]
     Invalid(String),
 }
@@ -19,7 +19,7 @@ pub enum JobError {
 /// A `.toml` job file as written. Unknown keys are errors.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct JobFile {
+pub(crate) struct JobFile {
     /// The text to narrate.
     pub text: Option<String>,
     /// Or the name of a text file beside the job file in the inbox.
@@ -56,7 +56,7 @@ pub struct Overrides {
 }
 
 /// A plain file name: no folders, not hidden, not `..`, no control bytes.
-pub fn plain_name(name: &str, what: &str) -> Result<(), JobError> {
+pub(crate) fn plain_name(name: &str, what: &str) -> Result<(), JobError> {
     let bad = |why: &str| Err(JobError::Invalid(format!("{what} \"{name}\" {why}")));
     if name.is_empty() || name.len() > 200 {
         return bad("must be 1 to 200 bytes long");

@@ -51,7 +51,7 @@ pub struct ModelInfo {
 
 /// What changes only with the moment: read when the file is written.
 #[derive(Debug, Clone, Default)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     pub queue_length: usize,
     pub waiting_for_disk: bool,
     /// Bytes the waiting job needs on the spool's file system.
@@ -64,7 +64,7 @@ pub struct Gauges {
 
 /// Counters since the service started.
 #[derive(Debug, Clone, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     started_unix: u64,
     done: u64,
     failed: u64,
@@ -90,13 +90,13 @@ impl Metrics {
     }
 
     /// The models now loaded (again after a reload).
-    pub fn set_models(&mut self, models: Vec<ModelInfo>) {
+    pub(crate) fn set_models(&mut self, models: Vec<ModelInfo>) {
         self.models = models;
     }
 
     /// A finished job: its stage times, its backgrounds' cache use and the
     /// models it was made with.
-    pub fn job_done(&mut self, report: &RenderReport, end_unix: u64) {
+    pub(crate) fn job_done(&mut self, report: &RenderReport, end_unix: u64) {
         self.done += 1;
         self.last_job_end_unix = Some(end_unix);
         let s = &report.seconds;
@@ -130,13 +130,13 @@ impl Metrics {
         self.models = models;
     }
 
-    pub fn job_failed(&mut self, end_unix: u64) {
+    pub(crate) fn job_failed(&mut self, end_unix: u64) {
         self.failed += 1;
         self.last_job_end_unix = Some(end_unix);
     }
 
     /// A job put back in the queue because the disk was full.
-    pub fn job_requeued_for_disk(&mut self) {
+    pub(crate) fn job_requeued_for_disk(&mut self) {
         self.requeued_for_disk += 1;
     }
 
@@ -347,7 +347,7 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
 /// Whether the metrics file can be written where the config puts it: the
 /// reason when not (a warning at start and in `vivid doctor`; the service
 /// runs on without metrics).
-pub fn check_folder(path: &Path) -> Result<(), String> {
+pub(crate) fn check_folder(path: &Path) -> Result<(), String> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::fsutil::{AtomicFile, fsync_dir};
 
 #[derive(Debug, Error)]
-pub enum SpoolError {
+pub(crate) enum SpoolError {
     #[error("{path}")]
     Io {
         path: PathBuf,
@@ -39,7 +39,7 @@ pub enum SpoolError {
 
 impl SpoolError {
     /// Whether the file system (or quota) was full.
-    pub fn is_disk_full(&self) -> bool {
+    pub(crate) fn is_disk_full(&self) -> bool {
         match self {
             SpoolError::Io { source, .. } | SpoolError::Move { source, .. } => {
                 super::disk::io_is_disk_full(source)
@@ -57,7 +57,7 @@ fn io_error(path: &Path, source: std::io::Error) -> SpoolError {
 
 /// The job folders below the spool directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SpoolDirs {
+pub(crate) struct SpoolDirs {
     pub inbox: PathBuf,
     pub processing: PathBuf,
     pub done: PathBuf,
@@ -86,7 +86,7 @@ impl SpoolDirs {
 
 /// What kind of input a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputKind {
+pub(crate) enum InputKind {
     /// A text to narrate.
     Text,
     /// A job file (text and per-job settings).
@@ -98,7 +98,7 @@ pub enum InputKind {
 /// Whether an inbox name is still being written by someone: hidden files,
 /// `*.part`, `*.tmp` and editor backups `*~` are left alone until they are
 /// renamed.
-pub fn is_temporary(name: &OsStr) -> bool {
+pub(crate) fn is_temporary(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
     name.starts_with('.')
         || name.ends_with(".part")
@@ -106,7 +106,7 @@ pub fn is_temporary(name: &OsStr) -> bool {
         || name.ends_with('~')
 }
 
-pub fn input_kind(path: &Path) -> InputKind {
+pub(crate) fn input_kind(path: &Path) -> InputKind {
     match path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -120,7 +120,7 @@ pub fn input_kind(path: &Path) -> InputKind {
 
 /// A job taken from the inbox, now in `processing/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claimed {
+pub(crate) struct Claimed {
     /// Where the input is now.
     pub path: PathBuf,
     /// Its file name as it arrived.
@@ -138,13 +138,13 @@ impl Claimed {
 
 /// The outputs of a finished job, written under temporary names.
 #[derive(Debug)]
-pub struct Outputs<'a> {
+pub(crate) struct Outputs<'a> {
     pub wav: &'a Path,
     pub report: &'a Path,
 }
 
 #[derive(Debug, Clone)]
-pub struct Spool {
+pub(crate) struct Spool {
     dirs: SpoolDirs,
 }
 
@@ -185,7 +185,7 @@ impl Spool {
     }
 
     /// Moves an inbox file to `processing/`.
-    pub fn claim(&self, inbox_file: &Path) -> Result<Claimed, SpoolError> {
+    pub(crate) fn claim(&self, inbox_file: &Path) -> Result<Claimed, SpoolError> {
         let name = file_name(inbox_file);
         let target = free_name(&self.dirs.processing, &name);
         rename(inbox_file, &target)?;
@@ -194,7 +194,11 @@ impl Spool {
 
     /// Moves the outputs into `done/` under the job's name (a free one),
     /// then the input beside them. Returns the WAV's final path.
-    pub fn complete(&self, job: &Claimed, outputs: Outputs<'_>) -> Result<PathBuf, SpoolError> {
+    pub(crate) fn complete(
+        &self,
+        job: &Claimed,
+        outputs: Outputs<'_>,
+    ) -> Result<PathBuf, SpoolError> {
         let stem = free_stem(&self.dirs.done, &job.stem(), &["wav", "json"]);
         let wav = self.dirs.done.join(format!("{stem}.wav"));
         let report = self.dirs.done.join(format!("{stem}.json"));
@@ -230,7 +234,7 @@ impl Spool {
 
     /// Puts a claimed input back into the inbox, where it keeps its place
     /// in the queue (the modification time, which a rename keeps).
-    pub fn requeue(&self, claimed: &Claimed) -> Result<PathBuf, SpoolError> {
+    pub(crate) fn requeue(&self, claimed: &Claimed) -> Result<PathBuf, SpoolError> {
         let target = free_name(&self.dirs.inbox, &claimed.name);
         rename(&claimed.path, &target)?;
         Ok(target)
@@ -238,7 +242,7 @@ impl Spool {
 
     /// Removes the half-written outputs of the job that was running
     /// (outputs are written under dot-names in `processing/`).
-    pub fn remove_partial_outputs(&self) -> Result<usize, SpoolError> {
+    pub(crate) fn remove_partial_outputs(&self) -> Result<usize, SpoolError> {
         let processing = &self.dirs.processing;
         let mut removed = 0;
         for entry in std::fs::read_dir(processing).map_err(|e| io_error(processing, e))? {
@@ -253,7 +257,11 @@ impl Spool {
 
     /// Moves a claimed file into `folder` (done/ or failed/) under a free
     /// name.
-    pub fn file_into(&self, claimed: &Claimed, folder: &Path) -> Result<PathBuf, SpoolError> {
+    pub(crate) fn file_into(
+        &self,
+        claimed: &Claimed,
+        folder: &Path,
+    ) -> Result<PathBuf, SpoolError> {
         let target = free_name(folder, &claimed.name);
         rename(&claimed.path, &target)?;
         Ok(target)

@@ -49,7 +49,7 @@ const ESPEAK_PHONEMES_IPA: c_int = 0x02;
 const EE_OK: i32 = 0;
 
 /// Reads `text` with the espeak-ng voice `voice` (e.g. `en-us`).
-pub fn clauses(voice: &str, text: &str) -> Result<Vec<Clause>, SpeechError> {
+pub(crate) fn clauses(voice: &str, text: &str) -> Result<Vec<Clause>, SpeechError> {
     // espeak-ng stops at a NUL; a text file with one in it should still be
     // read whole.
     let bytes: Vec<u8> = text

@@ -83,7 +83,7 @@ impl Voice {
         )
     }
 
-    pub fn load_with(
+    pub(crate) fn load_with(
         model_path: &Path,
         config_path: &Path,
         buckets: &[usize],
@@ -145,7 +145,7 @@ impl Voice {
     }
 
     /// The `scales` input: noise, length, noise_w.
-    pub fn scales(&self, opts: &SpeakOptions) -> Result<[f32; 3], SpeechError> {
+    pub(crate) fn scales(&self, opts: &SpeakOptions) -> Result<[f32; 3], SpeechError> {
         let inference = self.config.inference;
         let rate = opts.rate.unwrap_or(1.0);
         if !(0.25..=4.0).contains(&rate) {
@@ -182,7 +182,7 @@ impl Voice {
     }
 
     /// Time per kind of op for one run of `ids` (see `VitsModel::profile`).
-    pub fn profile_ids(
+    pub(crate) fn profile_ids(
         &self,
         ids: &[i64],
         opts: &SpeakOptions,
@@ -225,7 +225,7 @@ impl Voice {
 
     /// Phonemizes `text` and returns the sentences to speak; an error when
     /// there is nothing pronounceable.
-    pub fn prepare(&self, text: &str) -> Result<Vec<Sentence>, SpeechError> {
+    pub(crate) fn prepare(&self, text: &str) -> Result<Vec<Sentence>, SpeechError> {
         let sentences = self.phonemize(text)?;
         let speakable: Vec<Sentence> = sentences
             .into_iter()
@@ -257,7 +257,7 @@ impl Voice {
 /// Splits a sentence into pieces of at most `max_phonemes` phonemes: whole
 /// clauses where they fit, a too-long clause at spaces, a too-long word by
 /// length.
-pub fn split_to_fit(sentence: &Sentence, max_phonemes: usize) -> Vec<String> {
+pub(crate) fn split_to_fit(sentence: &Sentence, max_phonemes: usize) -> Vec<String> {
     let max = max_phonemes.max(1);
     let mut pieces: Vec<String> = Vec::new();
     let mut current = String::new();

@@ -47,7 +47,7 @@ pub fn sentences(clauses: &[Clause]) -> Vec<Sentence> {
 
 /// Model input ids for phonemes: BOS, pad, then each phoneme followed by a
 /// pad, then EOS. Phonemes the voice does not know are dropped (and logged).
-pub fn phoneme_ids(phonemes: &str, config: &VoiceConfig) -> Vec<i64> {
+pub(crate) fn phoneme_ids(phonemes: &str, config: &VoiceConfig) -> Vec<i64> {
     let pad = config.ids_of(PAD);
     let mut ids = Vec::with_capacity(phonemes.chars().count() * 2 + 3);
     ids.extend_from_slice(config.ids_of(BOS));

@@ -18,7 +18,7 @@ use tract_onnx::pb;
 /// The tensors Piper's export feeds into the flow from outside it: found as
 /// the inputs of `/flow/...` nodes produced by named nodes outside the flow
 /// and the decoder (unnamed nodes are pieces of the flow itself).
-pub fn find_cut(graph: &pb::GraphProto) -> Option<Vec<String>> {
+pub(crate) fn find_cut(graph: &pb::GraphProto) -> Option<Vec<String>> {
     let inside = |name: &str| name.starts_with("/flow/") || name.starts_with("/dec/");
     let producer: HashMap<&str, &pb::NodeProto> = graph
         .node
@@ -91,7 +91,7 @@ fn closure(
 }
 
 /// The encoder half: the same inputs, the cut tensors as outputs.
-pub fn encoder_graph(graph: &pb::GraphProto, cut: &[String]) -> pb::GraphProto {
+pub(crate) fn encoder_graph(graph: &pb::GraphProto, cut: &[String]) -> pb::GraphProto {
     let (nodes, _) = closure(graph, cut, &[]);
     let mut half = graph.clone();
     half.node = nodes.iter().map(|&i| graph.node[i].clone()).collect();
@@ -101,7 +101,7 @@ pub fn encoder_graph(graph: &pb::GraphProto, cut: &[String]) -> pb::GraphProto {
 }
 
 /// The decoder half: the cut tensors as inputs, the audio as output.
-pub fn decoder_graph(graph: &pb::GraphProto, cut: &[String]) -> pb::GraphProto {
+pub(crate) fn decoder_graph(graph: &pb::GraphProto, cut: &[String]) -> pb::GraphProto {
     let (nodes, _) = closure(graph, &graph_output_names(graph), cut);
     let mut half = graph.clone();
     half.node = nodes.iter().map(|&i| graph.node[i].clone()).collect();
@@ -146,7 +146,7 @@ fn float_value(name: &str) -> pb::ValueInfoProto {
 /// Measured on the benchmark: √2 steps gave 2.50× onnxruntime's time on
 /// one thread, 2^¼ steps 2.13× for ~130 MiB more plans; the plans kept
 /// are capped ([`MAX_DECODER_PLANS`]).
-pub fn frame_bucket(frames: usize) -> usize {
+pub(crate) fn frame_bucket(frames: usize) -> usize {
     // 128, 152, 181, 215, 256, 304, 362, ...: 128 · 2^(k/4), rounded.
     (0..)
         .map(|k: i32| (128.0 * 2f64.powf(f64::from(k) / 4.0)).round() as usize)
@@ -157,7 +157,7 @@ pub fn frame_bucket(frames: usize) -> usize {
 /// Most decoder plans kept at once (each ~20 MiB); the least recently used
 /// one is dropped for a new one. Speech of ordinary sentences uses a
 /// handful.
-pub const MAX_DECODER_PLANS: usize = 12;
+pub(crate) const MAX_DECODER_PLANS: usize = 12;
 
 #[cfg(test)]
 mod tests {

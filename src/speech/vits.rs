@@ -188,12 +188,12 @@ impl VitsModel {
         self.decoder.is_some()
     }
 
-    pub fn has_speaker_input(&self) -> bool {
+    pub(crate) fn has_speaker_input(&self) -> bool {
         self.has_speaker_input
     }
 
     /// The bucket a sequence of `len` ids runs in.
-    pub fn bucket_for(&self, len: usize) -> Option<usize> {
+    pub(crate) fn bucket_for(&self, len: usize) -> Option<usize> {
         self.buckets.iter().copied().find(|b| *b >= len)
     }
 
@@ -472,7 +472,7 @@ fn inference_error(e: TractError) -> SpeechError {
 /// float's bits). Without one, tract draws fresh entropy for each run and
 /// the same text never sounds quite the same twice. Returns how many ops
 /// were seeded.
-pub fn seed_noise(graph: &mut pb::GraphProto, seed: u64) -> usize {
+pub(crate) fn seed_noise(graph: &mut pb::GraphProto, seed: u64) -> usize {
     let mut seeded = 0;
     for node in &mut graph.node {
         if !node.op_type.starts_with("Random") {
@@ -503,7 +503,7 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// Applies both graph fixes to an ONNX graph in place.
-pub fn fix_graph(graph: &mut pb::GraphProto) -> Result<GraphFixes, String> {
+pub(crate) fn fix_graph(graph: &mut pb::GraphProto) -> Result<GraphFixes, String> {
     let mut fixes = GraphFixes::default();
     for tensor in &mut graph.initializer {
         fixes.clamped_constants += clamp_int64(tensor);

@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::SpeechError;
 
-pub const PAD: &str = "_";
-pub const BOS: &str = "^";
-pub const EOS: &str = "$";
+pub(crate) const PAD: &str = "_";
+pub(crate) const BOS: &str = "^";
+pub(crate) const EOS: &str = "$";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct VoiceConfig {
@@ -112,12 +112,12 @@ impl VoiceConfig {
         Ok(())
     }
 
-    pub fn espeak_voice(&self) -> &str {
+    pub(crate) fn espeak_voice(&self) -> &str {
         self.espeak.as_ref().map_or("en-us", |e| e.voice.as_str())
     }
 
     /// The single id of the pad, BOS or EOS symbol lists.
-    pub fn ids_of(&self, symbol: &str) -> &[i64] {
+    pub(crate) fn ids_of(&self, symbol: &str) -> &[i64] {
         self.phoneme_id_map.get(symbol).map_or(&[], Vec::as_slice)
     }
 }

@@ -36,7 +36,7 @@ pub struct TensorMeta {
 impl TensorMeta {
     /// The shape with every free axis (-1: the UNet's batch, the sequence
     /// of T5 and GPT-2, which export.py leaves free) set to `free`.
-    pub fn dims(&self, free: usize) -> Vec<usize> {
+    pub(crate) fn dims(&self, free: usize) -> Vec<usize> {
         self.shape
             .iter()
             .map(|&d| usize::try_from(d).unwrap_or(free))
@@ -146,7 +146,7 @@ impl BundleMeta {
 }
 
 /// The names of the seven graphs, in the order the pipeline runs them.
-pub const COMPONENTS: [&str; 7] = [
+pub(crate) const COMPONENTS: [&str; 7] = [
     "clap_text",
     "t5_encoder",
     "projection",
@@ -168,7 +168,7 @@ impl BundleMeta {
     }
 
     /// The declared shape of input `input` of `component`.
-    pub fn input_shape(&self, component: &str, input: &str) -> Option<&[i64]> {
+    pub(crate) fn input_shape(&self, component: &str, input: &str) -> Option<&[i64]> {
         let entry = self.component.get(component)?;
         let meta = entry.inputs.iter().find(|t| t.name == input)?;
         Some(&meta.shape)
@@ -178,7 +178,7 @@ impl BundleMeta {
 /// Checks a component's file against its size and sha256 in bundle.toml
 /// and returns its path. A damaged graph would otherwise load as garbage
 /// weights and make noise, or fail deep inside tract.
-pub fn verify_component(dir: &Path, entry: &ComponentMeta) -> Result<PathBuf, BundleError> {
+pub(crate) fn verify_component(dir: &Path, entry: &ComponentMeta) -> Result<PathBuf, BundleError> {
     let path = dir.join(&entry.file);
     let bad = |reason: String| BundleError::Component {
         path: path.clone(),
@@ -206,7 +206,7 @@ pub fn verify_component(dir: &Path, entry: &ComponentMeta) -> Result<PathBuf, Bu
 /// The bundle's identity for the background cache: the sha256 of its
 /// bundle.toml, which holds every graph's sha256, and of its tokenizers and
 /// scheduler config.
-pub fn bundle_id(dir: &Path, meta: &BundleMeta) -> Result<String, BundleError> {
+pub(crate) fn bundle_id(dir: &Path, meta: &BundleMeta) -> Result<String, BundleError> {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     for name in [

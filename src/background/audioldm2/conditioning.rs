@@ -28,7 +28,7 @@ use super::{BackgroundError, Observer, Record};
 
 /// CLAP, T5, projection and GPT-2, loaded together.
 #[derive(Debug)]
-pub struct TextStages {
+pub(crate) struct TextStages {
     clap: Graph,
     t5: Graph,
     projection: Graph,
@@ -104,7 +104,7 @@ impl TextStages {
     /// Conditions on `text`. `negative_of` is the prompt's T5 length when
     /// `text` is the negative prompt. `tag` ("0" prompt, "1" negative) names
     /// the recorded intermediates as diffusers' reference does.
-    pub fn encode(
+    pub(crate) fn encode(
         &self,
         meta: &BundleMeta,
         tokenizer: &PromptTokenizer,

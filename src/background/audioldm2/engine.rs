@@ -186,7 +186,7 @@ impl Engine {
 
     /// Runs the graphs on `device` from now on (graphs already loaded are
     /// dropped). Fails when this build cannot use the device.
-    pub fn set_device(
+    pub(crate) fn set_device(
         &mut self,
         device: super::graph::ComputeDevice,
     ) -> Result<(), BackgroundError> {
@@ -222,7 +222,7 @@ impl Engine {
 
     /// Forgets the last clip's conditioning, so that the next clip runs
     /// the text stages again (a benchmark times whole clips).
-    pub fn forget_conditioning(&mut self) {
+    pub(crate) fn forget_conditioning(&mut self) {
         self.last_conditioning = None;
     }
 
@@ -293,7 +293,7 @@ impl Engine {
         self.graphs().iter().map(|g| g.timing()).collect()
     }
 
-    pub fn reset_timings(&self) {
+    pub(crate) fn reset_timings(&self) {
         for graph in self.graphs() {
             graph.reset_timing();
         }
@@ -322,7 +322,7 @@ impl Engine {
     /// Seconds one classifier-free-guidance step of the UNet takes (two
     /// runs), median of `repeats`, on zero conditioning of the right shapes
     /// (the time does not depend on the values). For benchmarks.
-    pub fn time_unet_step(&mut self, repeats: usize) -> Result<f64, BackgroundError> {
+    pub(crate) fn time_unet_step(&mut self, repeats: usize) -> Result<f64, BackgroundError> {
         if self.unet.is_none() {
             self.unet = Some(self.load_unet()?);
         }

@@ -76,7 +76,7 @@ impl std::fmt::Display for ComputeDevice {
 
 impl ComputeDevice {
     /// Whether this build can run on the device.
-    pub fn built_in(self) -> bool {
+    pub(crate) fn built_in(self) -> bool {
         match self {
             ComputeDevice::Cpu => true,
             ComputeDevice::Cuda => cfg!(feature = "cuda-background"),
@@ -150,7 +150,7 @@ impl Graph {
     /// As [`Graph::load`], with a free batch axis (-1 in bundle.toml: the
     /// UNet's, since export.py leaves it free) fixed to `batch`: tract runs
     /// best at concrete shapes.
-    pub fn load_batched(
+    pub(crate) fn load_batched(
         dir: &Path,
         meta: &BundleMeta,
         component: &str,
@@ -220,7 +220,7 @@ impl Graph {
         })
     }
 
-    pub fn timing(&self) -> GraphTiming {
+    pub(crate) fn timing(&self) -> GraphTiming {
         let (runs, run_s) = *self.runs.lock().unwrap_or_else(|p| p.into_inner());
         GraphTiming {
             component: self.component.clone(),
@@ -230,7 +230,7 @@ impl Graph {
         }
     }
 
-    pub fn reset_timing(&self) {
+    pub(crate) fn reset_timing(&self) {
         *self.runs.lock().unwrap_or_else(|p| p.into_inner()) = (0, 0.0);
     }
 
@@ -424,7 +424,7 @@ fn read_graph(path: &Path, inputs: &[TensorMeta]) -> Result<InferenceModel, Stri
 /// One node's output computed by tract's CPU runtime and by another
 /// (`vivid bench compare`).
 #[derive(Debug, Clone)]
-pub struct NodeComparison {
+pub(crate) struct NodeComparison {
     pub node: String,
     pub op: String,
     pub shape: Vec<usize>,
@@ -447,7 +447,7 @@ pub struct NodeComparison {
 /// tells `tests/bench/gpu.sh` not to add it to `VIVID_CPU_OPS` again). On
 /// the CPU the other side is vivid's own CPU preparation (its fused and
 /// tap-sum ops, where keeping every output still lets them apply).
-pub fn compare_devices(
+pub(crate) fn compare_devices(
     dir: &Path,
     meta: &BundleMeta,
     component: &str,
@@ -758,7 +758,7 @@ pub fn f32_values(component: &str, tensor: &Tensor) -> Result<Vec<f32>, Backgrou
 }
 
 /// A graph output's values as i64.
-pub fn i64_values(component: &str, tensor: &Tensor) -> Result<Vec<i64>, BackgroundError> {
+pub(crate) fn i64_values(component: &str, tensor: &Tensor) -> Result<Vec<i64>, BackgroundError> {
     values(component, tensor)
 }
 

@@ -22,7 +22,7 @@ const CROSSFADE_S: f64 = 1.0;
 const END_FADE_S: f64 = 0.02;
 
 /// Lays out `samples` samples from `clips` (all at `rate`).
-pub fn fit_to_length(clips: &[Vec<f32>], samples: usize, rate: u32, seed: u64) -> Vec<f32> {
+pub(crate) fn fit_to_length(clips: &[Vec<f32>], samples: usize, rate: u32, seed: u64) -> Vec<f32> {
     let Some(first) = clips.first() else {
         return Vec::new();
     };

@@ -39,7 +39,7 @@ pub(crate) use super::{
 pub use engine::{Engine, MemoryMode, Request, SchedulerKind};
 
 /// The fix for a bundle whose files are damaged or do not fit together.
-pub const REMAKE_BUNDLE: &str = "make the bundle again with quantize/export.py";
+pub(crate) const REMAKE_BUNDLE: &str = "make the bundle again with quantize/export.py";
 
 /// The command that makes a bundle from real AudioLDM2 weights.
 pub const MAKE_BUNDLE: &str = "make one from real weights with `python quantize/export.py \

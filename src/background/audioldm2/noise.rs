@@ -79,7 +79,7 @@ pub fn read_latents(path: &Path, shape: &[usize]) -> Result<Vec<f32>, Background
 
 /// Writes `values` of `shape` as a numpy `.npy` file (intermediates for
 /// parity checks, `vivid background --record`).
-pub fn write_npy<T: npyz::AutoSerialize + Clone>(
+pub(crate) fn write_npy<T: npyz::AutoSerialize + Clone>(
     path: &Path,
     shape: &[usize],
     values: &[T],

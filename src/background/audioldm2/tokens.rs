@@ -76,7 +76,7 @@ impl PromptTokenizer {
     }
 
     /// Says how a text is cut when it is longer than either encoder takes.
-    pub fn truncation(&self, text: &str) -> Option<String> {
+    pub(crate) fn truncation(&self, text: &str) -> Option<String> {
         let clap = Self::encode(&self.clap, text).len();
         let t5 = Self::encode(&self.t5, text).len();
         (clap > self.clap_max || t5 > self.t5_max).then(|| {

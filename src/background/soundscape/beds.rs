@@ -7,7 +7,7 @@ use super::catalog::{Bed, Hum, Insects, Surf, Wind};
 use super::dsp::{self, Colour, Filter, FilterKind, Noise, RATE, Rng, Smooth, Wander};
 
 /// Filtered noise with a slow random swell.
-pub struct NoiseBed {
+pub(crate) struct NoiseBed {
     noise: [Noise; 2],
     filters: [Filter; 2],
     darken: Option<[Filter; 2]>,
@@ -119,7 +119,7 @@ impl WaveEngine {
 }
 
 /// Waves from three engines (left, centre, right) over a low bed.
-pub struct SurfLayer {
+pub(crate) struct SurfLayer {
     engines: Vec<WaveEngine>,
     bed: [Noise; 2],
     bed_filters: [Filter; 2],
@@ -196,7 +196,7 @@ impl Layer for SurfLayer {
 
 /// Wind: noise through a band-pass that follows the wind speed; above a
 /// speed narrow resonances whistle, their pitch rising with it.
-pub struct WindLayer {
+pub(crate) struct WindLayer {
     noise: [Noise; 2],
     filters: [Filter; 2],
     whistles: Vec<(Filter, f32)>,
@@ -281,7 +281,7 @@ impl Layer for WindLayer {
 
 /// A steady tone with harmonics, a slight wandering pitch, an optional
 /// throb and a low noise floor.
-pub struct HumLayer {
+pub(crate) struct HumLayer {
     phase: f64,
     hz: f32,
     amplitudes: Vec<f32>,
@@ -386,7 +386,7 @@ const PAUSE_S: [f32; 2] = [0.5, 3.0];
 
 /// Crickets (tonal pulses in chirps) or cicadas (a pulsed noise band in
 /// long swells), several individuals at their own pitch, rhythm and place.
-pub struct InsectLayer {
+pub(crate) struct InsectLayer {
     insects: Vec<Insect>,
     recipe: Insects,
     pulse: usize,

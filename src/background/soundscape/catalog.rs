@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::dsp::{Colour, FilterKind};
 
 /// The catalog file, compiled into the binary.
-pub const CATALOG_TOML: &str = include_str!("catalog.toml");
+pub(crate) const CATALOG_TOML: &str = include_str!("catalog.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,7 +102,7 @@ impl Variant {
 impl Source {
     /// The source's layers as the named variants make them (unknown names
     /// are ignored: a plan names only the source's own).
-    pub fn layers_with(&self, variants: &[String]) -> Vec<Recipe> {
+    pub(crate) fn layers_with(&self, variants: &[String]) -> Vec<Recipe> {
         let mut layers = self.layers.clone();
         for variant in self.variants.iter().filter(|v| variants.contains(&v.name)) {
             for layer in &mut layers {
@@ -201,7 +201,7 @@ pub enum Recipe {
 
 impl Recipe {
     /// The timing of an event layer (`None` for beds).
-    pub fn timing(&self) -> Option<&Timing> {
+    pub(crate) fn timing(&self) -> Option<&Timing> {
         match self {
             Recipe::Impacts(r) => Some(&r.timing),
             Recipe::Modal(r) => Some(&r.timing),

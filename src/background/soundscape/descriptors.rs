@@ -24,7 +24,7 @@ pub fn channel(interleaved: &[f32], channels: usize, index: usize) -> Vec<f32> {
 }
 
 /// A power spectrum averaged over Hann-windowed frames (Welch).
-pub struct Spectrum {
+pub(crate) struct Spectrum {
     /// Hz per bin.
     pub bin_hz: f32,
     pub power: Vec<f64>,
@@ -76,7 +76,7 @@ impl Spectrum {
 
     /// Geometric over arithmetic mean of the power in a band: near 1 for
     /// noise, near 0 for tones.
-    pub fn flatness(&self, low_hz: f32, high_hz: f32) -> f64 {
+    pub(crate) fn flatness(&self, low_hz: f32, high_hz: f32) -> f64 {
         let band = &self.power[self.bins(low_hz, high_hz)];
         if band.is_empty() {
             return 0.0;
@@ -87,16 +87,8 @@ impl Spectrum {
         log_mean.exp() / mean
     }
 
-    /// Flatness over the band that holds the middle 80% of the power
-    /// (from its 10th to its 90th percentile): a band-passed noise is flat
-    /// within its band, a tone or a few partials are not.
-    pub fn occupied_flatness(&self) -> f64 {
-        let (low, high) = (self.percentile_hz(0.1), self.percentile_hz(0.9));
-        self.flatness(low, high.max(low + 2.0 * self.bin_hz))
-    }
-
     /// The frequency below which `share` of the power lies.
-    pub fn percentile_hz(&self, share: f64) -> f32 {
+    pub(crate) fn percentile_hz(&self, share: f64) -> f32 {
         let total: f64 = self.power.iter().skip(1).sum();
         let mut sum = 0.0;
         for (i, p) in self.power.iter().enumerate().skip(1) {
@@ -109,7 +101,7 @@ impl Spectrum {
     }
 
     /// Power-weighted mean frequency, Hz.
-    pub fn centroid(&self) -> f64 {
+    pub(crate) fn centroid(&self) -> f64 {
         let total: f64 = self.power.iter().sum();
         let weighted: f64 = self
             .power
@@ -121,7 +113,7 @@ impl Spectrum {
     }
 
     /// Share of the power between two frequencies.
-    pub fn band_share(&self, low_hz: f32, high_hz: f32) -> f64 {
+    pub(crate) fn band_share(&self, low_hz: f32, high_hz: f32) -> f64 {
         let total: f64 = self.power.iter().skip(1).sum();
         let band: f64 = self.power[self.bins(low_hz, high_hz)].iter().sum();
         band / total.max(1e-30)
@@ -129,6 +121,7 @@ impl Spectrum {
 
     /// The strongest peaks' frequencies (local maxima at least
     /// `min_gap_hz` apart), strongest first.
+    #[cfg(test)]
     pub fn peaks(&self, count: usize, min_gap_hz: f32) -> Vec<f32> {
         let mut candidates: Vec<(usize, f64)> = (1..self.power.len() - 1)
             .filter(|&i| self.power[i] > self.power[i - 1] && self.power[i] >= self.power[i + 1])
@@ -151,6 +144,7 @@ impl Spectrum {
     }
 
     /// A peak's frequency from a parabola through its bin and neighbours.
+    #[cfg(test)]
     fn refine(&self, i: usize) -> f32 {
         let (a, b, c) = (
             self.power[i - 1].max(1e-30).ln(),
@@ -173,7 +167,7 @@ impl Spectrum {
 /// about 0.5 (a single frame's periodogram fluctuates), a tone or a few
 /// partials near 0, even when a chirp sweeps across a wide band over time
 /// (which makes the long-term spectrum look flat).
-pub fn frame_flatness(x: &[f32], rate: u32) -> f64 {
+pub(crate) fn frame_flatness(x: &[f32], rate: u32) -> f64 {
     let size = 8192;
     let frames: Vec<&[f32]> = x.chunks_exact(size).collect();
     let energies: Vec<f64> = frames
@@ -235,7 +229,7 @@ fn autocorrelation(x: &[f32], lag: usize) -> f64 {
 }
 
 /// Onset strength every 10 ms: the rise of the log level.
-pub fn onset_strength(x: &[f32], rate: u32) -> Vec<f32> {
+pub(crate) fn onset_strength(x: &[f32], rate: u32) -> Vec<f32> {
     let levels: Vec<f32> = envelope(x, rate, 0.01)
         .iter()
         .map(|e| 20.0 * e.max(1e-6).log10())
@@ -245,7 +239,7 @@ pub fn onset_strength(x: &[f32], rate: u32) -> Vec<f32> {
 
 /// Onsets per second: rises of the 10 ms level of at least `min_db` that
 /// stand at least `above_median_db` over the median level.
-pub fn onset_rate(x: &[f32], rate: u32, min_db: f32) -> f64 {
+pub(crate) fn onset_rate(x: &[f32], rate: u32, min_db: f32) -> f64 {
     let onsets = onset_strength(x, rate);
     let count = onsets
         .windows(3)
@@ -282,7 +276,7 @@ pub fn modulation_depth(x: &[f32], rate: u32, hop_s: f32) -> f64 {
 
 /// The share of the envelope's modulation power (0.05 to 10 Hz) that lies
 /// below `cutoff_hz`: a surf's slow swell is mostly below 0.35 Hz.
-pub fn slow_modulation_share(x: &[f32], rate: u32, cutoff_hz: f32) -> f64 {
+pub(crate) fn slow_modulation_share(x: &[f32], rate: u32, cutoff_hz: f32) -> f64 {
     let hop = 0.05; // 20 envelope values a second
     let e = envelope(x, rate, hop);
     let size = e.len().next_power_of_two();

@@ -23,7 +23,7 @@ pub const RATE: f32 = 48_000.0;
 /// A seeded random stream: every layer and every event draws from its own,
 /// so a scene renders bit-identically from its seed.
 #[derive(Debug, Clone)]
-pub struct Rng(ChaCha8Rng);
+pub(crate) struct Rng(ChaCha8Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
@@ -31,11 +31,11 @@ impl Rng {
     }
 
     /// A new independent stream (for one event or one sub-layer).
-    pub fn fork(&mut self) -> Rng {
+    pub(crate) fn fork(&mut self) -> Rng {
         Rng::new(self.0.next_u64())
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }
 
@@ -45,7 +45,7 @@ impl Rng {
     }
 
     /// Uniform in [-1, 1).
-    pub fn signed(&mut self) -> f32 {
+    pub(crate) fn signed(&mut self) -> f32 {
         2.0 * self.unit() - 1.0
     }
 
@@ -55,7 +55,7 @@ impl Rng {
     }
 
     /// Log-uniform in `[low, high]` (both above 0): for frequencies.
-    pub fn between_log(&mut self, range: [f32; 2]) -> f32 {
+    pub(crate) fn between_log(&mut self, range: [f32; 2]) -> f32 {
         let (low, high) = (range[0].max(1e-6), range[1].max(1e-6));
         low * (high / low).powf(self.unit())
     }
@@ -67,17 +67,17 @@ impl Rng {
     }
 
     /// Seconds to the next event of a Poisson process of `rate` per second.
-    pub fn exponential(&mut self, rate: f32) -> f32 {
+    pub(crate) fn exponential(&mut self, rate: f32) -> f32 {
         -(1.0 - self.unit()).max(1e-9).ln() / rate.max(1e-6)
     }
 }
 
-pub fn db_to_gain(db: f32) -> f32 {
+pub(crate) fn db_to_gain(db: f32) -> f32 {
     10f32.powf(db / 20.0)
 }
 
 /// Constant-power pan gains for a position in [-1 (left), 1 (right)].
-pub fn pan_gains(pan: f32) -> (f32, f32) {
+pub(crate) fn pan_gains(pan: f32) -> (f32, f32) {
     let theta = (pan.clamp(-1.0, 1.0) + 1.0) * std::f32::consts::FRAC_PI_4;
     (theta.cos(), theta.sin())
 }
@@ -147,7 +147,7 @@ impl Noise {
     /// same samples as [`Noise::fill`] on each, with the two colouring
     /// filters run in one loop: their recursions overlap in the CPU, where
     /// one pass each would wait on every sample's in turn.
-    pub fn fill_pair(pair: &mut [Noise; 2], left: &mut [f32], right: &mut [f32]) {
+    pub(crate) fn fill_pair(pair: &mut [Noise; 2], left: &mut [f32], right: &mut [f32]) {
         use fundsp::prelude32::{BufferArray, BufferRef, MAX_BUFFER_SIZE};
         let [a, b] = pair;
         if a.colour != b.colour || left.len() != right.len() || a.colour == Colour::White {
@@ -207,7 +207,7 @@ pub enum FilterKind {
 }
 
 /// One of fundsp's state-variable filters, retunable between blocks.
-pub enum Filter {
+pub(crate) enum Filter {
     Low(An<FixedSvf<f32, LowpassMode<f32>>>),
     Band(An<FixedSvf<f32, BandpassMode<f32>>>),
     High(An<FixedSvf<f32, HighpassMode<f32>>>),
@@ -231,7 +231,7 @@ impl Filter {
     }
 
     /// Moves the cut-off or centre (once a block: sweeps are slow).
-    pub fn retune(&mut self, hz: f32) {
+    pub(crate) fn retune(&mut self, hz: f32) {
         let setting = Setting::center(clamp_hz(hz));
         match self {
             Filter::Low(f) => f.set(setting),
@@ -264,7 +264,7 @@ impl Filter {
 /// `pair[1]` the right: the same as [`Filter::next`] on each sample, with
 /// the filters' kind matched once a block and the two channels' recursions
 /// interleaved, so the CPU runs them side by side.
-pub fn filter_stereo(pair: &mut [Filter; 2], left: &mut [f32], right: &mut [f32]) {
+pub(crate) fn filter_stereo(pair: &mut [Filter; 2], left: &mut [f32], right: &mut [f32]) {
     let [a, b] = pair;
     match (a, b) {
         (Filter::Low(a), Filter::Low(b)) => filter_pair(a, b, left, right),
@@ -295,7 +295,7 @@ where
 /// gentle 6 dB an octave of air absorption's rise with frequency (ISO
 /// 9613-1), at a third of a state-variable filter's cost. Every distant
 /// voice of a scene runs one.
-pub struct AirLoss {
+pub(crate) struct AirLoss {
     /// The pole, exp(-2 pi fc / rate), and its powers 2 to 4.
     pole: [f32; 4],
     /// Each channel's last output.
@@ -352,7 +352,7 @@ fn one_pole(pole: [f32; 4], last: &mut f32, x: &mut [f32]) {
 /// multiply-adds, no libm call): the oscillators whose pitch moves slowly
 /// (calls, bubbles, a body's thud, a hum) retune it once a control block.
 #[derive(Debug, Clone, Copy)]
-pub struct Phasor {
+pub(crate) struct Phasor {
     sine: f32,
     cosine: f32,
     step_sine: f32,
@@ -375,7 +375,7 @@ impl Phasor {
 
     /// A new step, `step` radians a sample; the length goes back to 1
     /// (rounding slowly changes it).
-    pub fn retune(&mut self, step: f32) {
+    pub(crate) fn retune(&mut self, step: f32) {
         (self.step_sine, self.step_cosine) = step.sin_cos();
         let length = (self.sine * self.sine + self.cosine * self.cosine).sqrt();
         (self.sine, self.cosine) = (self.sine / length, self.cosine / length);
@@ -383,13 +383,13 @@ impl Phasor {
 
     /// The sine now.
     #[inline]
-    pub fn sine(&self) -> f32 {
+    pub(crate) fn sine(&self) -> f32 {
         self.sine
     }
 
     /// Turns one step; the new sine and cosine.
     #[inline]
-    pub fn advance(&mut self) -> (f32, f32) {
+    pub(crate) fn advance(&mut self) -> (f32, f32) {
         let (s, c) = (self.sine, self.cosine);
         (self.sine, self.cosine) = (
             s * self.step_cosine + c * self.step_sine,
@@ -408,7 +408,7 @@ fn clamp_hz(hz: f32) -> f32 {
 /// glide. Gusts, swells and wandering pitch follow it, so nothing
 /// repeats at a fixed period.
 #[derive(Debug, Clone)]
-pub struct Wander {
+pub(crate) struct Wander {
     rng: Rng,
     rate_hz: f32,
     from: f32,
@@ -444,7 +444,7 @@ impl Wander {
     }
 
     /// The value now, advancing by `samples`.
-    pub fn advance(&mut self, samples: usize) -> f32 {
+    pub(crate) fn advance(&mut self, samples: usize) -> f32 {
         self.phase += self.step * samples as f32;
         while self.phase >= 1.0 {
             self.phase -= 1.0;
@@ -462,7 +462,7 @@ impl Wander {
 /// A one-pole smoother for gains that change once a block, so a block
 /// boundary never makes a step.
 #[derive(Debug, Clone, Copy)]
-pub struct Smooth {
+pub(crate) struct Smooth {
     value: f32,
     coefficient: f32,
 }
@@ -488,7 +488,7 @@ impl Smooth {
 /// reverberation") with a Hadamard feedback matrix, a one-pole damping
 /// low-pass in each line, and left and right taken from different lines
 /// so the tail is wide and decorrelated.
-pub struct Reverb {
+pub(crate) struct Reverb {
     lines: Vec<Vec<f32>>,
     positions: [usize; 8],
     feedback: [f32; 8],

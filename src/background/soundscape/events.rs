@@ -13,10 +13,10 @@ const MAX_EVENT_S: f32 = 9.0;
 
 /// Longest wait between two events of a Poisson layer, seconds (a
 /// listener who was promised a bell hears one at least this often).
-pub const MAX_GAP_S: f32 = 8.0;
+pub(crate) const MAX_GAP_S: f32 = 8.0;
 
 /// When the events of a layer start.
-pub struct Schedule {
+pub(crate) struct Schedule {
     timing: Timing,
     density: f32,
     rng: Rng,
@@ -34,7 +34,7 @@ pub struct Schedule {
 
 /// One scheduled event.
 #[derive(Debug, Clone, Copy)]
-pub struct Beat {
+pub(crate) struct Beat {
     pub at_s: f64,
     pub level: f32,
     pub pitch: f32,
@@ -106,7 +106,7 @@ impl Schedule {
     }
 
     /// The next event starting before `until` (seconds), if any.
-    pub fn next_before(&mut self, until: f64) -> Option<Beat> {
+    pub(crate) fn next_before(&mut self, until: f64) -> Option<Beat> {
         let (at_s, index) = if let Some(rate) = self.timing.per_s {
             if self.next_poisson >= until {
                 return None;
@@ -145,7 +145,7 @@ impl Schedule {
 }
 
 /// Makes the sound of one event.
-pub trait EventSynth: Send {
+pub(crate) trait EventSynth: Send {
     /// A mono event and, for something that moves, its pan from start to
     /// end (else the layer places it).
     fn make(&mut self, beat: Beat, rng: &mut Rng) -> (Vec<f32>, Option<(f32, f32)>);
@@ -161,7 +161,7 @@ struct Sounding {
 }
 
 /// Events from a schedule through a synth, mixed as they sound.
-pub struct EventLayer<S: EventSynth> {
+pub(crate) struct EventLayer<S: EventSynth> {
     synth: S,
     schedule: Schedule,
     rng: Rng,
@@ -243,7 +243,7 @@ fn attack(samples: &mut [f32], seconds: f32) {
 }
 
 /// Drops, ticks, steps, splashes, crackles.
-pub struct ImpactSynth {
+pub(crate) struct ImpactSynth {
     recipe: Impacts,
     gain: f32,
 }
@@ -504,7 +504,7 @@ fn fade_end(samples: &mut [f32]) {
 }
 
 /// Struck bodies: decaying partials at fixed ratios.
-pub struct ModalSynth {
+pub(crate) struct ModalSynth {
     recipe: Modal,
     /// The layer's own pitch (one bell), unless every event gets one.
     hz: f32,
@@ -624,7 +624,7 @@ impl EventSynth for ModalSynth {
 }
 
 /// Voiced calls: a phrase of syllables gliding in pitch with harmonics.
-pub struct CallSynth {
+pub(crate) struct CallSynth {
     recipe: Calls,
     gain: f32,
 }
@@ -735,7 +735,7 @@ impl EventSynth for CallSynth {
 }
 
 /// Stick-slip friction through a bank of body resonances.
-pub struct CreakSynth {
+pub(crate) struct CreakSynth {
     recipe: Creaks,
     gain: f32,
 }
@@ -793,7 +793,7 @@ impl EventSynth for CreakSynth {
 }
 
 /// Thunder: a peal of arrivals over a low rumble (see [`thunder_arrivals`]).
-pub struct ThunderSynth {
+pub(crate) struct ThunderSynth {
     recipe: Thunder,
     gain: f32,
 }
@@ -913,7 +913,7 @@ fn thunder_level(arrivals: &[Arrival], t: f32) -> f32 {
 }
 
 /// Something passing: a swell of band noise moving across.
-pub struct PassbySynth {
+pub(crate) struct PassbySynth {
     recipe: Passby,
     gain: f32,
 }

@@ -35,7 +35,7 @@ use super::dsp::{RATE, db_to_gain};
 use crate::audio::decode::decode_file;
 
 /// The file in each library folder.
-pub const LIBRARY_TOML: &str = "library.toml";
+pub(crate) const LIBRARY_TOML: &str = "library.toml";
 /// Longest sound file read, seconds.
 const LONGEST_FILE_S: f64 = 600.0;
 /// Longest one-shot for `as = "events"`, seconds.
@@ -361,7 +361,7 @@ impl Library {
 
     /// The ids the library adds to the catalog, as catalog sources with no
     /// recipe (the library plays them).
-    pub fn new_sources(&self, catalog: &Catalog) -> Vec<Source> {
+    pub(crate) fn new_sources(&self, catalog: &Catalog) -> Vec<Source> {
         self.sources
             .values()
             .filter(|s| catalog.source(&s.entry.id).is_none())
@@ -383,7 +383,7 @@ impl Library {
     }
 
     /// The files that serve `id`, if the library serves it.
-    pub fn files_of(&self, id: &str) -> Vec<PathBuf> {
+    pub(crate) fn files_of(&self, id: &str) -> Vec<PathBuf> {
         self.sources
             .get(id)
             .map(|s| s.clips.iter().map(|c| c.path.clone()).collect())
@@ -392,7 +392,7 @@ impl Library {
 
     /// The events' timing for `id`: the entry's, else the catalog
     /// source's first event layer's, else one every 4 s.
-    pub fn timing_of(source: &LibrarySource, catalog: &Catalog) -> Timing {
+    pub(crate) fn timing_of(source: &LibrarySource, catalog: &Catalog) -> Timing {
         if let Some(timing) = &source.entry.timing {
             return timing.clone();
         }
@@ -418,7 +418,7 @@ impl Library {
 /// `library.toml` alone (no audio decoded): for the describer's
 /// vocabulary. An entry whose files later fail to load is simply not
 /// played (the scene reports it unmatched).
-pub fn new_sources_declared(dirs: &[PathBuf], catalog: &Catalog) -> Vec<Source> {
+pub(crate) fn new_sources_declared(dirs: &[PathBuf], catalog: &Catalog) -> Vec<Source> {
     let mut seen = std::collections::BTreeSet::new();
     dirs.iter()
         .filter_map(|dir| read_library_toml(&dir.join(LIBRARY_TOML)).ok())

@@ -38,10 +38,10 @@ use super::{
 
 /// Bumped whenever a recipe or the renderer changes what a plan sounds
 /// like (it is part of the engine's identity, and so of cache keys).
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// Frames rendered at a time.
-pub const BLOCK: usize = 1024;
+pub(crate) const BLOCK: usize = 1024;
 
 /// Level of the whole soundscape before the safety limiter.
 const MASTER_GAIN: f32 = 0.5;
@@ -49,7 +49,7 @@ const MASTER_GAIN: f32 = 0.5;
 const CEILING: f32 = 0.891;
 
 /// One synthesis layer: adds its next frames into a stereo block.
-pub trait Layer: Send {
+pub(crate) trait Layer: Send {
     fn render(&mut self, left: &mut [f32], right: &mut [f32]);
 }
 
@@ -110,7 +110,7 @@ fn stream_seed(seed: u64, index: u64) -> u64 {
 }
 
 /// Renders a plan: stereo, interleaved, at 48 kHz.
-pub struct Renderer {
+pub(crate) struct Renderer {
     voices: Vec<Voice>,
     reverb: Reverb,
     wet: f32,
@@ -204,7 +204,7 @@ fn library_layers(
 }
 
 /// What the soundscape reads of a scene request.
-pub fn input_of(request: &SceneRequest) -> SceneInput {
+pub(crate) fn input_of(request: &SceneRequest) -> SceneInput {
     SceneInput {
         caption: request.caption.clone(),
         place: request.place.clone(),
@@ -278,7 +278,7 @@ impl Renderer {
     }
 
     /// Keeps each voice's level from now on (see [`Renderer::traces`]).
-    pub fn trace_voices(&mut self) {
+    pub(crate) fn trace_voices(&mut self) {
         self.traces = Some(vec![Trace::default(); self.voices.len()]);
     }
 
@@ -289,7 +289,7 @@ impl Renderer {
 
     /// The next `frames` (at most [`BLOCK`]) stereo frames, interleaved
     /// into `out`.
-    pub fn next_block(&mut self, frames: usize, out: &mut Vec<f32>) {
+    pub(crate) fn next_block(&mut self, frames: usize, out: &mut Vec<f32>) {
         let frames = frames.min(BLOCK);
         let [dry_l, dry_r, send_l, send_r, voice_l, voice_r] = &mut self.scratch;
         for buffer in [&mut *dry_l, &mut *dry_r, &mut *send_l, &mut *send_r] {
@@ -430,7 +430,7 @@ pub fn render_into(
 }
 
 /// [`render_into`] over `sounds` (a library's recordings among them).
-pub fn render_sounds_into(
+pub(crate) fn render_sounds_into(
     sounds: &Sounds,
     plan: &ScenePlan,
     frames: usize,
@@ -536,7 +536,7 @@ pub fn render(plan: &ScenePlan, seconds: f64) -> Vec<f32> {
 }
 
 /// The whole of [`render_sounds_into`] as one interleaved vector.
-pub fn render_sounds(sounds: &Sounds, plan: &ScenePlan, seconds: f64) -> Vec<f32> {
+pub(crate) fn render_sounds(sounds: &Sounds, plan: &ScenePlan, seconds: f64) -> Vec<f32> {
     let frames = (seconds.max(0.0) * f64::from(RATE)).round() as usize;
     let mut samples = Vec::with_capacity(2 * frames);
     // Nothing here can fail: `keep_going` never stops it.

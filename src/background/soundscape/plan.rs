@@ -29,7 +29,7 @@ impl Level {
     }
 
     /// Most foreground sources that play at this level.
-    pub fn max_sources(self) -> usize {
+    pub(crate) fn max_sources(self) -> usize {
         match self {
             Level::Quiet => 2,
             Level::Moderate => 3,
@@ -38,7 +38,7 @@ impl Level {
     }
 
     /// Event rates are scaled by this.
-    pub fn density(self) -> f32 {
+    pub(crate) fn density(self) -> f32 {
         match self {
             Level::Quiet => 0.5,
             Level::Moderate => 1.0,
@@ -132,7 +132,7 @@ pub struct ScenePlan {
 }
 
 /// The place used when nothing names one.
-pub const DEFAULT_PLACE: &str = "open-air";
+pub(crate) const DEFAULT_PLACE: &str = "open-air";
 
 pub use crate::text::stems;
 use crate::text::{keyword_hits, phrase_score};
@@ -149,7 +149,7 @@ pub fn score(source: &Source, words: &[String]) -> u32 {
 
 /// The catalog source a sound phrase names best (a source id matches
 /// itself), with its score; ties go to the earlier source.
-pub fn match_source<'c>(catalog: &'c Catalog, phrase: &str) -> Option<(&'c Source, u32)> {
+pub(crate) fn match_source<'c>(catalog: &'c Catalog, phrase: &str) -> Option<(&'c Source, u32)> {
     if let Some(source) = catalog.source(phrase.trim()) {
         return Some((source, u32::MAX));
     }
@@ -165,7 +165,7 @@ pub fn match_source<'c>(catalog: &'c Catalog, phrase: &str) -> Option<(&'c Sourc
 }
 
 /// Every source a caption names, best first.
-pub fn sources_in<'c>(catalog: &'c Catalog, caption: &str) -> Vec<(&'c Source, u32)> {
+pub(crate) fn sources_in<'c>(catalog: &'c Catalog, caption: &str) -> Vec<(&'c Source, u32)> {
     let words = stems(caption);
     let mut found: Vec<(&Source, u32)> = catalog
         .sources

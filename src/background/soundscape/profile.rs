@@ -33,7 +33,7 @@ const MODULATION: [f32; 6] = [0.25, 1.0, 3.0, 8.0, 20.0, 45.0];
 const PITCH_PROMINENCE_DB: f64 = 18.0;
 
 /// The names of a profile's values, in order.
-pub const FEATURES: [&str; 27] = [
+pub(crate) const FEATURES: [&str; 27] = [
     "band 60-150",
     "band 150-300",
     "band 300-600",

@@ -23,7 +23,7 @@ struct Segment {
 /// the next one fades in over the crossfade with equal power (cos/sin),
 /// so neither the level dips nor a seam clicks, and the same stretch
 /// rarely lines up twice.
-pub struct LibraryBed {
+pub(crate) struct LibraryBed {
     clips: Vec<Arc<Clip>>,
     crossfade: usize,
     rng: Rng,
@@ -121,7 +121,7 @@ impl Layer for LibraryBed {
 
 /// Library one-shots: a seeded file (never the same twice running when
 /// there are several), at a seeded level and pitch.
-pub struct ClipSynth {
+pub(crate) struct ClipSynth {
     clips: Vec<Arc<Clip>>,
     gain: f32,
     vary_db: f32,

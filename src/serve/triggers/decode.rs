@@ -8,12 +8,12 @@ use std::time::Duration;
 use crate::config::Edge;
 
 /// evdev's event type for keys and buttons (`EV_KEY`).
-pub const EV_KEY: u16 = 1;
+pub(crate) const EV_KEY: u16 = 1;
 
 /// Whether an evdev event is a press of `code`: value 1. A release (0)
 /// and the keyboard's auto-repeat of a held key (2) are not presses, so a
 /// button held down acts once.
-pub fn is_press(event_type: u16, code: u16, value: i32, want: u16) -> bool {
+pub(crate) fn is_press(event_type: u16, code: u16, value: i32, want: u16) -> bool {
     event_type == EV_KEY && code == want && value == 1
 }
 
@@ -21,7 +21,7 @@ pub fn is_press(event_type: u16, code: u16, value: i32, want: u16) -> bool {
 /// it for the debounce time (contacts bounce for a few milliseconds).
 /// Active-low lines (a button to ground with a pull-up) are inverted first.
 #[derive(Debug, Clone)]
-pub struct LineDecoder {
+pub(crate) struct LineDecoder {
     edge: Edge,
     active_low: bool,
     debounce_ns: u64,
@@ -48,7 +48,7 @@ impl LineDecoder {
 
     /// A physical edge at `at_ns` (the kernel's timestamp). Without a
     /// debounce time it may act at once.
-    pub fn edge(&mut self, physical_rising: bool, at_ns: u64) -> bool {
+    pub(crate) fn edge(&mut self, physical_rising: bool, at_ns: u64) -> bool {
         self.latest = physical_rising != self.active_low;
         self.latest_ns = at_ns;
         self.debounce_ns == 0 && self.settle(at_ns)
@@ -56,7 +56,7 @@ impl LineDecoder {
 
     /// Time has passed to `now_ns` with no edge: true when the line has
     /// now settled into a level that acts.
-    pub fn settle(&mut self, now_ns: u64) -> bool {
+    pub(crate) fn settle(&mut self, now_ns: u64) -> bool {
         if self.latest == self.stable || now_ns.saturating_sub(self.latest_ns) < self.debounce_ns {
             return false;
         }
@@ -69,7 +69,7 @@ impl LineDecoder {
     }
 
     /// When [`LineDecoder::settle`] may next act, if a change is pending.
-    pub fn deadline_ns(&self) -> Option<u64> {
+    pub(crate) fn deadline_ns(&self) -> Option<u64> {
         (self.latest != self.stable).then(|| self.latest_ns + self.debounce_ns)
     }
 }
@@ -78,7 +78,7 @@ impl LineDecoder {
 /// that acted: a visitor standing before a presence sensor, or a stuck
 /// button, does not restart the narration again and again.
 #[derive(Debug, Clone)]
-pub struct HoldOff {
+pub(crate) struct HoldOff {
     min_interval_ns: u64,
     last_ns: Option<u64>,
 }
@@ -93,7 +93,7 @@ impl HoldOff {
 
     /// Whether an activation at `at_ns` acts (and if so, it is the new
     /// last one).
-    pub fn allow(&mut self, at_ns: u64) -> bool {
+    pub(crate) fn allow(&mut self, at_ns: u64) -> bool {
         let allowed = self
             .last_ns
             .is_none_or(|last| at_ns.saturating_sub(last) >= self.min_interval_ns);
