@@ -124,25 +124,27 @@ pub struct TtsOptions {
 
 /// Mixing and resampling per minute of audio, and a whole render split
 /// by stage.
-pub fn render(mut config: Config, options: RenderOptions) -> Result<ExitCode> {
+pub fn render(config: &Config, options: RenderOptions) -> Result<ExitCode> {
     let (resample_s, mix_s) = crate::bench::time_mix_per_minute()?;
     println!(
         "one minute of narration: resampling 22.05 -> 48 kHz {:.3} s, whole mix (resampling, ducking, loudness, limiter) {:.3} s",
         resample_s, mix_s
     );
-    if let Some(bundle) = options.bundle {
-        config.background_bundle = bundle;
-    }
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("narration.txt");
     std::fs::write(&input, crate::bench::RENDER_TEXT)?;
-    // The benchmark generates its backgrounds: no cache.
-    config.background.cache_max_mb = 0;
     struct Quiet;
     impl crate::background::Observer for Quiet {}
     impl crate::render::RenderObserver for Quiet {}
     let started = std::time::Instant::now();
-    let settings = config.render_settings(&crate::config::Overrides::default());
+    let settings = config.render_settings(&crate::config::Overrides {
+        // The engine the config chooses, with this bundle.
+        engine: Some(config.background.engine),
+        bundle: options.bundle,
+        // The benchmark generates its backgrounds: no cache.
+        no_cache: true,
+        ..crate::config::Overrides::default()
+    });
     let report = crate::render::render(&settings, &input, &dir.path().join("out.wav"), &mut Quiet)?;
     let total = started.elapsed().as_secs_f64();
     let s = &report.seconds;
@@ -831,7 +833,12 @@ fn file_label(label: &str) -> String {
 
 pub fn tts(config: &Config, options: TtsOptions) -> Result<ExitCode> {
     use crate::bench;
-    let model = options.voice.unwrap_or_else(|| config.voice.clone());
+    let model = config
+        .speech_settings(&crate::config::Overrides {
+            voice: options.voice,
+            ..crate::config::Overrides::default()
+        })
+        .voice;
     let cores = crate::compute::available_cores();
     let bench::LoadedVoice {
         voice,

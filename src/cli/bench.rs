@@ -219,7 +219,7 @@ pub(crate) fn run(config: Config, command: BenchCommand) -> Result<ExitCode> {
         }),
         BenchCommand::Realism(a) => report::realism(&a.references, a.json),
         BenchCommand::Render(a) => {
-            report::render(config, report::RenderOptions { bundle: a.bundle })
+            report::render(&config, report::RenderOptions { bundle: a.bundle })
         }
     }
 }
