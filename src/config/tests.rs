@@ -278,3 +278,72 @@ fn bad_triggers_are_refused_naming_their_line() {
         }
     }
 }
+
+#[test]
+fn overrides_are_applied_in_one_place_and_none_keeps_the_config() {
+    use crate::background::EngineChoice;
+    use crate::describe::Method;
+    let cfg = Config::resolve(
+        ConfigSource::Defaults,
+        parse("[describe]\nseed = 7\n[background]\nseed = 9\n").expect("valid"),
+        &DefaultDirs {
+            data: PathBuf::from("/data/vivid"),
+        },
+    );
+    let plain = cfg.render_settings(&Overrides::default());
+    assert_eq!(plain.speech.voice, cfg.voice);
+    assert_eq!(plain.describe.seed, 7);
+    assert_eq!(plain.background.seed, 9);
+    assert_eq!(plain.background.engine, EngineChoice::Auto);
+    assert!(plain.background.cache_max_bytes > 0);
+    assert_eq!(plain.describe.vocabulary, None, "decided with the engine");
+
+    // A job file: a voice by name, a seed for description and background.
+    let job = cfg.render_settings(&Overrides {
+        voice_name: Some("de_DE-thorsten-medium.onnx".into()),
+        rate: Some(1.25),
+        method: Some(Method::Fixed),
+        caption: Some("Rain on a tin roof.".into()),
+        describe_seed: Some(3),
+        background_seed: Some(3),
+        ..Overrides::default()
+    });
+    assert_eq!(
+        job.speech.voice,
+        cfg.models_dir.join("voices/de_DE-thorsten-medium.onnx")
+    );
+    assert_eq!(job.speech.options.rate, Some(1.25));
+    assert_eq!(job.describe.method, Method::Fixed);
+    assert_eq!(job.describe.caption.as_deref(), Some("Rain on a tin roof."));
+    assert_eq!((job.describe.seed, job.background.seed), (3, 3));
+
+    // Flags: a bundle alone asks for AudioLDM2; an engine named wins.
+    let bundle = PathBuf::from("/srv/bundle");
+    let flags = cfg.background_settings(&Overrides {
+        bundle: Some(bundle.clone()),
+        no_cache: true,
+        ..Overrides::default()
+    });
+    assert_eq!(flags.engine, EngineChoice::Audioldm2);
+    assert_eq!(flags.audioldm2.bundle, bundle);
+    assert_eq!(flags.cache_max_bytes, 0);
+    let flags = cfg.background_settings(&Overrides {
+        bundle: Some(bundle),
+        engine: Some(EngineChoice::Soundscape),
+        ..Overrides::default()
+    });
+    assert_eq!(flags.engine, EngineChoice::Soundscape);
+
+    // `vivid describe` opens no engine: without a bundle, auto is the
+    // soundscape's catalog; free asks for none.
+    assert!(
+        cfg.describer_settings(&Overrides::default())
+            .vocabulary
+            .is_some()
+    );
+    let free = cfg.describer_settings(&Overrides {
+        vocabulary: Some(crate::describe::VocabularyChoice::Free),
+        ..Overrides::default()
+    });
+    assert!(free.vocabulary.is_none());
+}
