@@ -30,7 +30,7 @@ impl fmt::Display for Status {
 pub struct Check {
     pub status: Status,
     /// What was checked, e.g. `model voices/en_US-joe-medium.onnx`.
-    pub subject: String,
+    pub(crate) subject: String,
     /// What was found.
     pub detail: String,
     /// What to do, for anything but a pass.

@@ -27,7 +27,7 @@ pub struct CacheKey {
     pub recipe: serde_json::Value,
     pub seconds: f64,
     /// Bumped when the engine's output for the same settings changes.
-    pub engine_version: u32,
+    pub(crate) engine_version: u32,
 }
 
 /// The engine version the cache keys carry.

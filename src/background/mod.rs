@@ -151,7 +151,7 @@ pub struct EngineRecord {
     pub id: String,
     pub seed: u64,
     #[serde(flatten)]
-    pub details: serde_json::Value,
+    pub(crate) details: serde_json::Value,
 }
 
 /// A background engine, typed by its recipe: what its `prepare` makes is
@@ -328,7 +328,7 @@ pub struct BackgroundSettings {
     pub limits: LengthLimits,
     pub cache_dir: PathBuf,
     /// 0 turns the cache off.
-    pub cache_max_bytes: u64,
+    pub(crate) cache_max_bytes: u64,
     pub audioldm2: audioldm2::Audioldm2Settings,
     /// The soundscape's library of recordings.
     pub library: soundscape::library::LibrarySettings,

@@ -29,11 +29,11 @@ const PIPER_SCRIPT: &str = include_str!("../../tests/bench/piper_tts.py");
 /// One configuration's measurements.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct TtsRun {
-    pub load_s: f64,
-    pub audio_s: f64,
-    pub compute_s: f64,
-    pub first_audio_s: Option<f64>,
-    pub peak_rss_kb: u64,
+    pub(crate) load_s: f64,
+    pub(crate) audio_s: f64,
+    pub(crate) compute_s: f64,
+    pub(crate) first_audio_s: Option<f64>,
+    pub(crate) peak_rss_kb: u64,
 }
 
 impl TtsRun {
@@ -53,7 +53,7 @@ pub fn sentences() -> Vec<&'static str> {
 /// A voice with its load time and each bucket's optimize time.
 pub(crate) struct LoadedVoice {
     pub voice: Voice,
-    pub load_s: f64,
+    pub(crate) load_s: f64,
     /// (bucket, seconds) for every default bucket.
     pub optimize: Vec<(usize, f64)>,
 }
@@ -256,10 +256,10 @@ pub struct ScoredCaption {
     #[serde(default)]
     pub place: String,
     #[serde(default)]
-    pub place_fits: Option<bool>,
+    pub(crate) place_fits: Option<bool>,
     /// Sources played that the set calls wrong.
     #[serde(default)]
-    pub wrong_played: usize,
+    pub(crate) wrong_played: usize,
     /// Every source's evidence (with --dump only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<serde_json::Value>,
@@ -267,21 +267,21 @@ pub struct ScoredCaption {
     /// Made by the method asked for (not a fallback).
     pub method_kept: bool,
     pub keeps_rules: bool,
-    pub names_expected: bool,
+    pub(crate) names_expected: bool,
     /// Sound sources named (llm only) and how many of them are expected
     /// ones: a caption of five sources, one relevant, should not score as
     /// well as one of three relevant ones.
     pub sources: usize,
-    pub sources_expected: usize,
+    pub(crate) sources_expected: usize,
     pub seconds: f64,
     #[serde(default)]
     pub llm: Option<crate::describe::LlmStats>,
     /// The model's sound phrases that keep the caption rules (llm only)
     /// that a soundscape catalog source matches, and those none does.
     #[serde(default)]
-    pub catalog_matched: usize,
+    pub(crate) catalog_matched: usize,
     #[serde(default)]
-    pub catalog_unmatched: Vec<String>,
+    pub(crate) catalog_unmatched: Vec<String>,
     /// The catalog sources the soundscape plays for this caption (its
     /// plan's foreground layers), each with where it came from in catalog
     /// mode, and whether the dev set lists it as fitting.
@@ -292,11 +292,11 @@ pub struct ScoredCaption {
     pub bed_only: bool,
     /// A bed of the scene's place that the dev set lists as fitting.
     #[serde(default)]
-    pub bed_fits: bool,
+    pub(crate) bed_fits: bool,
     /// Catalog mode: the sources the model itself chose (not played; the
     /// text's own are), scored the same way, to measure the model.
     #[serde(default)]
-    pub model_picks: Vec<PlayedSource>,
+    pub(crate) model_picks: Vec<PlayedSource>,
 }
 
 /// One source the soundscape plays for a dev-set caption.
@@ -318,8 +318,8 @@ impl ScoredCaption {
 #[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub struct DescribeRun {
     pub label: String,
-    pub load_s: f64,
-    pub peak_rss_kb: u64,
+    pub(crate) load_s: f64,
+    pub(crate) peak_rss_kb: u64,
     pub captions: Vec<ScoredCaption>,
 }
 
@@ -562,12 +562,12 @@ pub(crate) const BACKGROUND_CAPTION: &str =
 /// A reference's figures (`tests/bench/audioldm2_reference.py`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReferenceBackgroundRun {
-    pub load_s: f64,
+    pub(crate) load_s: f64,
     /// One classifier-free-guidance step (two UNet evaluations).
-    pub unet_step_s: f64,
-    pub clip_s: f64,
+    pub(crate) unet_step_s: f64,
+    pub(crate) clip_s: f64,
     pub seconds: f64,
-    pub peak_rss_kb: u64,
+    pub(crate) peak_rss_kb: u64,
 }
 
 /// Runs the reference benchmark: `kind` is "diffusers" (with the diffusers
@@ -601,18 +601,18 @@ pub(crate) fn run_reference_background(
 /// vivid's figures for one bundle.
 #[derive(Debug, Clone)]
 pub(crate) struct BackgroundBench {
-    pub load_s: f64,
+    pub(crate) load_s: f64,
     /// (threads, seconds per classifier-free-guidance UNet step).
-    pub unet_step_s: Vec<(usize, f64)>,
+    pub(crate) unet_step_s: Vec<(usize, f64)>,
     pub steps: usize,
-    pub clip_s: f64,
-    pub conditioning_s: f64,
-    pub denoising_s: f64,
-    pub decoding_s: f64,
+    pub(crate) clip_s: f64,
+    pub(crate) conditioning_s: f64,
+    pub(crate) denoising_s: f64,
+    pub(crate) decoding_s: f64,
     pub seconds: f64,
     pub timings: Vec<crate::background::audioldm2::graph::GraphTiming>,
     pub kernels: Vec<(String, std::collections::BTreeMap<String, usize>)>,
-    pub peak_rss_kb: u64,
+    pub(crate) peak_rss_kb: u64,
     /// The UNet's batch: 2 when both guidance halves ran as one.
     pub unet_batch: usize,
 }

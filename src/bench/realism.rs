@@ -70,11 +70,11 @@ pub struct ClassResult {
     pub class: String,
     pub caption: String,
     pub reference_files: usize,
-    pub reference_windows: usize,
+    pub(crate) reference_windows: usize,
     /// Reference files of this class that the others tell to this class.
     pub references_recognized: usize,
     /// The reference files the others tell to another class, and which.
-    pub references_misjudged: Vec<(String, String)>,
+    pub(crate) references_misjudged: Vec<(String, String)>,
     /// The class vivid's render lies nearest.
     pub vivid_nearest: String,
     /// Distance of vivid's render to its own class and to the nearest
@@ -87,8 +87,8 @@ pub struct ClassResult {
     pub largest_gaps: Vec<(String, f64)>,
     /// Each descriptor's mean over the real recordings and over vivid's
     /// render, in the descriptor's own unit (in [`FEATURES`]' order).
-    pub real_descriptors: Vec<f64>,
-    pub vivid_descriptors: Vec<f64>,
+    pub(crate) real_descriptors: Vec<f64>,
+    pub(crate) vivid_descriptors: Vec<f64>,
     /// The render's sources, as played.
     pub sources: Vec<String>,
 }

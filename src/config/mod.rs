@@ -97,9 +97,9 @@ pub struct Config {
     pub embedder_model: PathBuf,
     pub describe: DescribeSection,
     /// The AudioLDM2 bundle folder.
-    pub background_bundle: PathBuf,
+    pub(crate) background_bundle: PathBuf,
     /// The background cache folder.
-    pub background_cache_dir: PathBuf,
+    pub(crate) background_cache_dir: PathBuf,
     /// `[background.library] dirs`, resolved.
     pub library_dirs: Vec<PathBuf>,
     pub background: BackgroundSection,
@@ -110,7 +110,7 @@ pub struct Config {
     /// The control socket's path (control.socket or the default).
     pub control_socket: PathBuf,
     /// `[[trigger]]` tables as written, and as the service runs them.
-    pub trigger_sections: Vec<TriggerSection>,
+    pub(crate) trigger_sections: Vec<TriggerSection>,
     pub triggers: Vec<TriggerSpec>,
     pub system: SystemSection,
     pub log: LogSection,

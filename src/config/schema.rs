@@ -24,7 +24,7 @@ pub struct ConfigFile {
     /// The line of each `[[trigger]]` header, for errors found later (a
     /// GPIO line beyond its chip).
     #[serde(skip)]
-    pub trigger_lines: Vec<Option<usize>>,
+    pub(crate) trigger_lines: Vec<Option<usize>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -164,7 +164,7 @@ pub struct BackgroundSection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
     /// Size limit of that folder in MiB; 0 turns the cache off.
-    pub cache_max_mb: u64,
+    pub(crate) cache_max_mb: u64,
     /// The AudioLDM2 engine's own settings.
     pub audioldm2: Audioldm2Section,
     /// The soundscape's library of the user's own recordings.
@@ -241,7 +241,7 @@ pub struct LibrarySection {
     pub dirs: Vec<PathBuf>,
     /// Most decoded audio the library holds in memory, in MiB (a minute
     /// of 48 kHz stereo is 22 MiB).
-    pub max_mb: u64,
+    pub(crate) max_mb: u64,
 }
 
 impl Default for LibrarySection {
@@ -297,7 +297,7 @@ impl Default for Audioldm2Section {
 #[serde(default, deny_unknown_fields)]
 pub struct MixSection {
     /// Sample rate of the rendered WAV.
-    pub output_rate: u32,
+    pub(crate) output_rate: u32,
     /// 2: stereo, the speech in the centre; 1: mono.
     pub channels: u16,
     /// Background before the first word, in seconds.
@@ -305,12 +305,12 @@ pub struct MixSection {
     /// Background after the last word, in seconds.
     pub tail_s: f64,
     /// Crossfade between the backgrounds of two scenes, in seconds.
-    pub scene_crossfade_s: f64,
+    pub(crate) scene_crossfade_s: f64,
     pub ducking: crate::mix::Ducking,
     /// Speech loudness above the background's while speech plays, in LU.
     pub speech_over_background_lu: f64,
     /// How far the background rises in pauses (sidechain), in dB.
-    pub pause_rise_db: f64,
+    pub(crate) pause_rise_db: f64,
     /// Integrated loudness of the finished narration, in LUFS.
     pub target_lufs: f64,
     /// Highest true peak, in dBTP.
@@ -364,7 +364,7 @@ impl Default for PlaybackSection {
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceSection {
     /// Largest input (text or job file) the service takes, in bytes.
-    pub max_input_bytes: u64,
+    pub(crate) max_input_bytes: u64,
     /// Kiosk mode: play the finished narrations in a loop while no new
     /// text is waiting. 0 turns it off; otherwise the seconds from the
     /// start of one round to the start of the next (a round plays every
@@ -436,21 +436,21 @@ pub struct TriggerSection {
     pub key: Option<String>,
     /// GPIO chip: gpiochip0, or a path.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub chip: Option<String>,
+    pub(crate) chip: Option<String>,
     /// The line's offset on the chip.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     /// GPIO: which change acts: rising (becomes active), falling, both.
-    pub edge: super::Edge,
+    pub(crate) edge: super::Edge,
     /// GPIO: the line is active when low (a button to ground).
-    pub active_low: bool,
+    pub(crate) active_low: bool,
     /// GPIO: a level counts once held this long (0 to 1000 ms).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub debounce_ms: Option<u64>,
+    pub(crate) debounce_ms: Option<u64>,
     /// Activations closer together than this act once (0 to 86400 s;
     /// default 1; a presence sensor wants about a narration's length).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_interval_s: Option<f32>,
+    pub(crate) min_interval_s: Option<f32>,
     /// Play this narration (its name in done/).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub play: Option<String>,

@@ -95,7 +95,7 @@ pub struct Scores {
     /// The model's log-likelihood of the phrase after the text over after
     /// a text with no content, in nats (asked candidates only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_lp: Option<f32>,
+    pub(crate) model_lp: Option<f32>,
     /// The model's share of the total: that ratio's standing among the
     /// candidates asked.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -286,7 +286,7 @@ pub(crate) struct Gathered {
     /// keyword is one piece of evidence among several. In other languages
     /// the embedding (an English model) hears little, so the words the
     /// catalog knows in that language count for more.
-    pub english: bool,
+    pub(crate) english: bool,
     pub sources: Vec<Scores>,
     pub places: Vec<Scores>,
     pub setting: Setting,

@@ -95,7 +95,7 @@ self_cell::self_cell!(
 #[derive(Debug, Clone)]
 pub struct LlmOptions {
     /// `None`: chat when the model has a chat template, else completion.
-    pub style: Option<PromptStyle>,
+    pub(crate) style: Option<PromptStyle>,
     pub threads: usize,
 }
 
@@ -111,11 +111,11 @@ pub struct Generated {
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LlmStats {
     /// Tokens in the whole prompt.
-    pub prompt_tokens: usize,
+    pub(crate) prompt_tokens: usize,
     /// Prompt tokens evaluated for this answer (the rest were cached).
-    pub evaluated_tokens: usize,
+    pub(crate) evaluated_tokens: usize,
     pub prompt_s: f64,
-    pub answer_tokens: usize,
+    pub(crate) answer_tokens: usize,
     pub answer_s: f64,
 }
 

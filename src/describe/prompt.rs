@@ -135,7 +135,7 @@ pub(crate) struct PromptSet {
     pub header: String,
     /// (text, answer JSON) pairs.
     pub examples: Vec<(String, String)>,
-    pub grammar: String,
+    pub(crate) grammar: String,
 }
 
 impl PromptSet {

@@ -11,8 +11,8 @@ use std::ops::Range;
 /// Bounds on a scene's length, in bytes of UTF-8 text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SceneBounds {
-    pub min_chars: usize,
-    pub max_chars: usize,
+    pub(crate) min_chars: usize,
+    pub(crate) max_chars: usize,
 }
 
 impl Default for SceneBounds {

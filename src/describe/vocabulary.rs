@@ -79,7 +79,7 @@ pub struct CatalogChoice {
     pub setting: Setting,
     /// The best sources not chosen, for a technician asking why not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub considered: Vec<Considered>,
+    pub(crate) considered: Vec<Considered>,
     /// Evidence that could not be had (the embedding model missing, the
     /// language model failing), and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

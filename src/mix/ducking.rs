@@ -22,11 +22,11 @@ pub struct DuckingSettings {
     /// speech plays, in LU.
     pub speech_over_background_lu: f64,
     /// How far the background rises in pauses, in dB (side-chain only).
-    pub pause_rise_db: f64,
-    pub attack_ms: f32,
-    pub hold_ms: f32,
-    pub release_ms: f32,
-    pub lookahead_ms: f32,
+    pub(crate) pause_rise_db: f64,
+    pub(crate) attack_ms: f32,
+    pub(crate) hold_ms: f32,
+    pub(crate) release_ms: f32,
+    pub(crate) lookahead_ms: f32,
 }
 
 impl Default for DuckingSettings {

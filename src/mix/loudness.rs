@@ -64,7 +64,7 @@ pub(crate) struct Normalized {
     pub integrated_lufs: f64,
     pub true_peak_dbtp: f64,
     /// Largest gain reduction of the limiter, in dB (0 when it did nothing).
-    pub limiter_db: f64,
+    pub(crate) limiter_db: f64,
 }
 
 /// Scales `samples` to `target_lufs` integrated loudness and limits their

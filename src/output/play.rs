@@ -44,7 +44,7 @@ pub struct PlaybackSettings {
     /// Linear gain, 0 to 1.
     pub volume: f32,
     /// How long to keep trying to reopen a device that failed.
-    pub reopen_for: Duration,
+    pub(crate) reopen_for: Duration,
 }
 
 impl Default for PlaybackSettings {

@@ -81,7 +81,7 @@ pub struct SceneRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub background_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub background_from_cache: Option<bool>,
+    pub(crate) background_from_cache: Option<bool>,
     /// Catalog mode: the place and sources the describer chose, each with
     /// its evidence (the text or the model), or the place's bed alone.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,10 +104,10 @@ pub struct StageSeconds {
 /// The JSON report written beside the WAV.
 #[derive(Debug, Clone, Serialize)]
 pub struct RenderReport {
-    pub vivid_version: &'static str,
+    pub(crate) vivid_version: &'static str,
     pub input: FileRecord,
     pub output: PathBuf,
-    pub describe_method: &'static str,
+    pub(crate) describe_method: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub describer_model: Option<FileRecord>,
     pub describe_seed: u32,

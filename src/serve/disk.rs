@@ -16,7 +16,7 @@ pub struct Space {
     pub available: u64,
     /// What an unprivileged process could have on the empty file system:
     /// its size less the blocks reserved for root.
-    pub usable_when_empty: u64,
+    pub(crate) usable_when_empty: u64,
 }
 
 /// The space on the file system that holds `folder`.

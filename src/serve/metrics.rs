@@ -52,14 +52,14 @@ pub struct ModelInfo {
 /// What changes only with the moment: read when the file is written.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Gauges {
-    pub queue_length: usize,
+    pub(crate) queue_length: usize,
     pub waiting_for_disk: bool,
     /// Bytes the waiting job needs on the spool's file system.
-    pub disk_needed_bytes: u64,
-    pub disk_available_bytes: u64,
+    pub(crate) disk_needed_bytes: u64,
+    pub(crate) disk_available_bytes: u64,
     pub cache_bytes: u64,
-    pub playback_underruns: u64,
-    pub playback_reopens: u64,
+    pub(crate) playback_underruns: u64,
+    pub(crate) playback_reopens: u64,
 }
 
 /// Counters since the service started.

@@ -27,9 +27,9 @@ pub struct Clause {
     /// IPA phonemes, language-switch flags like `(fr)` removed.
     pub phonemes: String,
     /// The punctuation that ended it: one of `. ? ! , : ;`, or empty.
-    pub terminator: &'static str,
+    pub(crate) terminator: &'static str,
     /// Whether the clause ends a sentence.
-    pub end_of_sentence: bool,
+    pub(crate) end_of_sentence: bool,
 }
 
 struct EspeakState {

@@ -11,7 +11,7 @@ use super::voice_config::{BOS, EOS, PAD, VoiceConfig};
 /// phoneme (Unicode NFD, so accents are phonemes of their own).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sentence {
-    pub clauses: Vec<String>,
+    pub(crate) clauses: Vec<String>,
 }
 
 impl Sentence {

@@ -49,10 +49,10 @@ type Plan = Arc<TypedRunnableModel>;
 /// What the graph fixes changed, for the load log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GraphFixes {
-    pub clamped_constants: usize,
-    pub rewritten_ranges: usize,
+    pub(crate) clamped_constants: usize,
+    pub(crate) rewritten_ranges: usize,
     /// Random ops (the VITS noise) given a seed.
-    pub seeded_noise_ops: usize,
+    pub(crate) seeded_noise_ops: usize,
 }
 
 pub struct VitsModel {
@@ -70,9 +70,9 @@ pub struct VitsModel {
     has_speaker_input: bool,
     buckets: Vec<usize>,
     plans: Mutex<HashMap<usize, Plan>>,
-    pub fixes: GraphFixes,
+    pub(crate) fixes: GraphFixes,
     /// Rows of the phoneme embedding, where the graph names it.
-    pub embedding_symbols: Option<usize>,
+    pub(crate) embedding_symbols: Option<usize>,
 }
 
 impl std::fmt::Debug for VitsModel {

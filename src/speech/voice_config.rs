@@ -19,11 +19,11 @@ pub struct VoiceConfig {
     pub espeak: Option<EspeakSection>,
     pub inference: InferenceSection,
     #[serde(default = "default_phoneme_type")]
-    pub phoneme_type: String,
+    pub(crate) phoneme_type: String,
     pub phoneme_id_map: HashMap<String, Vec<i64>>,
     pub num_symbols: usize,
     #[serde(default = "one")]
-    pub num_speakers: usize,
+    pub(crate) num_speakers: usize,
     #[serde(default)]
     pub speaker_id_map: HashMap<String, i64>,
 }
@@ -41,7 +41,7 @@ pub struct EspeakSection {
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct InferenceSection {
     pub noise_scale: f32,
-    pub length_scale: f32,
+    pub(crate) length_scale: f32,
     pub noise_w: f32,
 }
 

@@ -45,13 +45,13 @@ pub(crate) struct TextStages {
 #[derive(Debug, Clone)]
 pub struct Conditioning {
     /// GPT-2's generated embeddings, `[1, new_tokens, width]`.
-    pub gpt_states: Vec<f32>,
+    pub(crate) gpt_states: Vec<f32>,
     /// T5 states padded to the UNet's length with zeros, `[1, padded, width]`.
-    pub t5_states: Vec<f32>,
+    pub(crate) t5_states: Vec<f32>,
     /// 1 for the real T5 tokens, `[1, padded]`.
-    pub t5_mask: Vec<i64>,
+    pub(crate) t5_mask: Vec<i64>,
     /// T5 rows before padding (the prompt's token count).
-    pub t5_length: usize,
+    pub(crate) t5_length: usize,
 }
 
 /// Declared dimension `axis` of an input, as a length.

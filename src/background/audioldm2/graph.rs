@@ -28,9 +28,9 @@ pub struct Graph {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct GraphTiming {
     pub component: String,
-    pub load_s: f64,
+    pub(crate) load_s: f64,
     pub runs: u64,
-    pub run_s: f64,
+    pub(crate) run_s: f64,
 }
 
 impl std::fmt::Debug for Graph {
@@ -429,11 +429,11 @@ pub(crate) struct NodeComparison {
     pub op: String,
     pub shape: Vec<usize>,
     /// Largest magnitude among the finite values, on each side.
-    pub cpu_peak: f32,
-    pub other_peak: f32,
+    pub(crate) cpu_peak: f32,
+    pub(crate) other_peak: f32,
     /// Values that are NaN or infinite, on each side.
-    pub cpu_not_finite: usize,
-    pub other_not_finite: usize,
+    pub(crate) cpu_not_finite: usize,
+    pub(crate) other_not_finite: usize,
     /// Largest difference where both are finite, over the CPU's peak.
     pub relative_diff: f32,
 }

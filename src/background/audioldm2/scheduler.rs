@@ -11,18 +11,18 @@ use thiserror::Error;
 /// field names). Unknown fields are ignored: diffusers adds new ones.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SchedulerConfig {
-    pub num_train_timesteps: usize,
-    pub beta_start: f64,
-    pub beta_end: f64,
-    pub beta_schedule: String,
+    pub(crate) num_train_timesteps: usize,
+    pub(crate) beta_start: f64,
+    pub(crate) beta_end: f64,
+    pub(crate) beta_schedule: String,
     #[serde(default)]
-    pub steps_offset: usize,
+    pub(crate) steps_offset: usize,
     #[serde(default = "default_spacing")]
-    pub timestep_spacing: String,
+    pub(crate) timestep_spacing: String,
     #[serde(default = "default_prediction")]
-    pub prediction_type: String,
+    pub(crate) prediction_type: String,
     #[serde(default)]
-    pub set_alpha_to_one: bool,
+    pub(crate) set_alpha_to_one: bool,
 }
 
 fn default_spacing() -> String {

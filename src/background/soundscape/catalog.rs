@@ -78,12 +78,12 @@ pub struct Variant {
     pub name: String,
     /// Words that choose it (matched by stem, as a source's keywords).
     pub words: Vec<String>,
-    pub timing: Option<Timing>,
+    pub(crate) timing: Option<Timing>,
     pub hz: Option<[f32; 2]>,
     pub q: Option<f32>,
     pub ms: Option<[f32; 2]>,
-    pub body_hz: Option<f32>,
-    pub body_db: Option<f32>,
+    pub(crate) body_hz: Option<f32>,
+    pub(crate) body_db: Option<f32>,
 }
 
 impl Variant {
@@ -144,9 +144,9 @@ fn default_distance() -> f32 {
 pub struct Room {
     pub size_m: f32,
     pub decay_s: f32,
-    pub damping: f32,
+    pub(crate) damping: f32,
     /// How much of each source goes to the reverb (0..1).
-    pub wet: f32,
+    pub(crate) wet: f32,
 }
 
 /// When the events of a layer happen: a Poisson process (`per_s`), or a
@@ -156,26 +156,26 @@ pub struct Room {
 #[serde(deny_unknown_fields)]
 pub struct Timing {
     /// Events per second at a moderate level.
-    pub per_s: Option<f32>,
-    pub period_s: Option<f32>,
+    pub(crate) per_s: Option<f32>,
+    pub(crate) period_s: Option<f32>,
     /// Beat offsets within the period, in seconds.
     #[serde(default = "first_beat")]
-    pub beats: Vec<f32>,
+    pub(crate) beats: Vec<f32>,
     /// Level of each beat, in dB (cycled).
     #[serde(default)]
-    pub accents_db: Vec<f32>,
+    pub(crate) accents_db: Vec<f32>,
     /// Pitch of each beat as a ratio (cycled): tick and tock.
     #[serde(default)]
-    pub pitches: Vec<f32>,
+    pub(crate) pitches: Vec<f32>,
     /// Random shift of each event, in milliseconds.
     #[serde(default)]
-    pub jitter_ms: f32,
+    pub(crate) jitter_ms: f32,
     /// Random change of each period, as a fraction.
     #[serde(default)]
-    pub drift: f32,
+    pub(crate) drift: f32,
     /// Periods per group, and the rest between groups in seconds.
     pub group: Option<[u32; 2]>,
-    pub rest_s: Option<[f32; 2]>,
+    pub(crate) rest_s: Option<[f32; 2]>,
 }
 
 fn first_beat() -> Vec<f32> {
@@ -244,15 +244,15 @@ pub struct Bed {
     #[serde(default = "half_q")]
     pub q: f32,
     /// A second, low-pass filter after the first (to darken a band).
-    pub lowpass_hz: Option<f32>,
+    pub(crate) lowpass_hz: Option<f32>,
     /// Rate of the random swell, Hz, and its depth 0..1.
     #[serde(default = "slow")]
-    pub swell_hz: f32,
+    pub(crate) swell_hz: f32,
     #[serde(default)]
-    pub swell_depth: f32,
+    pub(crate) swell_depth: f32,
     /// How far the filter follows the swell, as a fraction of `hz`.
     #[serde(default)]
-    pub sweep: f32,
+    pub(crate) sweep: f32,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -271,10 +271,10 @@ fn slow() -> f32 {
 #[serde(deny_unknown_fields)]
 pub struct Surf {
     /// Mean seconds between waves of one engine.
-    pub period_s: f32,
+    pub(crate) period_s: f32,
     /// Highest cut-off at a crash.
     #[serde(default = "surf_top")]
-    pub top_hz: f32,
+    pub(crate) top_hz: f32,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -292,10 +292,10 @@ pub struct Wind {
     #[serde(default = "half_q")]
     pub q: f32,
     /// How fast the wind speed changes (Hz).
-    pub gust_hz: f32,
+    pub(crate) gust_hz: f32,
     /// Strength of the whistling resonances, 0..1.
     #[serde(default)]
-    pub howl: f32,
+    pub(crate) howl: f32,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -305,15 +305,15 @@ pub struct Wind {
 #[serde(deny_unknown_fields)]
 pub struct Hum {
     pub hz: f32,
-    pub harmonics: u32,
+    pub(crate) harmonics: u32,
     /// Level change per harmonic, dB.
-    pub rolloff_db: f32,
+    pub(crate) rolloff_db: f32,
     /// Level of the low noise under it, dB relative to the tone.
     #[serde(default = "quiet_floor")]
-    pub noise_db: f32,
+    pub(crate) noise_db: f32,
     /// Rate of a pulsing of the level (an engine's firing), 0 = steady.
     #[serde(default)]
-    pub throb_hz: f32,
+    pub(crate) throb_hz: f32,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -347,8 +347,8 @@ pub enum Excite {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Impacts {
-    pub timing: Timing,
-    pub excite: Excite,
+    pub(crate) timing: Timing,
+    pub(crate) excite: Excite,
     /// Band of each event's centre frequency (Hz).
     pub hz: [f32; 2],
     #[serde(default = "one")]
@@ -356,15 +356,15 @@ pub struct Impacts {
     /// Length of each event, milliseconds.
     pub ms: [f32; 2],
     /// A low resonant thud under the event (hooves, steps, a roof), Hz.
-    pub body_hz: Option<f32>,
+    pub(crate) body_hz: Option<f32>,
     #[serde(default)]
-    pub body_db: f32,
+    pub(crate) body_db: f32,
     /// Random level change of each event, dB.
     #[serde(default = "three")]
-    pub vary_db: f32,
+    pub(crate) vary_db: f32,
     /// How far events scatter around the layer's position (0..1).
     #[serde(default = "half")]
-    pub spread: f32,
+    pub(crate) spread: f32,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -386,20 +386,20 @@ fn half() -> f32 {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Modal {
-    pub timing: Timing,
+    pub(crate) timing: Timing,
     /// Band of the reference partial's frequency (ratio 1), Hz.
     pub hz: [f32; 2],
     /// Partials as ratios to the reference.
-    pub partials: Vec<f32>,
+    pub(crate) partials: Vec<f32>,
     /// Seconds each partial takes to fall 60 dB.
-    pub decays_s: Vec<f32>,
+    pub(crate) decays_s: Vec<f32>,
     /// Level of each partial, dB.
-    pub levels_db: Vec<f32>,
+    pub(crate) levels_db: Vec<f32>,
     /// A new body (pitch) for every event instead of one for the layer.
     #[serde(default)]
-    pub new_pitch_each: bool,
+    pub(crate) new_pitch_each: bool,
     #[serde(default = "half")]
-    pub spread: f32,
+    pub(crate) spread: f32,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -411,31 +411,31 @@ pub struct Modal {
 #[serde(deny_unknown_fields)]
 pub struct Calls {
     /// When phrases start.
-    pub timing: Timing,
-    pub syllables: [u32; 2],
-    pub syllable_ms: [f32; 2],
-    pub gap_ms: [f32; 2],
-    pub start_hz: [f32; 2],
-    pub end_hz: [f32; 2],
+    pub(crate) timing: Timing,
+    pub(crate) syllables: [u32; 2],
+    pub(crate) syllable_ms: [f32; 2],
+    pub(crate) gap_ms: [f32; 2],
+    pub(crate) start_hz: [f32; 2],
+    pub(crate) end_hz: [f32; 2],
     /// The pitch rises by this ratio mid-syllable (a coo's hump).
     #[serde(default)]
-    pub hump: f32,
+    pub(crate) hump: f32,
     #[serde(default = "one_u")]
-    pub harmonics: u32,
+    pub(crate) harmonics: u32,
     #[serde(default = "minus_six")]
-    pub rolloff_db: f32,
+    pub(crate) rolloff_db: f32,
     #[serde(default)]
-    pub vibrato_hz: f32,
+    pub(crate) vibrato_hz: f32,
     #[serde(default)]
-    pub vibrato_depth: f32,
+    pub(crate) vibrato_depth: f32,
     /// Pulsing of the level within a syllable (a frog's rasp), Hz.
     #[serde(default)]
-    pub pulse_hz: f32,
+    pub(crate) pulse_hz: f32,
     /// Breath noise, 0..1.
     #[serde(default)]
     pub noise: f32,
     #[serde(default = "half")]
-    pub spread: f32,
+    pub(crate) spread: f32,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -455,20 +455,20 @@ fn minus_six() -> f32 {
 #[serde(deny_unknown_fields)]
 pub struct Insects {
     pub carrier_hz: [f32; 2],
-    pub individuals: u32,
+    pub(crate) individuals: u32,
     /// Pulse length and spacing within a chirp, ms.
-    pub pulse_ms: f32,
-    pub pulse_period_ms: f32,
-    pub pulses: [u32; 2],
+    pub(crate) pulse_ms: f32,
+    pub(crate) pulse_period_ms: f32,
+    pub(crate) pulses: [u32; 2],
     /// Seconds from one chirp to the next.
-    pub chirp_period_s: [f32; 2],
+    pub(crate) chirp_period_s: [f32; 2],
     /// A noise carrier (cicadas) instead of a tone (crickets).
     #[serde(default)]
-    pub noisy: bool,
+    pub(crate) noisy: bool,
     /// Each individual sings in bouts of seconds with pauses between
     /// (crickets), instead of without end.
     #[serde(default)]
-    pub bouts: bool,
+    pub(crate) bouts: bool,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -478,14 +478,14 @@ pub struct Insects {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Creaks {
-    pub timing: Timing,
+    pub(crate) timing: Timing,
     pub seconds: [f32; 2],
     /// Slip rate range, Hz: the creak's pitch.
-    pub slip_hz: [f32; 2],
+    pub(crate) slip_hz: [f32; 2],
     /// Resonances of the body, Hz.
-    pub modes_hz: Vec<f32>,
+    pub(crate) modes_hz: Vec<f32>,
     #[serde(default = "half")]
-    pub spread: f32,
+    pub(crate) spread: f32,
     #[serde(default)]
     pub gain_db: f32,
 }
@@ -495,7 +495,7 @@ pub struct Creaks {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Thunder {
-    pub timing: Timing,
+    pub(crate) timing: Timing,
     pub seconds: [f32; 2],
     #[serde(default)]
     pub gain_db: f32,
@@ -506,7 +506,7 @@ pub struct Thunder {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Passby {
-    pub timing: Timing,
+    pub(crate) timing: Timing,
     pub seconds: [f32; 2],
     pub hz: f32,
     #[serde(default)]

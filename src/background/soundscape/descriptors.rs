@@ -26,8 +26,8 @@ pub fn channel(interleaved: &[f32], channels: usize, index: usize) -> Vec<f32> {
 /// A power spectrum averaged over Hann-windowed frames (Welch).
 pub(crate) struct Spectrum {
     /// Hz per bin.
-    pub bin_hz: f32,
-    pub power: Vec<f64>,
+    pub(crate) bin_hz: f32,
+    pub(crate) power: Vec<f64>,
 }
 
 impl Spectrum {

@@ -84,18 +84,18 @@ pub struct Entry {
     pub scenes: Vec<String>,
     /// Events: when they sound (default: the catalog source's timing, or
     /// one every 4 s).
-    pub timing: Option<Timing>,
+    pub(crate) timing: Option<Timing>,
     /// Events: random level change (dB), pitch change (cents) and
     /// scatter around the source's position (0..1).
     #[serde(default = "three")]
-    pub vary_db: f32,
+    pub(crate) vary_db: f32,
     #[serde(default = "fifty")]
-    pub vary_cents: f32,
+    pub(crate) vary_cents: f32,
     #[serde(default = "half")]
-    pub spread: f32,
+    pub(crate) spread: f32,
     /// Beds: the crossfade between loop segments, seconds.
     #[serde(default = "two")]
-    pub crossfade_s: f32,
+    pub(crate) crossfade_s: f32,
 }
 
 fn three() -> f32 {
@@ -200,7 +200,7 @@ pub struct Library {
 pub struct LibrarySettings {
     pub dirs: Vec<PathBuf>,
     /// Most decoded audio held, MiB.
-    pub max_mb: u64,
+    pub(crate) max_mb: u64,
 }
 
 impl Library {

@@ -94,7 +94,7 @@ pub struct PlannedLayer {
     pub role: Role,
     /// The phrase it was matched from.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub matched: Option<String>,
+    pub(crate) matched: Option<String>,
     /// Level in the scene, dB (the source's own calibration comes on top).
     pub gain_db: f32,
     /// -1 (left) to 1 (right).
@@ -102,7 +102,7 @@ pub struct PlannedLayer {
     /// 0 (close) to 1 (far): darker, quieter, more reverberant.
     pub distance: f32,
     /// Event rate factor.
-    pub density: f32,
+    pub(crate) density: f32,
     /// The library recordings it plays, when the sound library serves
     /// it (else its recipe plays).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -119,7 +119,7 @@ pub struct ScenePlan {
     pub place: String,
     /// The phrase or words that chose the place, if any did.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub place_matched: Option<String>,
+    pub(crate) place_matched: Option<String>,
     pub level: Level,
     pub layers: Vec<PlannedLayer>,
     /// Sound phrases no catalog source matched.
