@@ -1,9 +1,11 @@
 //! Audio helpers that several stages share, and that depend on no stage:
-//! reading sound files, changing their sample rate, mapping channels. `mix`, `output` and
+//! reading sound files, changing their sample rate, mapping channels,
+//! seeded noise. `mix`, `output` and
 //! the background engines use them; this module imports none of them.
 
 pub mod channels;
 pub mod decode;
+pub mod noise;
 pub(crate) mod resample;
 
 use std::path::PathBuf;

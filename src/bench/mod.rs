@@ -738,7 +738,7 @@ pub(crate) const RENDER_TEXT: &str = "The harbour was quiet that morning. Fog la
 pub(crate) fn time_mix_per_minute() -> Result<(f64, f64)> {
     use crate::audio::resample::resample;
     use crate::mix::{MixSettings, SceneBackground, mix, scene_span};
-    let speech: Vec<f32> = crate::background::audioldm2::noise::gaussian_latents(1, 22_050 * 60)
+    let speech: Vec<f32> = crate::audio::noise::gaussian(1, 22_050 * 60)
         .iter()
         .enumerate()
         .map(|(i, v)| if (i / 22_050) % 4 == 3 { 0.0 } else { 0.1 * v })
@@ -750,13 +750,10 @@ pub(crate) fn time_mix_per_minute() -> Result<(f64, f64)> {
             let (a, b) = scene_span(&settings, &starts, 60.0, i);
             SceneBackground {
                 speech_start_s: starts[i],
-                samples: crate::background::audioldm2::noise::gaussian_latents(
-                    i as u64 + 2,
-                    ((b - a) * 16_000.0) as usize,
-                )
-                .iter()
-                .map(|v| 0.05 * v)
-                .collect(),
+                samples: crate::audio::noise::gaussian(i as u64 + 2, ((b - a) * 16_000.0) as usize)
+                    .iter()
+                    .map(|v| 0.05 * v)
+                    .collect(),
                 sample_rate: 16_000,
                 channels: 1,
             }

@@ -254,11 +254,10 @@ mod tests {
     fn normalizes_to_the_target_under_the_ceiling() {
         let rate = 48_000;
         // Noise with loud clicks: the clicks need the limiter.
-        let mut x: Vec<f32> =
-            crate::background::audioldm2::noise::gaussian_latents(3, rate as usize * 10)
-                .iter()
-                .map(|v| 0.05 * v)
-                .collect();
+        let mut x: Vec<f32> = crate::audio::noise::gaussian(3, rate as usize * 10)
+            .iter()
+            .map(|v| 0.05 * v)
+            .collect();
         for i in (0..x.len()).step_by(rate as usize) {
             x[i] = 0.99;
         }
@@ -272,11 +271,10 @@ mod tests {
     #[test]
     fn stereo_is_measured_and_limited_as_one() {
         let rate = 48_000;
-        let mono: Vec<f32> =
-            crate::background::audioldm2::noise::gaussian_latents(5, rate as usize * 5)
-                .iter()
-                .map(|v| 0.1 * v)
-                .collect();
+        let mono: Vec<f32> = crate::audio::noise::gaussian(5, rate as usize * 5)
+            .iter()
+            .map(|v| 0.1 * v)
+            .collect();
         let stereo: Vec<f32> = mono.iter().flat_map(|&v| [v, v]).collect();
         let one = integrated(&mono, rate, 1).unwrap();
         let two = integrated(&stereo, rate, 2).unwrap();

@@ -573,13 +573,10 @@ mod tests {
     }
 
     fn noise(seed: u64, rate: u32, seconds: f64, level: f32) -> Vec<f32> {
-        crate::background::audioldm2::noise::gaussian_latents(
-            seed,
-            (seconds * f64::from(rate)) as usize,
-        )
-        .iter()
-        .map(|v| v * level)
-        .collect()
+        crate::audio::noise::gaussian(seed, (seconds * f64::from(rate)) as usize)
+            .iter()
+            .map(|v| v * level)
+            .collect()
     }
 
     fn largest_jump(x: &[f32]) -> f32 {

@@ -134,3 +134,92 @@ mod tests {
         assert!(!with(Free, EngineKind::Soundscape));
     }
 }
+
+/// The describer choosing from the soundscape's catalog, without its
+/// models: where the two stages meet.
+#[cfg(test)]
+mod describer_with_the_catalog {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::catalog_vocabulary;
+    use crate::describe::{
+        CallOptions, DescribeSettings, Describer, EvidenceParts, Method, SceneBounds,
+    };
+
+    fn settings() -> DescribeSettings {
+        DescribeSettings {
+            method: Method::Llm,
+            model: PathBuf::from("/nonexistent/model.gguf"),
+            prompt: None,
+            caption: None,
+            seed: 1,
+            temperature: 0.0,
+            timeout: Duration::from_secs(5),
+            scenes: SceneBounds::default(),
+            threads: 1,
+            vocabulary: Some(catalog_vocabulary()),
+            embedder: None,
+            evidence: EvidenceParts::default(),
+        }
+    }
+
+    #[test]
+    fn a_job_s_sounds_and_place_override_the_choice_without_a_model() {
+        let mut describer = Describer::new(settings());
+        let options = CallOptions {
+            sounds: Some(vec!["owl".into(), "crickets chirping".into()]),
+            place: Some("forest".into()),
+            ..CallOptions::default()
+        };
+        let d = describer
+            .describe_call("Welcome to the museum.", &options)
+            .unwrap();
+        let choice = d.scenes[0].choice().unwrap();
+        let ids: Vec<&str> = choice.sources.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["owl", "crickets"]);
+        assert!(
+            choice
+                .sources
+                .iter()
+                .all(|s| s.from == crate::describe::vocabulary::Evidence::Override)
+        );
+        assert_eq!(choice.place.as_deref(), Some("forest"));
+        assert_eq!(d.scenes[0].sounds(), ["owl", "crickets"]);
+        assert!(d.scenes[0].fallback.is_none(), "no model was needed");
+    }
+
+    #[test]
+    fn without_the_models_the_words_and_setting_still_choose() {
+        // Neither the language model nor the embedding model can be had:
+        // the scene is still described from the catalog, and the record
+        // names what was missing.
+        let mut describer = Describer::new(settings());
+        let d = describer
+            .describe("夜深了，海边的海浪拍打着礁石，守塔人整夜守着灯火。")
+            .unwrap();
+        let scene = &d.scenes[0];
+        let choice = scene.choice().unwrap();
+        assert!(
+            choice.sources.iter().any(|s| s.id == "sea-surf"),
+            "{choice:?}"
+        );
+        assert!(
+            choice.setting.has(crate::describe::setting::Cue::Night),
+            "{choice:?}"
+        );
+        assert!(
+            choice.warnings.iter().any(|w| w.starts_with("meaning"))
+                && choice.warnings.iter().any(|w| w.starts_with("model")),
+            "{:?}",
+            choice.warnings
+        );
+        assert_eq!(scene.method, Method::Text, "the model failed: {scene:?}");
+        assert!(
+            scene
+                .fallback
+                .as_deref()
+                .is_some_and(|f| f.contains("model.gguf"))
+        );
+    }
+}

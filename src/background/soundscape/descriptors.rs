@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn descriptors_tell_tones_from_noise() {
         let t = tone(1000.0, 2.0);
-        let noise = crate::background::audioldm2::noise::gaussian_latents(1, 96_000);
+        let noise = crate::audio::noise::gaussian(1, 96_000);
         let (st, sn) = (
             Spectrum::of(&t, 48_000, 4096),
             Spectrum::of(&noise, 48_000, 4096),
