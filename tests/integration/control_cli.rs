@@ -178,8 +178,10 @@ fn the_control_socket_plays_steps_fades_and_stops() {
         .copied()
         .filter(|rms| *rms > 0.1 * steady && *rms < 0.9 * steady)
         .collect();
+    // 300 ms are 30 windows, 24 of them between 10 % and 90 %; the
+    // monitor loses some (CI recorded 17), a cut leaves at most one.
     assert!(
-        fading.len() >= 15,
+        fading.len() >= 10,
         "a fade of 300 ms, not a cut: {before:?}"
     );
     // Up to its quietest window the level falls steadily. The sound
