@@ -275,7 +275,7 @@ fn draw_layer_rows(
     bottom: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     layers: &[LayerTrace],
     duration: f32,
-) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
+) -> Result<(), DrawError> {
     let rows_area = bottom.margin(5, 15, 85, 15);
     let count = layers.len().max(1);
     let mut layer_chart = ChartBuilder::on(&rows_area)
@@ -322,50 +322,57 @@ fn draw_layer_rows(
     Ok(())
 }
 
+/// The chart the mix's levels are drawn on.
+type LevelChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf32, plotters::coord::types::RangedCoordf32>,
+>;
+/// What drawing on the picture fails with.
+type DrawError = DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>;
+
 /// The mix's speech and background levels and the background's ducking
 /// gain over time.
-fn draw_levels(
-    chart: &mut ChartContext<
-        '_,
-        BitMapBackend<'_>,
-        Cartesian2d<plotters::coord::types::RangedCoordf32, plotters::coord::types::RangedCoordf32>,
-    >,
-    trace: &super::MixTrace,
-) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
-    let series = |values: &[f32]| -> Vec<(f32, f32)> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i as f32 * TRACE_HOP_S as f32, v.clamp(-70.0, 10.0)))
-            .collect()
-    };
-    chart
-        .draw_series(LineSeries::new(
-            series(&trace.speech_db),
-            BLUE.stroke_width(2),
-        ))?
-        .label("speech level (dBFS, RMS per 0.1 s)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+fn draw_levels(chart: &mut LevelChart<'_, '_>, trace: &super::MixTrace) -> Result<(), DrawError> {
+    draw_level_line(
+        chart,
+        &trace.speech_db,
+        BLUE,
+        "speech level (dBFS, RMS per 0.1 s)",
+    )?;
     if !trace.background_db.is_empty() {
-        chart
-            .draw_series(LineSeries::new(
-                series(&trace.background_db),
-                GREEN.stroke_width(2),
-            ))?
-            .label("background level in the mix (dBFS)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
-                series(&trace.background_gain_db),
-                RGBColor(230, 120, 0).stroke_width(2),
-            ))?
-            .label("background ducking gain (dB below its highest)")
-            .legend(|(x, y)| {
-                PathElement::new(
-                    vec![(x, y), (x + 20, y)],
-                    RGBColor(230, 120, 0).stroke_width(2),
-                )
-            });
+        draw_level_line(
+            chart,
+            &trace.background_db,
+            GREEN,
+            "background level in the mix (dBFS)",
+        )?;
+        draw_level_line(
+            chart,
+            &trace.background_gain_db,
+            RGBColor(230, 120, 0),
+            "background ducking gain (dB below its highest)",
+        )?;
     }
+    Ok(())
+}
+
+/// One level trace (a value per [`TRACE_HOP_S`], in dB) as a line with
+/// its legend entry.
+fn draw_level_line(
+    chart: &mut LevelChart<'_, '_>,
+    values: &[f32],
+    colour: RGBColor,
+    label: &str,
+) -> Result<(), DrawError> {
+    let points: Vec<(f32, f32)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as f32 * TRACE_HOP_S as f32, v.clamp(-70.0, 10.0)))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     Ok(())
 }
