@@ -198,9 +198,6 @@ pub trait Generator: Send {
     fn load(&mut self, observer: &mut dyn Observer) -> Result<(), BackgroundError>;
     /// The engine's settings, for the report.
     fn report(&self, seed: u64) -> EngineRecord;
-    /// What the engine will play for `request` (to show it; [`Generator::make`]
-    /// prepares the same recipe itself).
-    fn plan(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError>;
     /// A background of `seconds` for `request`: from the cache when it
     /// holds one made by the same engine from the same recipe (and the
     /// engine's backgrounds are worth keeping), else generated and stored.
@@ -226,10 +223,6 @@ impl<E: BackgroundEngine> Generator for E {
         self.record(seed)
     }
 
-    fn plan(&self, request: &SceneRequest) -> Result<SceneRecipe, BackgroundError> {
-        self.prepare(request).map(Into::into)
-    }
-
     fn make(
         &mut self,
         request: &SceneRequest,
@@ -239,14 +232,16 @@ impl<E: BackgroundEngine> Generator for E {
     ) -> Result<Background, BackgroundError> {
         let recipe = self.prepare(request)?;
         let scene: SceneRecipe = recipe.clone().into();
-        let use_cache = self.worth_caching(&recipe) && cache.enabled();
-        let key = cache::CacheKey {
+        // The key (the recipe serialized) only where the cache is used.
+        let key = (self.worth_caching(&recipe) && cache.enabled()).then(|| cache::CacheKey {
             engine: self.id().to_owned(),
             recipe: serde_json::to_value(&scene).unwrap_or_default(),
             seconds,
             engine_version: cache::ENGINE_VERSION,
-        };
-        if use_cache && let Some((samples, sample_rate, channels)) = cache.get(&key) {
+        });
+        if let Some(key) = &key
+            && let Some((samples, sample_rate, channels)) = cache.get(key)
+        {
             return Ok(Background {
                 samples,
                 sample_rate,
@@ -256,10 +251,10 @@ impl<E: BackgroundEngine> Generator for E {
             });
         }
         let samples = self.generate(&recipe, seconds, observer)?;
-        if use_cache {
+        if let Some(key) = &key {
             // A full disk must not lose the background just made: it is
             // returned, and only the cache misses out.
-            if let Err(e) = cache.put(&key, &samples, self.sample_rate(), self.channels()) {
+            if let Err(e) = cache.put(key, &samples, self.sample_rate(), self.channels()) {
                 tracing::warn!("{}", crate::error_chain(&e));
             }
         }
@@ -267,7 +262,7 @@ impl<E: BackgroundEngine> Generator for E {
             samples,
             sample_rate: self.sample_rate(),
             channels: self.channels(),
-            cached: use_cache.then_some(false),
+            cached: key.map(|_| false),
             recipe: scene,
         })
     }

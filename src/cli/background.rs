@@ -164,9 +164,6 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         text: String::new(),
         seed: settings.seed,
     };
-    if let bg::SceneRecipe::Soundscape(plan) = &generator.plan(&request)? {
-        print_plan(plan);
-    }
     let bar = super::progress::bar("{bar:30} {pos}/{len} steps {elapsed_precise} {msg}");
     let mut progress = super::progress::BackgroundBar::new(bar.clone());
     let mut recorder;
@@ -183,6 +180,9 @@ pub(crate) fn background(config: &Config, args: BackgroundArgs) -> Result<ExitCo
         .make(&request, args.seconds, &settings.cache(), observer)
         .context("generating the background")?;
     bar.finish_and_clear();
+    if let bg::SceneRecipe::Soundscape(plan) = &made.recipe {
+        print_plan(plan);
+    }
     vivid::output::wav::write_wav_i16(
         &args.output,
         &made.samples,

@@ -179,8 +179,6 @@ impl Speech {
 pub(crate) struct Renderer {
     describer: Describer,
     voice: Voice,
-    /// The voice's model file.
-    voice_path: PathBuf,
     background: Box<dyn Generator>,
     background_note: Option<String>,
 }
@@ -210,7 +208,6 @@ impl Renderer {
         Ok(Renderer {
             describer: Describer::new(describe_settings),
             voice,
-            voice_path: settings.speech.voice.clone(),
             background: opened.generator,
             background_note: opened.note,
         })
@@ -357,7 +354,7 @@ impl Renderer {
         observer.render_stage(RenderStage::Speak);
         let speech = &job.settings.speech;
         let job_voice;
-        let voice = if speech.voice == self.voice_path && speech.seed == self.voice.seed {
+        let voice = if speech.voice == self.voice.model_path && speech.seed == self.voice.seed {
             &self.voice
         } else {
             job_voice = Voice::load(&speech.voice, speech.seed)
